@@ -1,0 +1,1 @@
+"""The node agent's lifecycle: watching its LCMMachine, running state items, reporting status."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI: installs what is missing, then runs the demo or the tests.
+#   ./dev.sh demo     set up, start the regional API simulator with the sample objects, show them (Ctrl-C stops)
+#   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter) and the whole test suite
+#   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(ca-certificates python3-venv)
+VENV=${LCM_VENV:-.venv}
+
+need_root_for() {
+  echo "lcm-agent: '$1' needs root to install system packages (${APT_PACKAGES[*]}); run as root or with sudo" >&2
+  exit 1
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  # kubectl: the tests drive the simulator with it; Debian ships it as kubernetes-client.
+  command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || need_root_for "${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_python() {
+  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  [ -e "$stamp" ] && return 0
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[test]'
+  rm -f "$VENV"/.installed-* && touch "$stamp"
+}
+
+setup() { install_apt; install_python; }
+
+run_tests() {
+  setup
+  "$VENV/bin/ruff" check agent tests bench
+  "$VENV/bin/mypy"
+  "$VENV/bin/lint-imports"
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  test) shift; run_tests "$@" ;;
+  demo) shift; setup; exec "$VENV/bin/lcmctl" demo "$@" ;;
+  *) sed -n '2,6p' "$0" >&2; exit 2 ;;
+esac
