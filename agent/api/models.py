@@ -1,0 +1,379 @@
+"""Typed, immutable views of the four lcm.mirantis.com/v1alpha1 kinds.
+
+The JSON names are those of the public Go types in Mirantis/mcc-api, so an object another implementation
+wrote reads here and is written back unchanged: every model keeps the fields it does not know
+(``extra="allow"``) and ``to_raw`` dumps only what was set, by JSON name, so parse → dump never invents or
+drops a field. Only the fields this project acts on are modelled; the others ride along as extras.
+
+Scalars are strict (``"0"`` is not an exit code, ``"true"`` is not a boolean) because a lax parse would hide a
+writer's bug and then write the coerced value back. Timestamps stay the strings the API server sent, so a
+round trip cannot reformat them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "lcm.mirantis.com"
+VERSION = "v1alpha1"
+API_VERSION: Literal["lcm.mirantis.com/v1alpha1"] = "lcm.mirantis.com/v1alpha1"
+
+MachineType = Literal["control", "worker", "bastion", "unassigned"]
+AssignedMachineType = Literal["control", "worker", "bastion"]
+Runner = Literal["ansible", "downloader", "bash"]
+Phase = Literal["prepare", "deploy", "reconfigure"]
+MachineState = Literal[
+    "Uninitialized", "Pending", "Prepare", "Deploy", "Reconfigure", "Ready", "Upgrade", "Reboot"
+]
+AddressType = Literal["Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS"]
+CordonDrain = Literal["cordondraining", "cordondrained", "uncordoning"]
+ClusterStateType = Literal["swarm-drain", "swarm-remove", "cordon-drain", "helm-deployed"]
+BoolString = Literal["true", "false"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+"""A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
+
+PHASES: tuple[Phase, ...] = ("prepare", "deploy", "reconfigure")
+"""The phases in the order a machine goes through them."""
+
+EXIT_CODE_RUNNING = -1
+"""``exitCode`` of an item the agent has started and not finished. Not 0, so that no reader (ours or a Go
+reader, which takes a missing exit code for 0) mistakes a running item for a done one."""
+
+
+class InvalidObjectError(ValueError):
+    """A raw object does not match the API; ``causes`` pairs each offending field path with what is wrong."""
+
+    def __init__(self, kind: str, name: str, causes: Iterable[tuple[str, str]]) -> None:
+        self.kind = kind
+        self.name = name
+        self.causes = tuple(causes)
+        details = "; ".join(f"{path}: {message}" for path, message in self.causes)
+        super().__init__(f"invalid {kind} {name!r}: {details}")
+
+
+def _field_path(loc: Iterable[int | str]) -> str:
+    """``("spec", "stateItems", 0, "runner")`` → ``spec.stateItems[0].runner``, the API server's spelling.
+
+    A bad map key is reported at the key (pydantic appends a ``[key]`` marker, left out here).
+    """
+    path = ""
+    for part in loc:
+        if part != "[key]":
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path or "<root>"
+
+
+def _causes(exc: ValidationError) -> list[tuple[str, str]]:
+    return [
+        (_field_path(err["loc"]), err["msg"].removeprefix("Value error, "))
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def _object_name(raw: object) -> str:
+    """The name to quote in an error, from an object that may be malformed anywhere, metadata included."""
+    meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return str(name or "<unnamed>")
+
+
+class ApiModel(BaseModel):
+    """Base of every model: camelCase JSON names, unknown fields kept, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="allow", frozen=True
+    )
+
+
+class ObjectMeta(ApiModel):
+    """The metadata fields the project reads; the rest (managedFields, ownerReferences...) are kept as is."""
+
+    name: str | None = None
+    generate_name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: StrictInt | None = None
+    labels: Mapping[str, str] = {}
+    annotations: Mapping[str, str] = {}
+    finalizers: tuple[str, ...] = ()
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+
+
+class ApiObject(ApiModel):
+    """A whole object of one kind; subclasses pin ``kind`` and name their REST resource."""
+
+    PLURAL: ClassVar[str]
+    """The resource name in URLs (``/apis/lcm.mirantis.com/v1alpha1/namespaces/NS/<plural>``)."""
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: Literal["lcm.mirantis.com/v1alpha1"] = API_VERSION
+    kind: str
+    metadata: ObjectMeta = ObjectMeta()
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Self:
+        """Parse an object as the API server returns it; raises InvalidObjectError naming every bad field."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidObjectError(
+                str(cls.model_fields["kind"].default), _object_name(raw), _causes(exc)
+            ) from None
+
+    def to_raw(self) -> dict[str, Any]:
+        """The object as JSON-ready data: what was parsed or set, by JSON name, plus apiVersion and kind."""
+        body = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return {"apiVersion": API_VERSION, "kind": self.kind, **body}
+
+
+class Condition(ApiModel):
+    """A standard metav1.Condition."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: StrictInt | None = None
+
+
+def _unique_names(items: tuple[StateItem, ...]) -> tuple[StateItem, ...]:
+    """Status slots are keyed by item name, so two items with one name would share (and fight over) a slot."""
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"duplicate state item name {item.name!r}")
+        seen.add(item.name)
+    return items
+
+
+class StateItem(ApiModel):
+    """One step of a machine's state: what to run (runner + params), in which phase, at which version."""
+
+    runner: Runner
+    name: str = Field(min_length=1)
+    version: str
+    params: Mapping[str, str] = {}
+    phase: Phase = "deploy"
+
+
+class StateItemStatus(ApiModel):
+    """The outcome of one item's latest run, in the item's slot of ``status.stateItemStatuses``."""
+
+    hash: str
+    exit_code: StrictInt
+    message: str = ""
+    result: Any = None
+    attempt: StrictInt = Field(default=0, ge=0)
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class AgentConfig(ApiModel):
+    """The agent build a machine must run; the agent upgrades itself when ``version`` differs from its own."""
+
+    version: str = ""
+    download_url: str = Field(default="", alias="downloadURL")
+    sha256: str = ""
+    args: tuple[str, ...] = ()
+
+
+class NodeAddress(ApiModel):
+    type: AddressType
+    address: str
+
+
+class AgentUpgradeStatus(ApiModel):
+    error: str = ""
+    attempt: StrictInt = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class RebootStatus(ApiModel):
+    """The agent's answer to ``spec.rebootRequired``: ``completed`` once the machine came back."""
+
+    requested_at: str | None = None
+    completed: StrictBool = False
+    error_message: str = ""
+
+
+class OSInfo(ApiModel):
+    family: str = ""
+    platform: str = ""
+    name: str = ""
+    version: str = ""
+    codename: str = ""
+
+
+class HostInfo(ApiModel):
+    """Host facts. ``hardware`` stays plain data: decisions never look inside it, and its typed schema is the
+    CRD's (agent.api.hostinfo builds it)."""
+
+    boot_time: str | None = None
+    architecture: str = ""
+    kernel_version: str = ""
+    os: OSInfo | None = None
+    timezone: str = ""
+    hardware: Mapping[str, Any] | None = None
+    reboot_required: StrictBool = False
+    reboot_reason: str = ""
+
+
+class LCMMachineSpec(ApiModel):
+    cluster_name: str = ""
+    type: MachineType = "unassigned"
+    state_items: tuple[StateItem, ...] = ()
+    state_items_overwrites: Mapping[str, Mapping[str, str]] = {}
+    release: str = ""
+    agent_config: AgentConfig = AgentConfig()
+    interface: str = ""
+    cidr: str = ""
+    reboot_required: StrictBool = False
+    halt_agent: StrictBool = False
+    prepare_deletion: StrictBool = False
+
+    _unique_item_names = field_validator("state_items")(_unique_names)
+
+
+class LCMMachineStatus(ApiModel):
+    state: MachineState | None = None
+    state_item_statuses: Mapping[str, StateItemStatus] = {}
+    addresses: tuple[NodeAddress, ...] = ()
+    agent_version: str = ""
+    lcm_agent_upgrade_status: AgentUpgradeStatus | None = None
+    observed_generation: StrictInt | None = None
+    release: str = ""
+    interface: str = ""
+    reboot: RebootStatus | None = None
+    host_info: HostInfo = HostInfo()
+    swarm_cordon_drain: CordonDrain | None = None
+    swarm_cordon_drain_error: str = ""
+    lcm_operation_stuck: StrictBool = False
+    progress: str = ""
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def internal_ip(self) -> str | None:
+        """The first InternalIP address; a machine without one is Uninitialized."""
+        return next((a.address for a in self.addresses if a.type == "InternalIP"), None)
+
+
+class LCMMachine(ApiObject):
+    PLURAL: ClassVar[str] = "lcmmachines"
+
+    kind: Literal["LCMMachine"] = "LCMMachine"
+    spec: LCMMachineSpec = LCMMachineSpec()
+    status: LCMMachineStatus = LCMMachineStatus()
+
+
+def _unique_names_per_type(
+    machine_types: Mapping[str, tuple[StateItem, ...]],
+) -> Mapping[str, tuple[StateItem, ...]]:
+    for items in machine_types.values():
+        _unique_names(items)
+    return machine_types
+
+
+class LCMClusterSpec(ApiModel):
+    machine_types: Mapping[str, tuple[StateItem, ...]] = {}
+    release: str = ""
+    max_worker_prepare_count: StrictInt = Field(default=50, ge=1)
+    max_worker_upgrade_count: StrictInt = Field(default=1, ge=1)
+    dedicated_control_plane: StrictBool = True
+    token_ttl: str | None = Field(default=None, alias="tokenTTL")
+
+    _unique_item_names = field_validator("machine_types")(_unique_names_per_type)
+
+
+class LCMClusterStatus(ApiModel):
+    requested_nodes: StrictInt = Field(default=0, ge=0)
+    ready_nodes: StrictInt = Field(default=0, ge=0)
+    release: str = ""
+    lcm_operation_stuck: StrictBool = False
+    observed_generation: StrictInt | None = None
+    progress: str = ""
+    conditions: tuple[Condition, ...] = ()
+
+
+class LCMCluster(ApiObject):
+    PLURAL: ClassVar[str] = "lcmclusters"
+
+    kind: Literal["LCMCluster"] = "LCMCluster"
+    spec: LCMClusterSpec = LCMClusterSpec()
+    status: LCMClusterStatus = LCMClusterStatus()
+
+
+class LCMClusterStateSpec(ApiModel):
+    cluster_name: str = ""
+    type: ClusterStateType
+    arg: str
+    value: BoolString
+
+    @property
+    def requested(self) -> bool:
+        """True asks for the operation (drain, remove); False asks to undo it (uncordon)."""
+        return self.value == "true"
+
+
+class LCMClusterStateStatus(ApiModel):
+    value: BoolString | None = None
+    message: str = ""
+    attempt: StrictInt = Field(default=0, ge=0)
+
+
+class LCMClusterState(ApiObject):
+    PLURAL: ClassVar[str] = "lcmclusterstates"
+
+    kind: Literal["LCMClusterState"] = "LCMClusterState"
+    spec: LCMClusterStateSpec
+    status: LCMClusterStateStatus = LCMClusterStateStatus()
+
+
+class ReleaseAgent(ApiModel):
+    """The agent build of a release, copied into each machine's ``spec.agentConfig``."""
+
+    version: str = Field(min_length=1)
+    download_url: str = Field(alias="downloadURL", min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    args: tuple[str, ...] = ()
+
+
+def _templates_name_their_phase(
+    machine_types: Mapping[AssignedMachineType, tuple[StateItem, ...]],
+) -> Mapping[AssignedMachineType, tuple[StateItem, ...]]:
+    """A release is read by people: each item spells out its phase instead of relying on the default."""
+    for machine_type, items in machine_types.items():
+        if not items:
+            raise ValueError(f"machine type {machine_type!r} has no state items")
+        _unique_names(items)
+        for item in items:
+            if "phase" not in item.model_fields_set:
+                raise ValueError(f"state item {item.name!r} does not name its phase")
+    return machine_types
+
+
+class ClusterReleaseSpec(ApiModel):
+    version: str = Field(pattern=SEMVER_PATTERN)
+    description: str = ""
+    agent: ReleaseAgent
+    machine_types: Mapping[AssignedMachineType, tuple[StateItem, ...]] = Field(min_length=1)
+    upgrade_from: tuple[str, ...] = ()
+
+    _check_templates = field_validator("machine_types")(_templates_name_their_phase)
+
+
+class ClusterRelease(ApiObject):
+    PLURAL: ClassVar[str] = "clusterreleases"
+    NAMESPACED: ClassVar[bool] = False
+
+    kind: Literal["ClusterRelease"] = "ClusterRelease"
+    spec: ClusterReleaseSpec
