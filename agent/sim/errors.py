@@ -46,7 +46,8 @@ class ApiError(Exception):
         if self.kind:
             details["kind"] = self.kind
         if self.causes:
-            details["causes"] = [{"reason": c.reason, "message": c.message, "field": c.field} for c in self.causes]
+            details["causes"] = [
+                {"reason": c.reason, "message": c.message, "field": c.field} for c in self.causes]
         if self.retry_after_seconds is not None:
             details["retryAfterSeconds"] = self.retry_after_seconds
         status: dict[str, Any] = {
@@ -69,8 +70,8 @@ def qualified(kind_plural: str, group: str) -> str:
 
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{qualified(plural, group)} "{name}" not found',
-                    kind=plural, name=name, group=group)
+    message = f'{qualified(plural, group)} "{name}" not found'
+    return ApiError(404, "NotFound", message, kind=plural, name=name, group=group)
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
@@ -81,8 +82,8 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
 def conflict(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
         409, "Conflict",
-        f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
+        f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": '
+        "the object has been modified; please apply your changes to the latest version and try again",
         kind=plural, name=name, group=group,
     )
 
