@@ -1,0 +1,144 @@
+"""What the agent does next with its machine: run an item, report one, wait, or nothing.
+
+A pure function of the LCMMachine, the agent's local record (its journal) and the time, so the question
+"does this need applying" is answered in one place, tested with tables, and never tangled with the code that
+applies it (rancher/system-agent's weak spot).
+
+Sources of truth, and why both: the status in the API says what the cluster saw; the local record says what
+happened on this machine even when the status write was lost (the API was down, or the agent was killed
+between finishing an item and reporting it). So:
+
+- an item the status shows done (hash match, exit code 0) is done;
+- an item the status does not show done but the journal recorded as finished with exit code 0 for the same
+  hash is *reported*, not re-run;
+- an item that was started and never finished (status exit code ``EXIT_CODE_RUNNING``, or an in-progress
+  mark in the journal) runs again with the next attempt number: a half-run item is never trusted;
+- a failed item is retried after a capped exponential backoff from its ``finishedAt``; the jitter is derived
+  from the item's hash and attempt, so the decision stays a pure function while machines still spread out;
+- later items wait: items run in spec order, one phase after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agent.api.backoff import Backoff
+from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, StateItem, StateItemStatus
+from agent.decisions.hashing import effective_params, item_hash
+from agent.decisions.state import current_phase, pending_items
+
+
+@dataclass(frozen=True)
+class LocalRecord:
+    """What the agent's journal says, as plain values: decisions import no adapter."""
+
+    finished: Mapping[str, tuple[str, int]]
+    """Item name → (hash, exit code) of its last run on this machine."""
+    in_progress: tuple[str, str, int] | None = None
+    """(item, hash, attempt) started and not finished: the agent died mid-item."""
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing to run until the object changes; ``reason`` is for logs and ``lcm-agent status``."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run ``item`` (attempt numbers count from 1) with its effective params."""
+
+    item: StateItem
+    hash: str
+    attempt: int
+    params: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The item finished successfully here, but the status does not say so yet: write it."""
+
+    item: StateItem
+    hash: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The next item failed; retry it (as ``attempt``) at ``until`` unless the object changes first."""
+
+    item: StateItem
+    until: datetime
+    attempt: int
+
+
+Step = Idle | Run | Report | Wait
+
+
+def next_step(machine: LCMMachine, local: LocalRecord, now: datetime, backoff: Backoff) -> Step:
+    """The one thing to do next; see the module docstring for the rules."""
+    spec, status = machine.spec, machine.status
+    if spec.halt_agent:
+        return Idle("halted by spec.haltAgent")
+    if status.internal_ip is None:
+        return Idle("not registered: no InternalIP reported yet")
+    phase = current_phase(spec, status)
+    if phase is None:
+        return Idle("all items done" if spec.state_items else "no state items assigned")
+    item = pending_items(spec, status, phase)[0]
+    digest = item_hash(item, spec.state_items_overwrites)
+    entry = status.state_item_statuses.get(item.name)
+    attempt = _last_attempt(item.name, digest, entry, local)
+    if local.finished.get(item.name) == (digest, 0):
+        return Report(item, digest, max(attempt, 1))
+    if entry is not None and entry.hash == digest and entry.exit_code not in (0, EXIT_CODE_RUNNING):
+        until = _retry_at(entry, digest, backoff)
+        if until is not None and now < until:
+            return Wait(item, until, attempt + 1)
+    return Run(item, digest, attempt + 1, effective_params(item, spec.state_items_overwrites))
+
+
+def _last_attempt(name: str, digest: str, entry: StateItemStatus | None, local: LocalRecord) -> int:
+    """The highest attempt either record knows for this very item (0 when it never ran at this hash)."""
+    seen = entry.attempt if entry is not None and entry.hash == digest else 0
+    if local.in_progress is not None and local.in_progress[:2] == (name, digest):
+        seen = max(seen, local.in_progress[2])
+    return seen
+
+
+def _retry_at(entry: StateItemStatus, digest: str, backoff: Backoff) -> datetime | None:
+    """When a failed run may be retried; None when the status has no usable finish time (retry now)."""
+    finished = parse_time(entry.finished_at)
+    if finished is None:
+        return None
+    delay = backoff.delay(max(entry.attempt - 1, 0), _stable_uniform(f"{digest}/{entry.attempt}"))
+    return finished + timedelta(seconds=delay)
+
+
+def _stable_uniform(seed: str) -> _Uniform:
+    fraction = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") / 2.0**64
+    return _Uniform(fraction)
+
+
+@dataclass(frozen=True)
+class _Uniform:
+    """``random.uniform``'s signature, answering a fixed point of the range: deterministic jitter."""
+
+    fraction: float
+
+    def __call__(self, low: float, high: float) -> float:
+        return low + (high - low) * self.fraction
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from the API (``Z`` suffix), or None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
