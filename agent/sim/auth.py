@@ -1,0 +1,82 @@
+"""Who is calling (bearer tokens) and whether they may (RBAC), as the API server decides both.
+
+The admin token is generated at start (or given) and maps to the ``system:masters`` group, which RBAC lets do
+anything. Any other token must be a ServiceAccount token Secret in the registry. Authorization reads the RBAC
+objects stored in the registry; the index is rebuilt only when one of them changed, so a check is a lookup.
+Tokens are compared in constant time and never logged or echoed in errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import secrets
+
+from agent.sim.errors import ApiError, forbidden
+from agent.sim.rbac import Authorizer, RequestAttributes, UserInfo, service_account_user
+from agent.sim.registry import Registry
+
+MASTERS = "system:masters"
+ADMIN = UserInfo("admin", (MASTERS, "system:authenticated"))
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_PLURALS = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+
+
+def new_token() -> str:
+    """A random admin token (256 bits), for a simulator started without one."""
+    return secrets.token_urlsafe(32)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+class Authenticator:
+    """Maps an ``Authorization`` header to a user, or raises 401 as the API server does."""
+
+    def __init__(self, registry: Registry, admin_token: str) -> None:
+        self._registry = registry
+        self._admin = admin_token.encode()
+
+    def authenticate(self, authorization: str | None) -> UserInfo:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized()
+        if hmac.compare_digest(token.encode(), self._admin):
+            return ADMIN
+        account = self._registry.authenticate_token(token)
+        if account is None:
+            raise unauthorized()
+        return service_account_user(*account)
+
+
+class AccessControl:
+    """RBAC over the registry's Roles and bindings, with the API server's 403 wording."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._revisions: tuple[int, ...] = ()
+        self._authorizer: Authorizer | None = None
+
+    def check(self, attrs: RequestAttributes) -> None:
+        if MASTERS in attrs.user.groups or self._current().allowed(attrs):
+            return
+        error = forbidden(attrs.user.name, attrs.verb, attrs.resource, attrs.api_group, attrs.namespace,
+                          attrs.name)
+        if attrs.subresource:
+            # The API server names the subresource in the reason but not in the resource it refuses.
+            plain, full = f'resource "{attrs.resource}"', f'resource "{attrs.resource}/{attrs.subresource}"'
+            error = dataclasses.replace(error, message=error.message.replace(plain, full))
+        raise error
+
+    def _current(self) -> Authorizer:
+        types = [self._registry.resolve(RBAC_GROUP, "v1", plural) for plural in RBAC_PLURALS]
+        revisions = tuple(self._registry.revision(rt) for rt in types)
+        if self._authorizer is None or revisions != self._revisions:
+            objects = [self._registry.list(rt, None)["items"] for rt in types]
+            self._authorizer = Authorizer(
+                cluster_roles=objects[0], cluster_role_bindings=objects[1], roles=objects[2],
+                role_bindings=objects[3])
+            self._revisions = revisions
+        return self._authorizer
