@@ -1,4 +1,5 @@
-"""``lcmctl``: the operator's tool. Each command group adds its own subparser; ``sim`` runs the API simulator.
+"""``lcmctl``: the operator's tool. Each command group adds its own subparser; ``sim`` runs the API simulator,
+``demo`` a demo regional cluster.
 
     lcmctl sim serve --port 6443 --state-dir DIR --kubeconfig OUT [--load deploy/samples/]
     lcmctl sim fault [--kubeconfig K] error --code 503 --count 3
@@ -23,6 +24,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 
 from agent.api.crds import crd_paths
+from agent.cli.demo import add_demo_commands
 from agent.sim.errors import ApiError
 from agent.sim.runner import Simulator, serve
 
@@ -72,7 +74,7 @@ def add_sim_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]
     fault.set_defaults(func=_fault)
 
 
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (add_sim_commands,)
+COMMAND_GROUPS: tuple[CommandGroup, ...] = (add_sim_commands, add_demo_commands)
 """Every ``lcmctl`` command group; a new group is one function added here."""
 
 
