@@ -33,7 +33,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_tmp(path: Path) -> list[Path]:
@@ -65,7 +65,8 @@ def _tmp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename in ``directory`` durable: without it a crash can forget the new name."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

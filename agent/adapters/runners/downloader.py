@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
+from agent.adapters.atomic import fsync_dir
 from agent.adapters.runners.redaction import Redactor
 from agent.adapters.runners.settings import RunnerSettings
 from agent.api.execution import (
@@ -133,21 +134,13 @@ async def fetch(download: Download) -> int:
             await asyncio.to_thread(os.fsync, out.fileno())
         os.replace(tmp_name, download.dest)
         tmp = None
-        await asyncio.to_thread(_fsync_dir, directory)
+        await asyncio.to_thread(fsync_dir, directory)
         return size
     except (aiohttp.ClientError, OSError) as exc:
         raise DownloadError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         if tmp is not None:
             os.unlink(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def run(item: ItemInput, on_event: EventSink, settings: RunnerSettings) -> ItemResult:
