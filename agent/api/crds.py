@@ -1,8 +1,9 @@
 """The project's CRD manifests, found both in a source checkout and in an installed wheel.
 
-The manifests live in ``deploy/crds`` so that ``kubectl apply -f deploy/crds/`` installs them; the wheel
-carries the same files as package data under ``agent/api/crds`` (pyproject force-includes them), so the API
-simulator and the tests read exactly what an operator applies.
+The manifests live in ``deploy/crds`` so that ``kubectl apply -f deploy/crds/`` installs them;
+``agent/api/crds`` is a symlink to that folder, so the wheel carries the same files as package data (an
+editable install sees the checkout's), and the API simulator and the tests read exactly what an operator
+applies.
 """
 
 from __future__ import annotations
