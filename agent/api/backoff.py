@@ -1,8 +1,10 @@
-"""Retry delays: capped exponential backoff with full jitter.
+"""Retry delays: capped exponential backoff with equal jitter.
 
-One policy for everything that retries (watch reconnects, failed items, reconciler runs), so a fleet of
-agents that lost the API server at the same moment does not come back in lockstep: full jitter spreads the
-retries uniformly over the whole window (the AWS architecture blog's "full jitter" variant).
+One policy for everything that retries (watch reconnects, failed items, self-upgrades, reconciler runs), so a
+fleet of agents that lost the API server at the same moment does not come back in lockstep: the delay is
+spread over the upper half of the window (the AWS architecture blog's "equal jitter"). Not full jitter: a
+delay near zero would let a failing item retry at once, and the API's timestamps have one-second precision,
+so such a retry can even look like no backoff at all.
 """
 
 from __future__ import annotations
@@ -28,5 +30,6 @@ class Backoff:
         return min(self.cap, self.base * 2.0 ** min(attempt, 64))
 
     def delay(self, attempt: int, uniform: Callable[[float, float], float]) -> float:
-        """A jittered delay in ``[0, window(attempt)]``; ``uniform`` is ``random.uniform`` outside tests."""
-        return uniform(0.0, self.window(attempt))
+        """A jittered delay in ``[window/2, window]``; ``uniform`` is ``random.uniform`` outside tests."""
+        window = self.window(attempt)
+        return uniform(window / 2, window)

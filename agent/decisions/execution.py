@@ -115,17 +115,18 @@ def _retry_at(entry: StateItemStatus, digest: str, backoff: Backoff) -> datetime
     finished = parse_time(entry.finished_at)
     if finished is None:
         return None
-    delay = backoff.delay(max(entry.attempt - 1, 0), _stable_uniform(f"{digest}/{entry.attempt}"))
+    delay = backoff.delay(max(entry.attempt - 1, 0), stable_uniform(f"{digest}/{entry.attempt}"))
     return finished + timedelta(seconds=delay)
 
 
-def _stable_uniform(seed: str) -> _Uniform:
+def stable_uniform(seed: str) -> StableUniform:
+    """Jitter that is a pure function of ``seed``: machines spread out, yet a decision can be recomputed."""
     fraction = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") / 2.0**64
-    return _Uniform(fraction)
+    return StableUniform(fraction)
 
 
 @dataclass(frozen=True)
-class _Uniform:
+class StableUniform:
     """``random.uniform``'s signature, answering a fixed point of the range: deterministic jitter."""
 
     fraction: float

@@ -41,8 +41,13 @@ def finished_patch(
     machine: LCMMachine, name: str, digest: str, attempt: int, *, exit_code: int, result: str, message: str,
     started_at: datetime | None, now: datetime,
 ) -> dict[str, Any]:
-    """The outcome of a run (or of a run found finished in the journal and not yet reported)."""
-    slot: dict[str, Any] = {"hash": digest, "exitCode": exit_code, "attempt": attempt, "result": result,
+    """The outcome of a run (or of a run found finished in the journal and not yet reported).
+
+    ``result`` is an object in the API (free-form, item-specific); the runner's outcome goes under
+    ``outcome`` so runners can add their own keys beside it later.
+    """
+    slot: dict[str, Any] = {"hash": digest, "exitCode": exit_code, "attempt": attempt,
+                            "result": {"outcome": result},
                             "message": clip(message), "finishedAt": timestamp(now)}
     if started_at is not None:
         slot["startedAt"] = timestamp(started_at)

@@ -179,3 +179,29 @@ def test_generated_bodies_never_crash_the_decision(
         assert causes  # refused, naming the offending fields
         return
     assert isinstance(next_step(m, NOTHING, NOW, BACKOFF), Idle | Run | Report | Wait)
+
+
+def test_every_status_patch_is_valid_for_the_crd() -> None:
+    """The API server validates each write against the CRD: a patch the schema refuses would never land."""
+    from agent.api.crds import load_crds
+    from agent.sim.schema import StructuralSchema
+
+    crd = next(c for c in load_crds() if c["spec"]["names"]["kind"] == "LCMMachine")
+    schema = StructuralSchema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    m = machine(statuses={"preflight": done("preflight")})
+    patches = [
+        started_patch(m, "engine", h("engine"), 1, NOW),
+        finished_patch(m, "engine", h("engine"), 1, exit_code=2, result="failed", message="TASK [x] failed",
+                       started_at=NOW, now=NOW),
+        summary_patch(m, {"addresses": [{"type": "InternalIP", "address": "10.0.0.9"}],
+                          "agentVersion": "0.1.0"}),
+    ]
+    for patch in patches:
+        # A merge patch's nulls delete keys; what is stored is the patch without them.
+        status = dict(patch["status"])
+        status["stateItemStatuses"] = {
+            name: {k: v for k, v in slot.items() if v is not None}
+            for name, slot in status.get("stateItemStatuses", {}).items()}
+        body = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "LCMMachine", "metadata": {"name": "m1"},
+                "spec": {"type": "worker"}, "status": status}
+        assert schema.validate(body) == []
