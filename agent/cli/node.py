@@ -1,0 +1,124 @@
+"""``lcm-agent``: the node daemon and its local tools.
+
+    lcm-agent run [--config /etc/lcm-agent/config.yaml]      the daemon (systemd runs this)
+    lcm-agent status [--state-dir /var/lib/lcm-agent]         what the local journal says
+    lcm-agent apply --file items.yaml --release-dir DIR       run state items here, without a cluster
+    lcm-agent --version
+
+Signals (``run``): the first SIGTERM/SIGINT stops gracefully (the running item gets the grace period);
+a second one forces the stop (exit 130). SIGHUP re-reads the configuration and applies the logging
+settings at once; a changed setting of any other section is logged as needing a restart. A configuration
+that no longer loads is refused and the running one kept. Exit codes: ``agent.daemon.app.ExitCode``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.adapters.journal import Journal
+from agent.daemon.app import ExitCode, run_daemon
+from agent.daemon.config import CONFIG_PATH_ENV, AgentConfig, ConfigError, load_config
+from agent.daemon.local import apply_items
+from agent.daemon.logs import SecretRegistry, setup_logging
+
+log = logging.getLogger("agent.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lcm-agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lcm-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path,
+                     default=Path(os.environ.get(CONFIG_PATH_ENV, "/etc/lcm-agent/config.yaml")))
+    status = sub.add_parser("status", help="print the local journal")
+    status.add_argument("--state-dir", type=Path, default=Path("/var/lib/lcm-agent"))
+    apply = sub.add_parser("apply", help="run state items locally, without a cluster")
+    apply.add_argument("--file", type=Path, required=True, help="YAML list of state items")
+    apply.add_argument("--release-dir", type=Path, required=True, help="root of the release's playbooks")
+    apply.add_argument("--state-dir", type=Path, default=Path(".lcm-apply"),
+                       help="journal and artifacts of local runs (a re-run skips items already done)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "status":
+        return _status(args.state_dir)
+    return asyncio.run(apply_items(args.file, args.release_dir, args.state_dir))
+
+
+def _run(config_path: Path) -> int:
+    secrets = SecretRegistry()
+    setup_logging("INFO", json=True, secrets=secrets)
+    try:
+        cfg = load_config(config_path, os.environ)
+    except ConfigError as exc:
+        print(f"lcm-agent: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    secrets.add(*cfg.secret_values())
+    setup_logging(cfg.logging.level, json=cfg.logging.json, secrets=secrets)
+    return asyncio.run(_serve(cfg, config_path, secrets))
+
+
+async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    main_task = asyncio.create_task(run_daemon(cfg, stopping))
+    forced = False
+
+    def on_stop_signal() -> None:
+        nonlocal forced
+        if stopping.is_set():
+            forced = True
+            main_task.cancel()
+        stopping.set()
+
+    def on_reload() -> None:
+        try:
+            fresh = load_config(config_path, os.environ)
+        except ConfigError as exc:
+            print(f"lcm-agent: reload refused, keeping the running configuration: {exc}", file=sys.stderr)
+            return
+        secrets.add(*fresh.secret_values())
+        setup_logging(fresh.logging.level, json=fresh.logging.json, secrets=secrets)
+        stale = [name for name in ("api", "mqtt", "timings", "state_dir", "release_dir")
+                 if getattr(fresh, name) != getattr(cfg, name)]
+        if stale:
+            log.warning("reloaded; changes to %s apply after a restart", ", ".join(stale))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop_signal)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+    try:
+        return int(await main_task)
+    except asyncio.CancelledError:
+        if forced:
+            return ExitCode.FORCED
+        raise
+
+
+def _status(state_dir: Path) -> int:
+    journal = Journal.load(state_dir / "journal.json")
+    mark = journal.in_progress
+    report = {
+        "inProgress": None if mark is None else {
+            "item": mark.item, "hash": mark.hash, "attempt": mark.attempt,
+            "startedAt": mark.started_at.isoformat()},
+        "finished": {name: {"hash": f.hash, "exitCode": f.exit_code, "finishedAt": f.finished_at.isoformat()}
+                     for name, f in sorted(journal.finished.items())},
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The daemon's lifecycle: start up, run the root tasks, shut down in steps.
+
+Start: state dir (0700), journal, API client, registration (retried until the API answers), readiness to
+systemd. Run: the machine worker (which also re-reports host facts that changed) and the watchdog
+pinger, each guarded: a root task that ends while the daemon is not stopping is logged and ends the daemon
+with ``ExitCode.FAILURE`` (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set
+by a signal, or by a test): no new item starts, the running one finishes or is cancelled after the grace
+period, its outcome is journaled, then exit. A forced stop (the task cancelled) still kills the running
+item's processes before the daemon exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, TypeVar
+
+from agent.adapters import runners, systemd
+from agent.adapters.host import collect_host_info
+from agent.adapters.journal import Journal
+from agent.adapters.kube import Kube, KubeError, connect
+from agent.adapters.watching import WatchSettings
+from agent.api.backoff import Backoff
+from agent.api.execution import EventSink
+from agent.api.hostinfo import HostInfo
+from agent.daemon.config import AgentConfig
+from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
+from agent.daemon.upgrade import UPGRADE_EXIT_CODE, upgrade_loop
+from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """``lcm-agent run`` exit codes (also in the unit's ``RestartPreventExitStatus``)."""
+
+    OK = 0
+    """Stopped on request."""
+    FAILURE = 1
+    """A root task died unexpectedly; systemd restarts the agent."""
+    CONFIG = 2
+    """The configuration is invalid or unsafe; restarting cannot help until an operator fixes it."""
+    FORCED = 130
+    """A second SIGTERM/SIGINT forced the stop without waiting for the running item."""
+    UPGRADED = UPGRADE_EXIT_CODE
+    """The agent switched itself to a new version and exits so that systemd restarts it into that version."""
+
+
+@dataclass
+class Hooks:
+    """What tests replace: how items run, how host facts are read, where progress events go."""
+
+    run_item: RunItem = runners.run_item
+    host_info: Callable[[], HostInfo] = collect_host_info
+    on_event: EventSink = field(default=lambda event: None)
+
+
+async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | None = None) -> ExitCode:
+    """Run until ``stopping`` is set (clean exit) or a root task fails."""
+    hooks = hooks or Hooks()
+    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+    journal = Journal.load(cfg.state_dir / "journal.json")
+    who = Identity(cfg.api.namespace, cfg.api.machine_name, cfg.api.create_if_missing)
+    kube = await _client(cfg)
+    async with kube:
+        host_facts = await _until_stopped(_register(kube, who, cfg, hooks), stopping)
+        if host_facts is None:
+            return ExitCode.OK
+        systemd.notify_ready()
+        settings = WorkerSettings(
+            namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
+            work_dir=cfg.state_dir / "runs", backoff=cfg.timings.backoff,
+            stop_grace_period=cfg.timings.stop_grace_period, host_info_period=cfg.timings.host_info_period,
+            watch=_watch_settings(cfg),
+        )
+        worker = MachineWorker(kube, journal, settings, run_item=hooks.run_item, on_event=hooks.on_event,
+                               host_facts=host_facts)
+        upgraded = asyncio.Event()
+
+        def restart_into_new_version() -> None:
+            upgraded.set()
+            stopping.set()
+
+        roots = {"worker": worker.run(stopping), "watchdog": _watchdog(stopping),
+                 "upgrade": upgrade_loop(kube, who, cfg, stopping, restart=restart_into_new_version)}
+        result = await _guarded(roots, stopping)
+    systemd.notify_stopping()
+    return ExitCode.UPGRADED if upgraded.is_set() and result == ExitCode.OK else result
+
+
+def _watch_settings(cfg: AgentConfig) -> WatchSettings:
+    """The configured inactivity timeout, and reconnects paced like every other retry of the agent (capped
+    at 30 s, so that the watch is back soon after an outage however long it lasted)."""
+    timings = cfg.timings
+    backoff = Backoff(base=timings.backoff_base, cap=min(timings.backoff_cap, 30.0))
+    return WatchSettings(inactivity_timeout=timings.watch_inactivity_timeout, backoff=backoff)
+
+
+async def _client(cfg: AgentConfig) -> Kube:
+    token = cfg.api.token_file if cfg.api.kubeconfig is None else None
+    return await connect(kubeconfig=cfg.api.kubeconfig, server=cfg.api.server, ca_file=cfg.api.ca_file,
+                         token_file=token)
+
+
+async def _register(kube: Kube, who: Identity, cfg: AgentConfig, hooks: Hooks) -> HostFacts:
+    """Find the object and report addresses and host facts, retrying until the API takes the write."""
+    failures = 0
+    while True:
+        raw = await find_or_create(kube, who, cfg.timings.backoff)
+        host = await asyncio.to_thread(hooks.host_info)
+        try:
+            fields = await report(kube, who, raw, host)
+            log.info("registered", extra={"machine": who.name, "namespace": who.namespace})
+            return HostFacts(who, hooks.host_info, fields)
+        except (KubeError, RegistrationError) as exc:
+            delay = cfg.timings.backoff.window(failures)
+            failures += 1
+            log.error("registration failed: %s; retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+
+
+async def _until_stopped(coro: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
+    """Run ``coro`` unless ``stopping`` comes first; its result, or None when stopped first."""
+    task = asyncio.ensure_future(coro)
+    stop = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _guarded(roots: dict[str, Coroutine[Any, Any, None]], stopping: asyncio.Event) -> ExitCode:
+    """Run the root tasks; the first to end unexpectedly (or with an error) ends them all."""
+    tasks = {asyncio.ensure_future(coro): name for name, coro in roots.items()}
+    result = ExitCode.OK
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                log.error("root task %s failed", tasks[task], exc_info=exc)
+                result = ExitCode.FAILURE
+            elif not stopping.is_set():
+                log.error("root task %s ended unexpectedly", tasks[task])
+                result = ExitCode.FAILURE
+        stopping.set()
+        # The worker drains its running item within the grace period; the others just stop.
+        await asyncio.wait(tasks)
+    finally:
+        # On a forced stop this coroutine is cancelled mid-wait: the roots are cancelled and still awaited,
+        # so the worker kills its running item's processes before the daemon exits.
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+    return result
+
+
+async def _watchdog(stopping: asyncio.Event) -> None:
+    """Ping systemd's watchdog at half its interval while the event loop is healthy."""
+    interval = systemd.watchdog_interval()
+    if interval is None:
+        await stopping.wait()
+        return
+    while not stopping.is_set():
+        systemd.notify_watchdog()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval / 2)

@@ -1,0 +1,319 @@
+"""One machine, one worker: follow the LCMMachine and run its state items in order, reporting each.
+
+Two tasks share the worker: ``_follow`` keeps ``latest`` up to date from the watch; ``_drive`` asks the pure
+``next_step`` what to do with it and does that one thing (run an item, report one, wait). After its own
+status write the worker uses the server's answer as ``latest`` and ignores watch events older than it, so
+it never decides on a version of the object from before its own write (kopf's discipline).
+
+While an item runs, a spec change is only looked at: if the running item was removed from the spec it is
+cancelled, otherwise it finishes and the next decision follows the new spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.adapters.journal import Journal
+from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.api.backoff import Backoff
+from agent.api.execution import EventSink, ItemInput, ItemResult
+from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMMachine
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step
+from agent.decisions.reporting import finished_patch, started_patch, summary_patch
+
+log = logging.getLogger(__name__)
+
+LCMMACHINES = Resource(GROUP, VERSION, "lcmmachines")
+
+RunItem = Callable[[ItemInput, EventSink], Coroutine[Any, Any, ItemResult]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Where items run and how failures are paced; seconds throughout."""
+
+    namespace: str
+    name: str
+    release_dir: Path
+    """Root of the release's playbooks: an ansible item's ``playbook`` param is resolved inside it only."""
+    work_dir: Path
+    """Artifacts of item runs (0700)."""
+    backoff: Backoff
+    """Retry pacing of failed items and of failed status writes."""
+    stop_grace_period: float = 60.0
+    """On stop, how long a running item may take before it is cancelled."""
+    host_info_period: float = 60.0
+    """How often host facts are re-read between items; written only when they changed."""
+    watch: WatchSettings = field(default_factory=WatchSettings)
+
+
+class HostRefresh(Protocol):
+    """Re-reads host facts (``registration.HostFacts``): the registration fields that changed."""
+
+    async def changes(self, machine: LCMMachine) -> dict[str, Any]: ...
+
+    def written(self, fields: Mapping[str, Any]) -> None: ...
+
+
+class MachineWorker:
+    """Runs the machine's items; ``run`` returns once ``stopping`` is set and the running item is over."""
+
+    def __init__(
+        self, kube: Kube, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
+        on_event: EventSink, host_facts: HostRefresh | None = None, clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.journal = journal
+        self.settings = settings
+        self.run_item = run_item
+        self.on_event = on_event
+        self.clock = clock
+        self.host_facts = host_facts
+        self._refresh_due = time.monotonic() + settings.host_info_period
+        self.latest: LCMMachine | None = None
+        self.step: Step = Idle("starting")
+        self._written_rv = 0
+        self._changed = asyncio.Event()
+        self._fields = {"machine": settings.name, "namespace": settings.namespace}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Drive until stopped. The watch absorbs every API failure, so if it ends anyway (a bug) the
+        worker raises instead of acting on a frozen object: the daemon exits and systemd restarts it."""
+        follower = asyncio.create_task(self._follow(), name="watch-lcmmachine")
+        driver = asyncio.create_task(self._drive(stopping), name="drive-lcmmachine")
+        try:
+            await asyncio.wait([follower, driver], return_when=asyncio.FIRST_COMPLETED)
+            if not driver.done():
+                follower.result()
+                raise RuntimeError("the watch of the LCMMachine ended")
+            driver.result()
+        finally:
+            for task in (follower, driver):
+                task.cancel()
+            # Awaited even when cancelled: the driver kills its running item's processes first.
+            await asyncio.wait([follower, driver])
+
+    def accept(self, raw: dict[str, Any] | None, *, from_watch: bool = True) -> None:
+        """Take a new version of the object, unless it is older than the worker's own last write."""
+        if raw is not None and from_watch and resource_version(raw) < self._written_rv:
+            return
+        if raw is None:
+            log.warning("LCMMachine is gone; waiting for it to come back", extra=self._fields)
+            self.latest = None
+        else:
+            try:
+                self.latest = LCMMachine.from_raw(raw)
+            except InvalidObjectError as exc:
+                log.error("LCMMachine is malformed, not acting on it: %s", exc, extra=self._fields)
+                self.latest = None
+        self._changed.set()
+
+    async def _follow(self) -> None:
+        selector = f"metadata.name={self.settings.name}"
+        stream = watch_resource(self.kube, LCMMACHINES, self.settings.namespace, field_selector=selector,
+                                settings=self.settings.watch)
+        async for event in stream:
+            if isinstance(event, Snapshot):
+                self.accept(event.objects[0] if event.objects else None)
+            elif isinstance(event, Change):
+                self.accept(None if event.type == "DELETED" else event.object)
+
+    async def _drive(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self._changed.clear()
+            machine = self.latest
+            if machine is None:
+                await self._wait(stopping, None)
+                continue
+            if time.monotonic() >= self._refresh_due:
+                await self._refresh_host(machine, stopping)
+            self._forget_removed(machine)
+            step = next_step(machine, self._local(), self.clock(), self.settings.backoff)
+            if step != self.step:
+                log.info("next step: %s", _describe(step), extra=self._fields)
+            self.step = step
+            if isinstance(step, Run):
+                await self._execute(machine, step, stopping)
+            elif isinstance(step, Report):
+                await self._report(machine, step)
+            elif isinstance(step, Wait):
+                await self._wait(stopping, (step.until - self.clock()).total_seconds())
+            else:
+                await self._wait(stopping, None)
+
+    async def _wait(self, stopping: asyncio.Event, seconds: float | None) -> None:
+        """Until the object changes, ``stopping`` is set, ``seconds`` pass, or host facts are due."""
+        due = self._refresh_due - time.monotonic()
+        seconds = due if seconds is None else min(seconds, due)
+        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _refresh_host(self, machine: LCMMachine, stopping: asyncio.Event) -> None:
+        """Write host facts that changed since the last report; a failed write is retried next period."""
+        self._refresh_due = time.monotonic() + self.settings.host_info_period
+        if self.host_facts is None:
+            return
+        fields = await self.host_facts.changes(machine)
+        if fields:
+            log.info("host facts changed: %s", ", ".join(sorted(fields)), extra=self._fields)
+            if await self._write(machine, summary_patch(machine, fields), stopping, attempts=1) is not None:
+                self.host_facts.written(fields)
+
+    def _forget_removed(self, machine: LCMMachine) -> None:
+        """Drop the journal's record of items no longer in the spec: an in-progress mark of an item that
+        was removed while the agent was down would otherwise stay "in progress" forever."""
+        names = {item.name for item in machine.spec.state_items}
+        mark = self.journal.in_progress
+        known = set(self.journal.finished) | ({mark.item} if mark is not None else set())
+        for name in known - names:
+            self.journal.forget(name)
+
+    def _local(self) -> LocalRecord:
+        finished = {name: (f.hash, f.exit_code) for name, f in self.journal.finished.items()}
+        mark = self.journal.in_progress
+        return LocalRecord(finished, (mark.item, mark.hash, mark.attempt) if mark else None)
+
+    async def _execute(self, machine: LCMMachine, step: Run, stopping: asyncio.Event) -> None:
+        item, fields = step.item, {**self._fields, "item": step.item.name, "attempt": step.attempt}
+        started = self.clock()
+        self.journal.mark_started(item.name, step.hash, step.attempt, started)
+        # The status mark is best effort: with the API down the item still runs (the journal holds the
+        # mark), and the outcome is reported once the API is back.
+        mark = started_patch(machine, item.name, step.hash, step.attempt, started)
+        machine = await self._write(machine, mark, stopping, attempts=3) or machine
+        timeout = _seconds(step.params.get("timeout"))
+        inputs = ItemInput(
+            machine=self.settings.name, name=item.name, runner=item.runner, version=item.version,
+            phase=item.phase, params=step.params, attempt=step.attempt, release_dir=self.settings.release_dir,
+            work_dir=self.settings.work_dir, timeout=timeout,
+        )
+        log.info("item started", extra=fields)
+        result = await self._supervise(asyncio.create_task(self.run_item(inputs, self.on_event)), item.name,
+                                       stopping)
+        finished = self.clock()
+        self.journal.mark_finished(item.name, step.hash, result.exit_code, finished)
+        log.info("item %s (exit code %d)", result.result, result.exit_code, extra=fields)
+        patch = finished_patch(machine, item.name, step.hash, step.attempt, exit_code=result.exit_code,
+                               result=result.result, message=result.message, started_at=started, now=finished)
+        await self._write(machine, patch, stopping)
+
+    async def _supervise(
+        self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event,
+    ) -> ItemResult:
+        """Wait for the run; cancel it if its item leaves the spec, or when stopping outlasts the grace.
+
+        If the worker itself is cancelled (a forced stop), the run is cancelled too and waited for, so
+        the item's processes are gone before the daemon exits.
+        """
+        try:
+            await self._watch_run(task, name, stopping)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.wait([task])
+            raise
+        return await task
+
+    async def _watch_run(self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event) -> None:
+        while not task.done():
+            self._changed.clear()
+            waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stopping.wait())]
+            try:
+                await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if task.done():
+                return
+            if stopping.is_set():
+                log.info("stopping: the running item gets %.0fs to finish", self.settings.stop_grace_period,
+                         extra={**self._fields, "item": name})
+                done, _ = await asyncio.wait([task], timeout=self.settings.stop_grace_period)
+                if not done:
+                    task.cancel()
+                return
+            latest = self.latest
+            if latest is not None and all(i.name != name for i in latest.spec.state_items):
+                log.info("item removed from the spec while running; cancelling it",
+                         extra={**self._fields, "item": name})
+                task.cancel()
+                return
+
+    async def _report(self, machine: LCMMachine, step: Report) -> None:
+        done = self.journal.finished[step.item.name]
+        patch = finished_patch(machine, step.item.name, step.hash, step.attempt, exit_code=done.exit_code,
+                               result="success", message="", started_at=None, now=done.finished_at)
+        if await self._write(machine, patch, None) is None:
+            await asyncio.sleep(self.settings.backoff.base)
+
+    async def _write(
+        self, machine: LCMMachine, patch: dict[str, Any], stopping: asyncio.Event | None, attempts: int = 0,
+    ) -> LCMMachine | None:
+        """Write a status patch, retrying with backoff (forever when ``attempts`` is 0) until it lands.
+
+        Returns the object as the server stored it, which becomes ``latest``; None when it gave up.
+        """
+        name, ns = self.settings.name, self.settings.namespace
+        failures = 0
+        while True:
+            try:
+                raw = await self.kube.patch(LCMMACHINES, ns, name, patch, subresource="status")
+            except KubeError as exc:
+                failures += 1
+                # 400/404/422: this very patch can never land (the object is gone, or the server refuses
+                # its content); retrying it would only spin. The journal still holds the outcome.
+                hopeless = exc.status in (400, 404, 422) or (attempts and failures >= attempts)
+                if hopeless or (stopping is not None and stopping.is_set()):
+                    log.warning("status write failed, giving up for now: %s", exc, extra=self._fields)
+                    return None
+                delay = self.settings.backoff.delay(failures - 1, random.uniform)
+                log.warning("status write failed (%s); retrying in %.1fs", exc, delay, extra=self._fields)
+                await asyncio.sleep(delay)
+                continue
+            self._written_rv = resource_version(raw)
+            self.accept(raw, from_watch=False)
+            return self.latest
+
+
+def resource_version(raw: dict[str, Any]) -> int:
+    """The object's resourceVersion as a number: etcd revisions (and the simulator's) are integers, which
+    lets the worker tell an older event from a newer one; an unparseable version compares as oldest."""
+    try:
+        return int(raw.get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _seconds(text: str | None) -> float | None:
+    """The ``timeout`` param as positive seconds; absent or unreadable means no limit."""
+    try:
+        value = float(text) if text is not None else 0.0
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _describe(step: Step) -> str:
+    if isinstance(step, Idle):
+        return f"idle ({step.reason})"
+    if isinstance(step, Wait):
+        return f"retry {step.item.name} (attempt {step.attempt}) at {step.until.isoformat()}"
+    verb = "run" if isinstance(step, Run) else "report"
+    return f"{verb} {step.item.name} (attempt {step.attempt})"

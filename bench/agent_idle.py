@@ -1,0 +1,167 @@
+"""Idle footprint of ``lcm-agent run``: RSS and CPU of an agent whose machine is Ready.
+
+An API simulator runs as a subprocess on loopback (HTTPS); the agent runs as ``lcm-agent run`` with a
+ServiceAccount limited to its own LCMMachine, exactly as on a node. Once the machine is Ready (one cheap
+bash item done), the agent's RSS and CPU time are sampled for ``--seconds``; the figure is the median of
+``--runs`` fresh agent processes. The watch stays open and the simulator sends bookmarks at its default
+interval, so the measured idle includes what a real idle node does.
+
+    .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from agent.adapters.kube import Kube, Resource, connect
+from agent.daemon.worker import LCMMACHINES
+from agent.sim.testing import KubeApi, lcm_machine
+
+BUDGET_RSS_MIB = 90.0
+BUDGET_CPU_PERCENT = 0.5
+RBAC = "rbac.authorization.k8s.io"
+
+
+@dataclass
+class Bench:
+    """A simulator subprocess, an admin client, a namespace and one machine's agent config."""
+
+    admin: Kube
+    namespace: str
+    name: str
+    config: Path
+    workdir: Path
+
+    async def machine(self) -> dict[str, Any]:
+        return await self.admin.get(LCMMACHINES, self.namespace, self.name)
+
+    async def wait_state(self, state: str, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if (await self.machine()).get("status", {}).get("state") == state:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"machine never reached {state}")
+
+    def spawn_agent(self) -> psutil.Popen:
+        log = (self.workdir / "agent.log").open("ab")
+        return psutil.Popen([sys.executable, "-m", "agent.cli.node", "run", "--config", str(self.config)],
+                            stdout=log, stderr=log)
+
+
+async def _simulator(workdir: Path) -> tuple[psutil.Popen, Path]:
+    kubeconfig = workdir / "admin.kubeconfig"
+    proc = psutil.Popen([sys.executable, "-m", "agent.cli.ctl", "sim", "serve", "--port", "0", "--state-dir",
+                         str(workdir / "sim"), "--kubeconfig", str(kubeconfig)],
+                        stdout=(workdir / "sim.log").open("ab"), stderr=(workdir / "sim.log").open("ab"))
+    for _ in range(200):
+        if kubeconfig.exists():
+            return proc, kubeconfig
+        await asyncio.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("the simulator did not start")
+
+
+async def _grant(admin: Kube, api: KubeApi, namespace: str, name: str) -> Path:
+    """A ServiceAccount whose Role allows only its own LCMMachine, as the provider issues it."""
+    kubeconfig = await api.service_account_kubeconfig(namespace, name)
+    rules = [{"apiGroups": ["lcm.mirantis.com"], "resources": ["lcmmachines"], "resourceNames": [name],
+              "verbs": ["get", "list", "watch", "patch"]},
+             {"apiGroups": ["lcm.mirantis.com"], "resources": ["lcmmachines/status"], "resourceNames": [name],
+              "verbs": ["get", "patch", "update"]}]
+    meta = {"name": name, "namespace": namespace}
+    await admin.create(Resource(RBAC, "v1", "roles"), namespace,
+                       {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": meta, "rules": rules})
+    await admin.create(Resource(RBAC, "v1", "rolebindings"), namespace, {
+        "apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": meta,
+        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+    return kubeconfig
+
+
+@contextlib.asynccontextmanager
+async def bench_cluster(items: list[dict[str, Any]], **timings: float) -> AsyncIterator[Bench]:
+    """A simulator subprocess with one machine carrying ``items`` and a 0600 agent config for it."""
+    with tempfile.TemporaryDirectory(prefix="lcm-bench-") as tmp:
+        workdir = Path(tmp)
+        sim, kubeconfig = await _simulator(workdir)
+        try:
+            api = KubeApi(kubeconfig, simulator=None, workdir=workdir)
+            await api.create_namespace()
+            admin = await connect(kubeconfig=kubeconfig)
+            async with admin:
+                name = "bench-node"
+                agent_kubeconfig = await _grant(admin, api, api.namespace, name)
+                await admin.create(LCMMACHINES, api.namespace, lcm_machine(name, api.namespace,
+                                                                           stateItems=items))
+                config = workdir / "config.yaml"
+                doc = {"api": {"kubeconfig": str(agent_kubeconfig), "namespace": api.namespace,
+                               "machine_name": name},
+                       "timings": {"backoff_base": 0.2, "backoff_cap": 5.0, **timings},
+                       "state_dir": str(workdir / "state"), "release_dir": str(workdir)}
+                fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as file:
+                    yaml.safe_dump(doc, file)
+                yield Bench(admin, api.namespace, name, config, workdir)
+            await api.close()
+        finally:
+            sim.terminate()
+            sim.wait(10)
+
+
+def bash_item(name: str, script: str, phase: str = "prepare") -> dict[str, Any]:
+    return {"runner": "bash", "name": name, "version": "1", "phase": phase, "params": {"script": script}}
+
+
+async def measure(bench: Bench, seconds: float) -> tuple[float, float]:
+    """(RSS MiB at the end, CPU % of one core over ``seconds``) of a fresh agent once its machine is Ready."""
+    agent = bench.spawn_agent()
+    try:
+        await bench.wait_state("Ready")
+        await asyncio.sleep(2.0)  # let start-up work (imports, first writes) settle
+        cpu0, t0 = sum(agent.cpu_times()[:2]), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu1, t1 = sum(agent.cpu_times()[:2]), time.monotonic()
+        rss = agent.memory_info().rss / 2**20
+    finally:
+        agent.terminate()
+        agent.wait(30)
+    return rss, 100.0 * (cpu1 - cpu0) / (t1 - t0)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    async with bench_cluster([bash_item("hello", "true")]) as bench:
+        samples = [await measure(bench, args.seconds) for _ in range(args.runs)]
+    rss = statistics.median(s[0] for s in samples)
+    cpu = statistics.median(s[1] for s in samples)
+    print(f"agent idle over {args.seconds:g}s, median of {args.runs} runs:")
+    print(f"  RSS {rss:6.1f} MiB   (budget <= {BUDGET_RSS_MIB:g} MiB)   runs: "
+          + ", ".join(f"{s[0]:.1f}" for s in samples))
+    print(f"  CPU {cpu:6.2f} %     (budget <= {BUDGET_CPU_PERCENT:g} %)    runs: "
+          + ", ".join(f"{s[1]:.2f}" for s in samples))
+    within = rss <= BUDGET_RSS_MIB and cpu <= BUDGET_CPU_PERCENT
+    print("within budget" if within else "OVER BUDGET")
+    return 0 if within else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

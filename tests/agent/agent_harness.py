@@ -1,0 +1,215 @@
+"""The agent under test against a real API simulator over HTTPS, with real playbooks.
+
+``Node`` is one machine: an LCMMachine in the test's namespace, a ServiceAccount whose Role
+allows only that object (as a provider would issue), the agent's config file, a copy of ``release/``
+and helpers to watch what a user would watch (``status``, counter files, MODIFIED events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.adapters.kube import Kube, Resource
+from agent.adapters.watching import Change, watch_resource
+from agent.daemon.app import ExitCode, Hooks, run_daemon
+from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.worker import LCMMACHINES
+from agent.sim.testing import KubeApi, lcm_machine
+
+RELEASE = Path(__file__).parent / "release"
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
+FAST = {"backoff_base": 0.2, "backoff_cap": 2.0, "stop_grace_period": 5.0, "watch_inactivity_timeout": 5.0}
+"""Timings that keep tests short: retries within seconds, a dead watch noticed in 5 s."""
+
+
+class Node:
+    """One machine under test; ``admin`` is the provider's view of the API."""
+
+    def __init__(self, kube_api: KubeApi, admin: Kube, tmp: Path, name: str = "node-1") -> None:
+        self.kube_api = kube_api
+        self.admin = admin
+        self.namespace = kube_api.namespace
+        self.name = name
+        self.tmp = tmp
+        self.release_dir = tmp / "release"
+        self.state_dir = tmp / "state"
+        self.config_path = tmp / "config.yaml"
+        self.events: list[tuple[float, Change]] = []
+        """(``time.monotonic()`` of arrival, event) of the machine while ``recording``."""
+        shutil.copytree(RELEASE, self.release_dir)
+
+    async def grant(self, *, create: bool = False) -> Path:
+        """A ServiceAccount allowed its own LCMMachine only (plus ``create``, which has no name to limit)."""
+        sa = f"agent-{self.name}"
+        kubeconfig = await self.kube_api.service_account_kubeconfig(self.namespace, sa)
+        group = "lcm.mirantis.com"
+        rules: list[dict[str, Any]] = [
+            {"apiGroups": [group], "resources": ["lcmmachines"], "resourceNames": [self.name],
+             "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": [group], "resources": ["lcmmachines/status"], "resourceNames": [self.name],
+             "verbs": ["get", "patch", "update"]},
+        ]
+        if create:
+            rules.append({"apiGroups": [group], "resources": ["lcmmachines"], "verbs": ["create"]})
+        meta = {"name": sa, "namespace": self.namespace}
+        await self.admin.create(ROLES, self.namespace, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules})
+        await self.admin.create(ROLE_BINDINGS, self.namespace, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": self.namespace}]})
+        return kubeconfig
+
+    async def configure(self, *, create_if_missing: bool = False, **timings: float) -> AgentConfig:
+        """Write the agent's config file (0600) and load it as the agent would."""
+        kubeconfig = await self.grant(create=create_if_missing)
+        doc = {
+            "api": {"kubeconfig": str(kubeconfig), "namespace": self.namespace, "machine_name": self.name,
+                    "create_if_missing": create_if_missing},
+            "timings": {**FAST, **timings},
+            "logging": {"level": "INFO", "json": True},
+            "state_dir": str(self.state_dir), "release_dir": str(self.release_dir),
+        }
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            yaml.safe_dump(doc, file)
+        return load_config(self.config_path, {})
+
+    def item(
+        self, name: str, phase: str = "deploy", playbook: str = "step.yml", **params: str,
+    ) -> dict[str, Any]:
+        """An ansible item counting its runs in ``<tmp>/<name>.count``."""
+        return {"runner": "ansible", "name": name, "version": "1", "phase": phase,
+                "params": {"playbook": playbook, "counter": str(self.counter(name)), **params}}
+
+    def counter(self, name: str) -> Path:
+        return self.tmp / f"{name}.count"
+
+    def runs(self, name: str) -> list[str]:
+        """The ``"<item> <attempt>"`` lines the playbook appended, one per run."""
+        path = self.counter(name)
+        return path.read_text().splitlines() if path.exists() else []
+
+    async def create(self, items: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+        body = lcm_machine(self.name, self.namespace, stateItems=items, **spec)
+        return await self.admin.create(LCMMACHINES, self.namespace, body)
+
+    async def get(self) -> dict[str, Any]:
+        return await self.admin.get(LCMMACHINES, self.namespace, self.name)
+
+    async def patch_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self.admin.patch(LCMMACHINES, self.namespace, self.name, {"spec": spec})
+
+    async def wait_for(
+        self, what: Callable[[dict[str, Any]], bool], within: float = 45.0, describe: str = "",
+    ) -> dict[str, Any]:
+        """The machine once ``what`` holds for it; fails with its last status after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        obj: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                obj = await self.get()
+                if what(obj):
+                    return obj
+            await asyncio.sleep(0.1)
+        pytest.fail(f"timed out waiting for {describe or what}: status {obj.get('status')}")
+
+    async def wait_state(self, state: str, within: float = 45.0) -> dict[str, Any]:
+        return await self.wait_for(lambda o: status(o).get("state") == state, within, f"state {state}")
+
+    async def wait_slot(
+        self, item: str, check: Callable[[dict[str, Any]], bool], within: float = 45.0, describe: str = "",
+    ) -> dict[str, Any]:
+        """The item's status slot once ``check`` holds for it."""
+        machine = await self.wait_for(lambda o: check(slot(o, item)), within, describe or f"slot {item}")
+        return slot(machine, item)
+
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator[list[tuple[float, Change]]]:
+        """Collect the machine's watch events (as the provider sees them) while the block runs."""
+        stream = watch_resource(self.admin, LCMMACHINES, self.namespace,
+                                field_selector=f"metadata.name={self.name}")
+
+        async def collect() -> None:
+            async for event in stream:
+                if isinstance(event, Change):
+                    self.events.append((time.monotonic(), event))
+
+        task = asyncio.create_task(collect())
+        await asyncio.sleep(0.3)  # the list and the watch are under way before the agent starts
+        try:
+            yield self.events
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait_event(self, what: Callable[[dict[str, Any]], bool], within: float = 45.0,
+                         describe: str = "") -> tuple[float, dict[str, Any]]:
+        """The first recorded version of the machine for which ``what`` holds, even one that lasted only
+        a moment (polling the object would miss it), with the time it arrived."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for at, event in self.events:
+                if what(event.object):
+                    return at, event.object
+            await asyncio.sleep(0.05)
+        pytest.fail(f"timed out waiting for {describe or what}")
+
+    @contextlib.asynccontextmanager
+    async def agent(
+        self, cfg: AgentConfig, hooks: Hooks | None = None,
+    ) -> AsyncIterator[asyncio.Task[ExitCode]]:
+        """The daemon in this process; stopped (as by SIGTERM) when the block ends."""
+        stopping = asyncio.Event()
+        task = asyncio.create_task(run_daemon(cfg, stopping, hooks))
+        try:
+            yield task
+        finally:
+            stopping.set()
+            code = await asyncio.wait_for(task, 30)
+        assert code == ExitCode.OK
+
+    async def spawn(self, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        """``lcm-agent run`` as a real process (what systemd starts), with ``env`` added to its environment;
+        its log goes to ``<tmp>/agent.log``."""
+        log = os.open(self.tmp / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent.cli.node", "run", "--config", str(self.config_path),
+                stdout=asyncio.subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
+        finally:
+            os.close(log)
+
+
+def status(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict(obj.get("status") or {})
+
+
+def slot(obj: dict[str, Any], item: str) -> dict[str, Any]:
+    return dict((status(obj).get("stateItemStatuses") or {}).get(item) or {})
+
+
+def running(item_slot: dict[str, Any]) -> bool:
+    return item_slot.get("exitCode") == -1
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"

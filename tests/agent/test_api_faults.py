@@ -1,0 +1,74 @@
+"""The API misbehaves while items run: expired watches, an outage, refused writes. The machine still
+reaches Ready, and no item runs twice because of it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from agent_harness import Node, running, slot
+
+from agent.sim.faults import Faults
+from agent.sim.testing import KubeApi
+
+
+async def test_watch_expiring_mid_phase_relists_and_reaches_ready(node: Node, faults: Faults) -> None:
+    cfg = await node.configure()
+    await node.create([node.item("slow", "prepare", seconds="2"), node.item("next", "deploy")])
+    async with node.agent(cfg):
+        await node.wait_slot("slow", running, describe="slow running")
+        faults.compact()
+        assert faults.drop_watches() >= 1
+        machine = await node.wait_state("Ready")
+    assert node.runs("slow") == ["slow 1"]
+    assert node.runs("next") == ["next 1"]
+    assert slot(machine, "next")["attempt"] == 1
+
+
+async def test_api_down_for_30s_mid_item_reports_the_item_without_rerunning_it(
+    node: Node, kube_api: KubeApi,
+) -> None:
+    assert kube_api.simulator is not None
+    cfg = await node.configure()
+    await node.create([node.item("slow", "prepare", seconds="3")])
+    async with node.agent(cfg) as agent:
+        await node.wait_for(lambda _: node.runs("slow") == ["slow 1"], describe="slow's playbook started")
+        await kube_api.simulator.stop()
+        await asyncio.sleep(30)
+        assert not agent.done(), "the agent outlives an API outage"
+        await kube_api.simulator.start()
+        machine = await node.wait_state("Ready", within=40)
+    entry = slot(machine, "slow")
+    assert (entry["exitCode"], entry["attempt"]) == (0, 1)
+    assert node.runs("slow") == ["slow 1"]
+
+
+@pytest.mark.parametrize("code", [409, 503, 500])
+async def test_refused_status_writes_are_retried(node: Node, faults: Faults, code: int) -> None:
+    cfg = await node.configure()
+    await node.create([node.item("one", "prepare"), node.item("two", "deploy")])
+    faults.error(code, count=4, verb="patch", resource="lcmmachines/status")
+    async with node.agent(cfg):
+        machine = await node.wait_state("Ready")
+    assert [slot(machine, n)["exitCode"] for n in ("one", "two")] == [0, 0]
+    assert node.runs("one") == ["one 1"]
+    assert node.runs("two") == ["two 1"]
+
+
+async def test_outcome_lost_with_the_agent_stopped_is_reported_after_restart_not_rerun(
+    node: Node, faults: Faults,
+) -> None:
+    cfg = await node.configure()
+    await node.create([node.item("one", "prepare")], haltAgent=True)
+    async with node.agent(cfg):
+        await node.wait_state("Prepare")
+        faults.error(503, verb="patch", resource="lcmmachines/status")
+        await node.patch_spec({"haltAgent": False})
+        await node.wait_for(lambda _: node.runs("one") == ["one 1"], describe="one ran")
+        await asyncio.sleep(2.0)  # the item ends; its outcome cannot be written
+    assert slot(await node.get(), "one").get("exitCode") != 0
+    faults.clear()
+    async with node.agent(cfg):
+        entry = await node.wait_slot("one", lambda s: s.get("exitCode") == 0, describe="one reported")
+    assert entry["attempt"] == 1
+    assert node.runs("one") == ["one 1"]
