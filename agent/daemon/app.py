@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from agent.adapters import runners, systemd
 from agent.adapters.host import collect_host_info
@@ -30,11 +30,11 @@ from agent.api.execution import EventSink
 from agent.api.hostinfo import HostInfo
 from agent.daemon.config import AgentConfig
 from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
+from agent.daemon.stopping import until_stopped
 from agent.daemon.upgrade import UPGRADE_EXIT_CODE, upgrade_loop
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -69,7 +69,7 @@ async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | N
     who = Identity(cfg.api.namespace, cfg.api.machine_name, cfg.api.create_if_missing)
     kube = await _client(cfg)
     async with kube:
-        host_facts = await _until_stopped(_register(kube, who, cfg, hooks), stopping)
+        host_facts = await until_stopped(_register(kube, who, cfg, hooks), stopping)
         if host_facts is None:
             return ExitCode.OK
         systemd.notify_ready()
@@ -123,20 +123,6 @@ async def _register(kube: Kube, who: Identity, cfg: AgentConfig, hooks: Hooks) -
             failures += 1
             log.error("registration failed: %s; retrying in %.0fs", exc, delay)
             await asyncio.sleep(delay)
-
-
-async def _until_stopped(coro: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
-    """Run ``coro`` unless ``stopping`` comes first; its result, or None when stopped first."""
-    task = asyncio.ensure_future(coro)
-    stop = asyncio.ensure_future(stopping.wait())
-    await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-    stop.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
 
 
 async def _guarded(roots: dict[str, Coroutine[Any, Any, None]], stopping: asyncio.Event) -> ExitCode:

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from agent.api.models import AgentConfig as ApiAgentConfig
 from agent.api.models import InvalidObjectError, LCMMachine
 from agent.daemon.config import AgentConfig
 from agent.daemon.registration import Identity
+from agent.daemon.stopping import until_stopped
 from agent.daemon.worker import LCMMACHINES, resource_version, utcnow
 from agent.decisions.upgrade import (
     Decision,
@@ -124,7 +125,7 @@ class Upgrader:
                     log.info("agent upgrade: %s", _describe(decision), extra=self._fields)
                 last = decision
                 if isinstance(decision, Upgrade):
-                    if await _unless_stopped(self._attempt(decision), stopping):
+                    if await until_stopped(self._attempt(decision), stopping):
                         log.info("agent %s active; restarting into it", decision.version, extra=self._fields)
                         self.restart()
                         await stopping.wait()
@@ -275,22 +276,6 @@ class Upgrader:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-
-
-async def _unless_stopped(coro: Coroutine[Any, Any, bool], stopping: asyncio.Event) -> bool:
-    """``coro``'s result, or False when ``stopping`` came first (the attempt is cancelled and cleaned up)."""
-    task = asyncio.ensure_future(coro)
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return False
 
 
 def _describe(decision: Decision) -> str:
