@@ -211,9 +211,12 @@ class MachineWorker:
         finished = self.clock()
         self.journal.mark_finished(item.name, step.hash, result.exit_code, finished)
         log.info("item %s (exit code %d)", result.result, result.exit_code, extra=fields)
-        patch = finished_patch(machine, item.name, step.hash, step.attempt, exit_code=result.exit_code,
+        # State and progress are derived from the newest object known, not the one the item started from: a
+        # spec changed meanwhile (an item added) must not make this write claim Ready.
+        newest = self.latest or machine
+        patch = finished_patch(newest, item.name, step.hash, step.attempt, exit_code=result.exit_code,
                                result=result.result, message=result.message, started_at=started, now=finished)
-        await self._write(machine, patch, stopping)
+        await self._write(newest, patch, stopping)
 
     async def _supervise(
         self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event,
