@@ -12,17 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agent.api.hostinfo import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, LCMMachineStatus, StateItemStatus
 from agent.decisions.state import machine_state, progress_text
 
 MESSAGE_LIMIT = 4096
 """Characters of an item's message kept in status: enough for the failing task and a log tail, small
 enough that a thousand failing machines do not bloat the API server's storage."""
-
-
-def timestamp(now: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as the API server writes times."""
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clip(message: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -32,7 +28,7 @@ def clip(message: str, limit: int = MESSAGE_LIMIT) -> str:
 
 def started_patch(machine: LCMMachine, name: str, digest: str, attempt: int, now: datetime) -> dict[str, Any]:
     """The "in progress" mark: hash and attempt committed before the item runs."""
-    slot = {"hash": digest, "exitCode": EXIT_CODE_RUNNING, "attempt": attempt, "startedAt": timestamp(now),
+    slot = {"hash": digest, "exitCode": EXIT_CODE_RUNNING, "attempt": attempt, "startedAt": rfc3339(now),
             "finishedAt": None, "message": "", "result": None}
     return _slot_patch(machine, name, slot)
 
@@ -48,9 +44,9 @@ def finished_patch(
     """
     slot: dict[str, Any] = {"hash": digest, "exitCode": exit_code, "attempt": attempt,
                             "result": {"outcome": result},
-                            "message": clip(message), "finishedAt": timestamp(now)}
+                            "message": clip(message), "finishedAt": rfc3339(now)}
     if started_at is not None:
-        slot["startedAt"] = timestamp(started_at)
+        slot["startedAt"] = rfc3339(started_at)
     return _slot_patch(machine, name, slot)
 
 

@@ -26,9 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.api.backoff import Backoff
+from agent.api.hostinfo import rfc3339
 from agent.api.models import AgentConfig, AgentUpgradeStatus
 from agent.decisions.execution import parse_time, stable_uniform
-from agent.decisions.reporting import clip, timestamp
+from agent.decisions.reporting import clip
 
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 """A version also names a directory (``versions/<version>``): no separators, no ``..``, no hidden names."""
@@ -117,11 +118,11 @@ def redact_url(text: str, url: str) -> str:
 def started_patch(attempt: int, now: datetime) -> dict[str, Any]:
     """Written before anything is downloaded, so a crash mid-upgrade shows as an attempt with no end."""
     return {"status": {"lcmAgentUpgradeStatus": {
-        "attempt": attempt, "startedAt": timestamp(now), "finishedAt": None, "error": ""}}}
+        "attempt": attempt, "startedAt": rfc3339(now), "finishedAt": None, "error": ""}}}
 
 
 def finished_patch(attempt: int, started: datetime, now: datetime, error: str, url: str) -> dict[str, Any]:
     """The outcome: ``error`` is "" on success; a failure's reason never carries the URL's credentials."""
     return {"status": {"lcmAgentUpgradeStatus": {
-        "attempt": attempt, "startedAt": timestamp(started), "finishedAt": timestamp(now),
+        "attempt": attempt, "startedAt": rfc3339(started), "finishedAt": rfc3339(now),
         "error": clip(redact_url(error, url))}}}

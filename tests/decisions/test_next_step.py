@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.api.backoff import Backoff
+from agent.api.hostinfo import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine
 from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step
 from agent.decisions.hashing import item_hash
-from agent.decisions.reporting import finished_patch, started_patch, summary_patch, timestamp
+from agent.decisions.reporting import finished_patch, started_patch, summary_patch
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BACKOFF = Backoff(base=10.0, cap=600.0)
@@ -49,7 +50,7 @@ def done(name: str) -> dict[str, Any]:
 
 
 def failed(name: str, attempt: int, seconds_ago: float) -> dict[str, Any]:
-    finished = timestamp(NOW - timedelta(seconds=seconds_ago))
+    finished = rfc3339(NOW - timedelta(seconds=seconds_ago))
     return {"hash": h(name), "exitCode": 2, "attempt": attempt, "finishedAt": finished}
 
 
