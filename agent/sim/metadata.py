@@ -19,34 +19,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent.sim.errors import ApiError, Cause, bad_request, qualified
+from agent.sim.naming import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_NAME_MESSAGE,
+    SUBDOMAIN_MESSAGE,
+    label_value_errors,
+    qualified_name_errors,
+)
 
 if TYPE_CHECKING:
     from agent.sim.resources import ResourceType
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
-_QUALIFIED = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE = r"(([A-Za-z0-9][-_.A-Za-z0-9]*)?[A-Za-z0-9])?"
-
-SUBDOMAIN_MESSAGE = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
-    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    f"'{_DNS_SUBDOMAIN}')"
-)
-LABEL_NAME_MESSAGE = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
-    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-    f"'{_DNS_LABEL}')"
-)
-_QUALIFIED_MESSAGE = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
-    f"character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{_QUALIFIED}')"
-)
-_LABEL_VALUE_MESSAGE = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex "
-    f"used for validation is '{_LABEL_VALUE}')"
-)
 _MAX_ANNOTATIONS_BYTES = 256 * 1024
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """What apiserver's name generator draws from: no vowels (no words), no look-alike characters."""
@@ -82,8 +66,8 @@ def name_causes(name: str, rule: NameRule, path: str = "metadata.name", *,
             bad.append(f"may not be '{name}'")
         return [invalid_value(path, name, message) for message in bad]
     checked = name[:-1] + "a" if prefix and name.endswith("-") else name
-    pattern, limit, message = ((_DNS_LABEL, 63, LABEL_NAME_MESSAGE) if rule == "label"
-                               else (_DNS_SUBDOMAIN, 253, SUBDOMAIN_MESSAGE))
+    pattern, limit, message = ((DNS_LABEL, 63, LABEL_NAME_MESSAGE) if rule == "label"
+                               else (DNS_SUBDOMAIN, 253, SUBDOMAIN_MESSAGE))
     causes = []
     if len(checked) > limit:
         causes.append(invalid_value(path, name, f"must be no more than {limit} characters"))
@@ -94,19 +78,7 @@ def name_causes(name: str, rule: NameRule, path: str = "metadata.name", *,
 
 def qualified_name_causes(key: str, path: str) -> list[Cause]:
     """A label key, annotation key or finalizer: an optional DNS-subdomain prefix, '/', a short name."""
-    prefix, slash, name = key.rpartition("/")
-    messages = []
-    if slash and not prefix:
-        messages.append("prefix part must be non-empty")
-    elif slash and not re.fullmatch(_DNS_SUBDOMAIN, prefix):
-        messages.append(f"prefix part {SUBDOMAIN_MESSAGE}")
-    if not name:
-        messages.append("name part must be non-empty")
-    elif len(name) > 63:
-        messages.append("name part must be no more than 63 characters")
-    elif not re.fullmatch(_QUALIFIED, name):
-        messages.append(f"name part {_QUALIFIED_MESSAGE}")
-    return [invalid_value(path, key, message) for message in messages]
+    return [invalid_value(path, key, message) for message in qualified_name_errors(key)]
 
 
 def metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
@@ -114,10 +86,7 @@ def metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
     causes: list[Cause] = []
     for key, value in (meta.get("labels") or {}).items():
         causes += qualified_name_causes(key, "metadata.labels")
-        if len(value) > 63:
-            causes.append(invalid_value("metadata.labels", value, "must be no more than 63 characters"))
-        if not re.fullmatch(_LABEL_VALUE, value):
-            causes.append(invalid_value("metadata.labels", value, _LABEL_VALUE_MESSAGE))
+        causes += [invalid_value("metadata.labels", value, message) for message in label_value_errors(value)]
     annotations = meta.get("annotations") or {}
     for key in annotations:
         causes += qualified_name_causes(key, "metadata.annotations")

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.sim.naming import label_value_errors, qualified_name_errors
 from agent.sim.schema import go_value
 
 
@@ -25,59 +26,6 @@ _OPERATOR_TOKENS = {
     "==": "==", "!=": "!=", "=": "=", "!": "!", ">": "gt", "<": "lt", "(": "(", ")": ")", ",": ",",
 }
 _BINARY_OPERATORS = "in, notin, =, ==, !=, gt, lt"
-_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_NAME_RE = re.compile(f"^{_NAME_FMT}$")
-_VALUE_FMT = f"({_NAME_FMT})?"
-_VALUE_RE = re.compile(f"^{_VALUE_FMT}$")
-_DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN_FMT = _DNS_LABEL + "(\\." + _DNS_LABEL + ")*"
-_SUBDOMAIN_RE = re.compile(f"^{_SUBDOMAIN_FMT}$")
-_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
-             "and must start and end with an alphanumeric character")
-_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-              "and must start and end with an alphanumeric character")
-_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                  "'-' or '.', and must start and end with an alphanumeric character")
-
-
-def _regex_error(message: str, fmt: str, *examples: str) -> str:
-    shown = " or ".join(f"'{example}', " for example in examples)
-    return f"{message} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _label_key_errors(key: str) -> list[str]:
-    """``validation.IsQualifiedName``: an optional DNS-subdomain prefix, ``/``, and a 63-character name."""
-    parts = key.split("/")
-    if len(parts) > 2:
-        return ["a qualified name " + _regex_error(_NAME_MSG, _NAME_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    errors: list[str] = []
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errors.append("prefix part must be non-empty")
-        else:
-            if len(prefix) > 253:
-                errors.append("prefix part must be no more than 253 characters")
-            if not _SUBDOMAIN_RE.match(prefix):
-                errors.append("prefix part " + _regex_error(_SUBDOMAIN_MSG, _SUBDOMAIN_FMT, "example.com"))
-    if not name:
-        errors.append("name part must be non-empty")
-    elif len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
-    if not _NAME_RE.match(name):
-        errors.append("name part " + _regex_error(_NAME_MSG, _NAME_FMT, "MyName", "my.name", "123-abc"))
-    return errors
-
-
-def _label_value_errors(value: str) -> list[str]:
-    errors: list[str] = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _VALUE_RE.match(value):
-        errors.append(_regex_error(_VALUE_MSG, _VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errors
 
 
 def _field_invalid(path: str, value: Any, detail: str) -> str:
@@ -134,7 +82,7 @@ def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
         errors += [_field_invalid(f"values[{i}]", v, "for 'Gt', 'Lt' operators, the value must be an integer")
                    for i, v in enumerate(values) if not _is_int(v)]
     for index, value in enumerate(values):
-        if problems := _label_value_errors(value):
+        if problems := label_value_errors(value):
             errors.append(_field_invalid(f"values[{index}][{key}]", value, "; ".join(problems)))
     if errors:
         raise SelectorError("unable to parse requirement: " + _aggregate(errors))
@@ -214,7 +162,7 @@ class _Parser:
             kind, literal = self._next()
         if kind != "id":
             raise SelectorError(f"found '{literal}', expected: identifier")
-        if problems := _label_key_errors(literal):
+        if problems := qualified_name_errors(literal):
             raise SelectorError(_field_invalid("<nil>", literal, "; ".join(problems)))
         if negated:
             return literal, "!exists"
