@@ -8,7 +8,6 @@ Tokens are compared in constant time and never logged or echoed in errors.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import secrets
 
@@ -62,13 +61,8 @@ class AccessControl:
     def check(self, attrs: RequestAttributes) -> None:
         if MASTERS in attrs.user.groups or self._current().allowed(attrs):
             return
-        error = forbidden(attrs.user.name, attrs.verb, attrs.resource, attrs.api_group, attrs.namespace,
-                          attrs.name)
-        if attrs.subresource:
-            # The API server names the subresource in the reason but not in the resource it refuses.
-            plain, full = f'resource "{attrs.resource}"', f'resource "{attrs.resource}/{attrs.subresource}"'
-            error = dataclasses.replace(error, message=error.message.replace(plain, full))
-        raise error
+        raise forbidden(attrs.user.name, attrs.verb, attrs.resource, attrs.api_group, attrs.namespace,
+                        attrs.name, attrs.subresource)
 
     def _current(self) -> Authorizer:
         types = [self._registry.resolve(RBAC_GROUP, "v1", plural) for plural in RBAC_PLURALS]

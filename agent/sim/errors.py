@@ -104,13 +104,17 @@ def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
-def forbidden(user: str, verb: str, resource: str, group: str, namespace: str, name: str = "") -> ApiError:
+def forbidden(
+    user: str, verb: str, resource: str, group: str, namespace: str, name: str = "", subresource: str = "",
+) -> ApiError:
+    """403 as the API server words it: the subresource is named in the reason, not in the refused object."""
     target = f'{resource}.{group}' if group else resource
     named = f' "{name}"' if name else ""
     scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    refused = f"{resource}/{subresource}" if subresource else resource
     return ApiError(
         403, "Forbidden",
-        f'{target}{named} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+        f'{target}{named} is forbidden: User "{user}" cannot {verb} resource "{refused}" '
         f'in API group "{group}"{scope}',
         kind=resource, name=name, group=group,
     )
