@@ -12,7 +12,7 @@ All methods run on the event loop's thread (see ``store``); none blocks on anyth
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from agent.sim.resources import (
     resource_type_from_crd,
     service_account_of,
 )
-from agent.sim.store import Store, Stored, WatchEvent, too_large
+from agent.sim.store import Predicate, Store, Stored, WatchEvent, too_large
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
@@ -144,16 +144,24 @@ class Registry:
             last = key
         return {"kind": rt.list_kind, "apiVersion": rt.group_version, "metadata": metadata, "items": items}
 
-    async def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str = "",
-                    label_selector: str = "", field_selector: str = "",
-                    bookmark_interval: float | None = None) -> AsyncIterator[WatchEvent]:
-        """Events from ``resource_version`` on ("" or "0": every current object as ADDED first). Errors
-        (410 for a version older than the kept history) raise at the first iteration, after which an HTTP
-        layer has already answered 200, as the API server does."""
+    def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str = "",
+              label_selector: str = "", field_selector: str = "",
+              bookmark_interval: float | None = None) -> AsyncGenerator[WatchEvent, None]:
+        """Events from ``resource_version`` on ("" or "0": every current object as ADDED first).
+
+        A type no longer served (404) and bad selectors (400) raise here, before an HTTP layer answers; errors
+        of the stream itself (410 for a version older than the kept history) raise at the first iteration,
+        after the 200, as the API server sends them."""
         self.resolve(rt.group, rt.version, rt.plural)  # still served (its CRD may be gone)
+        predicate = matcher(rt, label_selector, field_selector)
+        return self._events(rt, namespace, resource_version, exact_name(field_selector), predicate,
+                            bookmark_interval)
+
+    async def _events(self, rt: ResourceType, namespace: str | None, resource_version: str, name: str | None,
+                      predicate: Predicate | None, bookmark_interval: float | None,
+                      ) -> AsyncGenerator[WatchEvent, None]:
         watcher = self._store.watch(
-            rt.key, namespace=namespace or None, name=exact_name(field_selector),
-            predicate=matcher(rt, label_selector, field_selector),
+            rt.key, namespace=namespace or None, name=name, predicate=predicate,
             since=None if resource_version in ("", "0") else parse_rv(resource_version),
             bookmark={"kind": rt.kind, "apiVersion": rt.group_version}, bookmark_interval=bookmark_interval)
         async with contextlib.aclosing(watcher):
