@@ -1,12 +1,13 @@
 """The daemon's lifecycle: start up, run the root tasks, shut down in steps.
 
 Start: state dir (0700), journal, API client, registration (retried until the API answers), readiness to
-systemd. Run: the machine worker (which also re-reports host facts that changed) and the watchdog
-pinger, each guarded: a root task that ends while the daemon is not stopping is logged and ends the daemon
-with ``ExitCode.FAILURE`` (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set
-by a signal, or by a test): no new item starts, the running one finishes or is cancelled after the grace
-period, its outcome is journaled, then exit. A forced stop (the task cancelled) still kills the running
-item's processes before the daemon exits.
+systemd. Run: the one watch of the machine's LCMMachine (``MachineFollower``), the item worker (which also
+re-reports host facts that changed), the self-upgrade loop and the watchdog pinger, each guarded: a root
+task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
+(systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
+no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
+journaled, then exit. A forced stop (the task cancelled) still kills the running item's processes before
+the daemon exits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from agent.api.backoff import Backoff
 from agent.api.execution import EventSink
 from agent.api.hostinfo import HostInfo
 from agent.daemon.config import AgentConfig
+from agent.daemon.following import MachineFollower
 from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
 from agent.daemon.stopping import until_stopped
 from agent.daemon.upgrade import UPGRADE_EXIT_CODE, upgrade_loop
@@ -77,18 +79,20 @@ async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | N
             namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
             work_dir=cfg.state_dir / "runs", backoff=cfg.timings.backoff,
             stop_grace_period=cfg.timings.stop_grace_period, host_info_period=cfg.timings.host_info_period,
-            watch=_watch_settings(cfg),
         )
+        follower = MachineFollower(kube, who.namespace, who.name, _watch_settings(cfg))
         worker = MachineWorker(kube, journal, settings, run_item=hooks.run_item, on_event=hooks.on_event,
-                               host_facts=host_facts)
+                               follower=follower, host_facts=host_facts)
         upgraded = asyncio.Event()
 
         def restart_into_new_version() -> None:
             upgraded.set()
             stopping.set()
 
-        roots = {"worker": worker.run(stopping), "watchdog": _watchdog(stopping),
-                 "upgrade": upgrade_loop(kube, who, cfg, stopping, restart=restart_into_new_version)}
+        roots = {"watch": follower.run(stopping), "worker": worker.run(stopping),
+                 "watchdog": _watchdog(stopping),
+                 "upgrade": upgrade_loop(kube, who, cfg, stopping, follower=follower,
+                                         restart=restart_into_new_version)}
         result = await _guarded(roots, stopping)
     systemd.notify_stopping()
     return ExitCode.UPGRADED if upgraded.is_set() and result == ExitCode.OK else result

@@ -20,7 +20,7 @@ from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
 from agent.api.hostinfo import HostInfo
 from agent.api.models import API_VERSION, LCMMachine
-from agent.daemon.worker import LCMMACHINES
+from agent.daemon.following import LCMMACHINES
 from agent.decisions.addressing import choose_internal_ip
 from agent.decisions.reporting import summary_patch
 

@@ -30,14 +30,13 @@ from agent.adapters.atomic import read_json, write_json
 from agent.adapters.install import InstallError, Layout, activate, build, installed, prune, smoke_test
 from agent.adapters.kube import Kube, KubeError
 from agent.adapters.runners.downloader import DownloadError, ParamsError, fetch, parse
-from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig as ApiAgentConfig
-from agent.api.models import InvalidObjectError, LCMMachine
 from agent.daemon.config import AgentConfig
+from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.daemon.registration import Identity
 from agent.daemon.stopping import until_stopped
-from agent.daemon.worker import LCMMACHINES, resource_version, utcnow
+from agent.daemon.worker import utcnow
 from agent.decisions.upgrade import (
     Decision,
     Nothing,
@@ -74,7 +73,6 @@ class UpgradeSettings:
     """The running agent's virtualenv, cloned for the new version."""
     download_timeout: float = 600.0
     """The whole download of a wheel; a stalled connection fails sooner (the downloader's read timeout)."""
-    watch: WatchSettings = field(default_factory=WatchSettings)
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> UpgradeSettings:
@@ -86,12 +84,15 @@ class UpgradeSettings:
 
 
 async def upgrade_loop(
-    kube: Kube, who: Identity, cfg: AgentConfig, stopping: asyncio.Event, *, restart: Callable[[], None],
-    settings: UpgradeSettings | None = None, clock: Callable[[], datetime] = utcnow,
+    kube: Kube, who: Identity, cfg: AgentConfig, stopping: asyncio.Event, *, follower: MachineFollower,
+    restart: Callable[[], None], settings: UpgradeSettings | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Run until ``stopping`` is set. After a successful upgrade it calls ``restart``, which must end the
-    daemon (set ``stopping``, exit with ``UPGRADE_EXIT_CODE``), and waits for the stop."""
-    upgrader = Upgrader(kube, who, settings or UpgradeSettings.from_config(cfg), restart=restart, clock=clock)
+    """Run until ``stopping`` is set, reading the machine from the agent's shared ``follower``. After a
+    successful upgrade it calls ``restart``, which must end the daemon (set ``stopping``, exit with
+    ``UPGRADE_EXIT_CODE``), and waits for the stop."""
+    upgrader = Upgrader(kube, who, settings or UpgradeSettings.from_config(cfg), follower=follower,
+                        restart=restart, clock=clock)
     await upgrader.run(stopping)
 
 
@@ -100,46 +101,38 @@ class _AttemptError(Exception):
 
 
 class Upgrader:
-    """One machine's self-upgrade; ``latest`` follows the LCMMachine as the worker's does."""
+    """One machine's self-upgrade, deciding on the object the agent's follower keeps current."""
 
     def __init__(
-        self, kube: Kube, who: Identity, settings: UpgradeSettings, *, restart: Callable[[], None],
-        clock: Callable[[], datetime],
+        self, kube: Kube, who: Identity, settings: UpgradeSettings, *, follower: MachineFollower,
+        restart: Callable[[], None], clock: Callable[[], datetime],
     ) -> None:
         self.kube, self.who, self.settings, self.restart, self.clock = kube, who, settings, restart, clock
-        self.latest: LCMMachine | None = None
-        self._written_rv = 0
+        self.follower = follower
         self._write_failures = 0
-        self._changed = asyncio.Event()
         self._record = settings.work_dir / "last-build.json"
         self._fields = {"machine": who.name, "namespace": who.namespace}
 
     async def run(self, stopping: asyncio.Event) -> None:
-        follower = asyncio.create_task(self._follow(), name="watch-lcmmachine-upgrade")
         last: Decision | None = None
-        try:
-            while not stopping.is_set():
-                self._changed.clear()
-                decision = self._decide()
-                if decision != last:
-                    log.info("agent upgrade: %s", _describe(decision), extra=self._fields)
-                last = decision
-                if isinstance(decision, Upgrade):
-                    if await until_stopped(self._attempt(decision), stopping):
-                        log.info("agent %s active; restarting into it", decision.version, extra=self._fields)
-                        self.restart()
-                        await stopping.wait()
-                elif isinstance(decision, Wait):
-                    await self._wait(stopping, (decision.until - self.clock()).total_seconds())
-                else:
-                    await self._wait(stopping, None)
-        finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+        while not stopping.is_set():
+            seen = self.follower.version
+            decision = self._decide()
+            if decision != last:
+                log.info("agent upgrade: %s", _describe(decision), extra=self._fields)
+            last = decision
+            if isinstance(decision, Upgrade):
+                if await until_stopped(self._attempt(decision), stopping):
+                    log.info("agent %s active; restarting into it", decision.version, extra=self._fields)
+                    self.restart()
+                    await stopping.wait()
+            elif isinstance(decision, Wait):
+                await self.follower.wait(seen, stopping, (decision.until - self.clock()).total_seconds())
+            else:
+                await self.follower.wait(seen, stopping, None)
 
     def _decide(self) -> Decision:
-        machine = self.latest
+        machine = self.follower.latest
         if machine is None:
             return Nothing("LCMMachine not seen yet")
         return next_upgrade(machine.spec.agent_config, self.settings.running_version,
@@ -243,40 +236,8 @@ class Upgrader:
             log.warning("agent upgrade status write failed: %s", exc, extra=self._fields)
             return False
         self._write_failures = 0
-        self._written_rv = resource_version(raw)
-        self._accept(raw, from_watch=False)
+        self.follower.wrote(raw)
         return True
-
-    def _accept(self, raw: dict[str, Any] | None, *, from_watch: bool = True) -> None:
-        """A new version of the object, unless older than our own last write (decide on fresh data only)."""
-        if raw is not None and from_watch and resource_version(raw) < self._written_rv:
-            return
-        try:
-            self.latest = None if raw is None else LCMMachine.from_raw(raw)
-        except InvalidObjectError as exc:
-            log.error("LCMMachine is malformed, not upgrading from it: %s", exc, extra=self._fields)
-            self.latest = None
-        self._changed.set()
-
-    async def _follow(self) -> None:
-        stream = watch_resource(self.kube, LCMMACHINES, self.who.namespace,
-                                field_selector=f"metadata.name={self.who.name}", settings=self.settings.watch)
-        async for event in stream:
-            if isinstance(event, Snapshot):
-                self._accept(event.objects[0] if event.objects else None)
-            elif isinstance(event, Change):
-                self._accept(None if event.type == "DELETED" else event.object)
-
-    async def _wait(self, stopping: asyncio.Event, seconds: float | None) -> None:
-        """Until the object changes, ``stopping`` is set, or ``seconds`` pass."""
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stopping.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=None if seconds is None else max(seconds, 0.0),
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
 
 def _describe(decision: Decision) -> str:
     if isinstance(decision, Nothing):

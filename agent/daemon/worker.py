@@ -1,9 +1,9 @@
 """One machine, one worker: follow the LCMMachine and run its state items in order, reporting each.
 
-Two tasks share the worker: ``_follow`` keeps ``latest`` up to date from the watch; ``_drive`` asks the pure
-``next_step`` what to do with it and does that one thing (run an item, report one, wait). After its own
-status write the worker uses the server's answer as ``latest`` and ignores watch events older than it, so
-it never decides on a version of the object from before its own write (kopf's discipline).
+The object comes from the agent's ``MachineFollower`` (one watch, shared with the self-upgrade loop); the
+worker asks the pure ``next_step`` what to do with it and does that one thing (run an item, report one,
+wait). Its own status writes go back through the follower, so it never decides on a version of the object
+from before its own write.
 
 While an item runs, a spec change is only looked at: if the running item was removed from the spec it is
 cancelled, otherwise it finishes and the next decision follows the new spec.
@@ -16,23 +16,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from agent.adapters.journal import Journal
-from agent.adapters.kube import Kube, KubeError, Resource
-from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
 from agent.api.execution import EventSink, ItemInput, ItemResult
-from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMMachine
+from agent.api.models import LCMMachine
+from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step
 from agent.decisions.reporting import finished_patch, started_patch, summary_patch
 
 log = logging.getLogger(__name__)
 
-LCMMACHINES = Resource(GROUP, VERSION, "lcmmachines")
 
 RunItem = Callable[[ItemInput, EventSink], Coroutine[Any, Any, ItemResult]]
 
@@ -57,7 +56,6 @@ class WorkerSettings:
     """On stop, how long a running item may take before it is cancelled."""
     host_info_period: float = 60.0
     """How often host facts are re-read between items; written only when they changed."""
-    watch: WatchSettings = field(default_factory=WatchSettings)
 
 
 class HostRefresh(Protocol):
@@ -73,9 +71,11 @@ class MachineWorker:
 
     def __init__(
         self, kube: Kube, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
-        on_event: EventSink, host_facts: HostRefresh | None = None, clock: Callable[[], datetime] = utcnow,
+        on_event: EventSink, follower: MachineFollower, host_facts: HostRefresh | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.kube = kube
+        self.follower = follower
         self.journal = journal
         self.settings = settings
         self.run_item = run_item
@@ -83,60 +83,20 @@ class MachineWorker:
         self.clock = clock
         self.host_facts = host_facts
         self._refresh_due = time.monotonic() + settings.host_info_period
-        self.latest: LCMMachine | None = None
         self.step: Step = Idle("starting")
-        self._written_rv = 0
-        self._changed = asyncio.Event()
         self._fields = {"machine": settings.name, "namespace": settings.namespace}
 
+    @property
+    def latest(self) -> LCMMachine | None:
+        return self.follower.latest
+
     async def run(self, stopping: asyncio.Event) -> None:
-        """Drive until stopped. The watch absorbs every API failure, so if it ends anyway (a bug) the
-        worker raises instead of acting on a frozen object: the daemon exits and systemd restarts it."""
-        follower = asyncio.create_task(self._follow(), name="watch-lcmmachine")
-        driver = asyncio.create_task(self._drive(stopping), name="drive-lcmmachine")
-        try:
-            await asyncio.wait([follower, driver], return_when=asyncio.FIRST_COMPLETED)
-            if not driver.done():
-                follower.result()
-                raise RuntimeError("the watch of the LCMMachine ended")
-            driver.result()
-        finally:
-            for task in (follower, driver):
-                task.cancel()
-            # Awaited even when cancelled: the driver kills its running item's processes first.
-            await asyncio.wait([follower, driver])
-
-    def accept(self, raw: dict[str, Any] | None, *, from_watch: bool = True) -> None:
-        """Take a new version of the object, unless it is older than the worker's own last write."""
-        if raw is not None and from_watch and resource_version(raw) < self._written_rv:
-            return
-        if raw is None:
-            log.warning("LCMMachine is gone; waiting for it to come back", extra=self._fields)
-            self.latest = None
-        else:
-            try:
-                self.latest = LCMMachine.from_raw(raw)
-            except InvalidObjectError as exc:
-                log.error("LCMMachine is malformed, not acting on it: %s", exc, extra=self._fields)
-                self.latest = None
-        self._changed.set()
-
-    async def _follow(self) -> None:
-        selector = f"metadata.name={self.settings.name}"
-        stream = watch_resource(self.kube, LCMMACHINES, self.settings.namespace, field_selector=selector,
-                                settings=self.settings.watch)
-        async for event in stream:
-            if isinstance(event, Snapshot):
-                self.accept(event.objects[0] if event.objects else None)
-            elif isinstance(event, Change):
-                self.accept(None if event.type == "DELETED" else event.object)
-
-    async def _drive(self, stopping: asyncio.Event) -> None:
+        """Drive until stopped; cancelled (a forced stop), it first kills its running item's processes."""
         while not stopping.is_set():
-            self._changed.clear()
-            machine = self.latest
+            seen = self.follower.version
+            machine = self.follower.latest
             if machine is None:
-                await self._wait(stopping, None)
+                await self._wait(stopping, None, seen)
                 continue
             if time.monotonic() >= self._refresh_due:
                 await self._refresh_host(machine, stopping)
@@ -150,21 +110,15 @@ class MachineWorker:
             elif isinstance(step, Report):
                 await self._report(machine, step)
             elif isinstance(step, Wait):
-                await self._wait(stopping, (step.until - self.clock()).total_seconds())
+                await self._wait(stopping, (step.until - self.clock()).total_seconds(), seen)
             else:
-                await self._wait(stopping, None)
+                await self._wait(stopping, None, seen)
 
-    async def _wait(self, stopping: asyncio.Event, seconds: float | None) -> None:
-        """Until the object changes, ``stopping`` is set, ``seconds`` pass, or host facts are due."""
+    async def _wait(self, stopping: asyncio.Event, seconds: float | None, seen: int) -> None:
+        """Until the object moves past ``seen``, ``stopping`` is set, ``seconds`` pass, or host facts are
+        due."""
         due = self._refresh_due - time.monotonic()
-        seconds = due if seconds is None else min(seconds, due)
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stopping.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await self.follower.wait(seen, stopping, due if seconds is None else min(seconds, due))
 
     async def _refresh_host(self, machine: LCMMachine, stopping: asyncio.Event) -> None:
         """Write host facts that changed since the last report; a failed write is retried next period."""
@@ -236,8 +190,9 @@ class MachineWorker:
 
     async def _watch_run(self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event) -> None:
         while not task.done():
-            self._changed.clear()
-            waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stopping.wait())]
+            seen = self.follower.version
+            waiters = [asyncio.ensure_future(self.follower.moved_from(seen)),
+                       asyncio.ensure_future(stopping.wait())]
             try:
                 await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -290,18 +245,7 @@ class MachineWorker:
                 log.warning("status write failed (%s); retrying in %.1fs", exc, delay, extra=self._fields)
                 await asyncio.sleep(delay)
                 continue
-            self._written_rv = resource_version(raw)
-            self.accept(raw, from_watch=False)
-            return self.latest
-
-
-def resource_version(raw: dict[str, Any]) -> int:
-    """The object's resourceVersion as a number: etcd revisions (and the simulator's) are integers, which
-    lets the worker tell an older event from a newer one; an unparseable version compares as oldest."""
-    try:
-        return int(raw.get("metadata", {}).get("resourceVersion", 0))
-    except (TypeError, ValueError):
-        return 0
+            return self.follower.wrote(raw)
 
 
 def _seconds(text: str | None) -> float | None:

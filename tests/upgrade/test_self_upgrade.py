@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from kubernetes_asyncio import client
 from upgrade_harness import RUNNING, Wheel, fake_version
 
 from agent.adapters.install import Layout
-from agent.adapters.kube import connect
+from agent.adapters.kube import Kube, connect
+from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.daemon.config import AgentConfig
+from agent.daemon.following import MachineFollower
 from agent.daemon.registration import Identity
 from agent.daemon.upgrade import UpgradeSettings, upgrade_loop
 from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
@@ -38,6 +41,20 @@ class Outcome:
     writes_after_the_report: bool = False
     """The object changed again within a second of the attempt's report (a retry without backoff)."""
     restarts: list[str] = field(default_factory=list)
+
+
+def start_upgrade_loop(
+    kube: Kube, ns: str, stopping: asyncio.Event, *, restart: Callable[[], None], settings: UpgradeSettings,
+) -> asyncio.Task[None]:
+    """The upgrade loop with the machine follower beside it, as the daemon runs them."""
+    follower = MachineFollower(kube, ns, NAME, WatchSettings())
+    loop = upgrade_loop(kube, Identity(ns, NAME, False), AgentConfig(), stopping, follower=follower,
+                        restart=restart, settings=settings)
+
+    async def both() -> None:
+        await asyncio.gather(follower.run(stopping), loop)
+
+    return asyncio.create_task(both())
 
 
 async def upgrade_once(
@@ -59,8 +76,7 @@ async def upgrade_once(
                                backoff=Backoff(base=60.0, cap=60.0), running_version=RUNNING,
                                source_prefix=Path(sys.prefix))
     async with await connect(kubeconfig=kube_api.kubeconfig_path) as kube:
-        loop = asyncio.create_task(upgrade_loop(kube, Identity(ns, NAME, False), AgentConfig(), stopping,
-                                                restart=restart, settings=settings))
+        loop = start_upgrade_loop(kube, ns, stopping, restart=restart, settings=settings)
         async with asyncio.timeout(120):
             while True:  # the status is the only outward sign of an attempt's end: poll it
                 reported = await _machine(objs, ns)
@@ -236,8 +252,7 @@ async def test_a_stop_during_an_attempt_ends_the_loop_at_once_and_leaves_nothing
     stopping = asyncio.Event()
     try:
         async with await connect(kubeconfig=kube_api.kubeconfig_path) as kube:
-            loop = asyncio.create_task(upgrade_loop(kube, Identity(ns, NAME, False), AgentConfig(), stopping,
-                                                    restart=stopping.set, settings=settings))
+            loop = start_upgrade_loop(kube, ns, stopping, restart=stopping.set, settings=settings)
             await asyncio.wait_for(requested.wait(), 30)
             stopping.set()
             await asyncio.wait_for(loop, 2.0)
