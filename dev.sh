@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(ca-certificates python3-venv)
+# docker.io, iproute2, busybox-static: the test nodes (a dockerd per network namespace, an image with no registry);
+# mosquitto: the MQTT broker; systemd-container, debootstrap: the nspawn machines.
+APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap)
 VENV=${LCM_VENV:-.venv}
 
 need_root_for() {

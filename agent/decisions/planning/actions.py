@@ -1,0 +1,48 @@
+"""What the planner asks the scheduler's runtime to write: values only, applied in order.
+
+The planner never talks to the API; the runtime applies each action through kubernetes_asyncio and re-plans
+from the objects as they come back (a lost or refused write is simply planned again). ``reason`` is for the
+scheduler's log and Events, so an operator can see why a machine was given its items or held back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
+"""Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A JSON merge patch (RFC 7396) of one object, of its ``status`` subresource when named."""
+
+    resource: Resource
+    namespace: str
+    name: str
+    patch: Mapping[str, Any]
+    subresource: Literal["status"] | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Create:
+    """A new object; ``body`` is complete (apiVersion, kind, metadata.name and namespace, spec)."""
+
+    resource: Resource
+    namespace: str
+    body: Mapping[str, Any]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Delete:
+    resource: Resource
+    namespace: str
+    name: str
+    reason: str = ""
+
+
+Action = Patch | Create | Delete

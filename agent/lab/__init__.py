@@ -1,0 +1,2 @@
+"""Stand-ins for the machines and services of a real site, for tests and the demo: network-namespace nodes
+with their own dockerd, a Mosquitto broker, systemd-nspawn machines. Never imported by the agent itself."""
