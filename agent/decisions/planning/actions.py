@@ -7,9 +7,12 @@ scheduler's log and Events, so an operator can see why a machine was given its i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
+
+from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
 
 Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
 """Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""
@@ -46,3 +49,24 @@ class Delete:
 
 
 Action = Patch | Create | Delete
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything the planner may look at for one cluster, as the runtime's caches hold it right now."""
+
+    cluster: LCMCluster
+    releases: Mapping[str, ClusterRelease]
+    """Every ClusterRelease known, by name (the cluster's current one, the one it upgrades from or to)."""
+    machines: Sequence[LCMMachine]
+    """The LCMMachines of this cluster: same namespace, ``spec.clusterName`` naming it."""
+    cluster_states: Sequence[LCMClusterState]
+    """The LCMClusterStates of this cluster."""
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    requeue_after: float | None = None
+    """Seconds after which to plan again even without a watch event (a time limit that will expire)."""
