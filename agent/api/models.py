@@ -13,7 +13,7 @@ round trip cannot reformat them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -26,6 +26,8 @@ MachineType = Literal["control", "worker", "bastion", "unassigned"]
 AssignedMachineType = Literal["control", "worker", "bastion"]
 Runner = Literal["ansible", "downloader", "bash"]
 Phase = Literal["prepare", "deploy", "reconfigure"]
+ReleasePhase = Literal["prepare", "deploy", "reconfigure", "decommission"]
+"""A release template's phase: ``decommission`` items run only when a machine leaves (docs/swarm.md)."""
 MachineState = Literal[
     "Uninitialized", "Pending", "Prepare", "Deploy", "Reconfigure", "Ready", "Upgrade", "Reboot"
 ]
@@ -145,7 +147,10 @@ class Condition(ApiModel):
     observed_generation: StrictInt | None = None
 
 
-def _unique_names(items: tuple[StateItem, ...]) -> tuple[StateItem, ...]:
+_Item = TypeVar("_Item", bound="ItemFields")
+
+
+def _unique_names(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
     """Status slots are keyed by item name, so two items with one name would share (and fight over) a slot."""
     seen: set[str] = set()
     for item in items:
@@ -155,13 +160,18 @@ def _unique_names(items: tuple[StateItem, ...]) -> tuple[StateItem, ...]:
     return items
 
 
-class StateItem(ApiModel):
-    """One step of a machine's state: what to run (runner + params), in which phase, at which version."""
+class ItemFields(ApiModel):
+    """What a machine's item and a release's template share: what to run, at which version."""
 
     runner: Runner
     name: str = Field(min_length=1)
     version: str
     params: Mapping[str, str] = {}
+
+
+class StateItem(ItemFields):
+    """One step of a machine's state: what to run (runner + params), in which phase, at which version."""
+
     phase: Phase = "deploy"
 
 
@@ -288,6 +298,7 @@ class LCMClusterSpec(ApiModel):
     release: str = ""
     max_worker_prepare_count: StrictInt = Field(default=50, ge=1)
     max_worker_upgrade_count: StrictInt = Field(default=1, ge=1)
+    max_worker_deploy_count: StrictInt = Field(default=50, ge=1)
     dedicated_control_plane: StrictBool = True
     token_ttl: str | None = Field(default=None, alias="tokenTTL")
 
@@ -302,6 +313,7 @@ class LCMClusterStatus(ApiModel):
     observed_generation: StrictInt | None = None
     progress: str = ""
     conditions: tuple[Condition, ...] = ()
+    release_digests: Mapping[str, str] = {}
 
 
 class LCMCluster(ApiObject):
@@ -347,17 +359,21 @@ class ReleaseAgent(ApiModel):
     args: tuple[str, ...] = ()
 
 
-def _templates_name_their_phase(
-    machine_types: Mapping[AssignedMachineType, tuple[StateItem, ...]],
-) -> Mapping[AssignedMachineType, tuple[StateItem, ...]]:
-    """A release is read by people: each item spells out its phase instead of relying on the default."""
+class ReleaseItem(ItemFields):
+    """A state item template. Its phase is required (a release is read by people: each item spells it out)
+    and may be ``decommission``: such items are not given to machines in normal operation; the planner adds
+    them, as ``reconfigure`` items, to a machine that leaves the cluster."""
+
+    phase: ReleasePhase
+
+
+def _templates_are_listed(
+    machine_types: Mapping[AssignedMachineType, tuple[ReleaseItem, ...]],
+) -> Mapping[AssignedMachineType, tuple[ReleaseItem, ...]]:
     for machine_type, items in machine_types.items():
         if not items:
             raise ValueError(f"machine type {machine_type!r} has no state items")
         _unique_names(items)
-        for item in items:
-            if "phase" not in item.model_fields_set:
-                raise ValueError(f"state item {item.name!r} does not name its phase")
     return machine_types
 
 
@@ -365,10 +381,10 @@ class ClusterReleaseSpec(ApiModel):
     version: str = Field(pattern=SEMVER_PATTERN)
     description: str = ""
     agent: ReleaseAgent
-    machine_types: Mapping[AssignedMachineType, tuple[StateItem, ...]] = Field(min_length=1)
+    machine_types: Mapping[AssignedMachineType, tuple[ReleaseItem, ...]] = Field(min_length=1)
     upgrade_from: tuple[str, ...] = ()
 
-    _check_templates = field_validator("machine_types")(_templates_name_their_phase)
+    _check_templates = field_validator("machine_types")(_templates_are_listed)
 
 
 class ClusterRelease(ApiObject):

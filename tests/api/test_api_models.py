@@ -260,7 +260,12 @@ def _with(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (LCMClusterState, _with(CLUSTER_STATE, "spec.value", True), "spec.value", "'true'"),
         (LCMClusterState, _with(CLUSTER_STATE, "spec.type", "drain"), "spec.type", "'swarm-drain'"),
         (LCMClusterState, _with(CLUSTER_STATE, "spec", {"type": "swarm-drain"}), "spec.arg", "required"),
-        (ClusterRelease, _with(RELEASE, "spec.machineTypes.control", [ITEM]), "spec.machineTypes", "phase"),
+        (
+            ClusterRelease,
+            _with(RELEASE, "spec.machineTypes.control", [ITEM]),
+            "spec.machineTypes.control[0].phase",
+            "required",
+        ),
         (
             ClusterRelease,
             _with(RELEASE, "spec.machineTypes", {"wroker": []}),

@@ -136,6 +136,7 @@ def test_enums_and_defaults_are_valid_values(
         ("LCMMachine", ".spec.stateItems[].phase", "deploy"),
         ("LCMCluster", ".spec.maxWorkerPrepareCount", 50),
         ("LCMCluster", ".spec.maxWorkerUpgradeCount", 1),
+        ("LCMCluster", ".spec.maxWorkerDeployCount", 50),
         ("LCMCluster", ".spec.dedicatedControlPlane", True),
         ("LCMCluster", ".spec.machineTypes{}[].phase", "deploy"),
     ],
@@ -148,7 +149,7 @@ def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None
     ("kind", "columns"),
     [
         ("LCMMachine", ["Type", "State", "Items", "Release", "Age", "Cluster", "Agent"]),
-        ("LCMCluster", ["Release", "Requested", "Ready", "Items", "Age", "Applied", "Stuck"]),
+        ("LCMCluster", ["Release", "Requested", "Ready", "Progress", "Age", "Applied", "Stuck"]),
         ("LCMClusterState", ["Type", "Arg", "Value", "Actual", "Age", "Cluster", "Attempt", "Message"]),
         ("ClusterRelease", ["Version", "Agent", "Age"]),
     ],
@@ -188,11 +189,13 @@ def test_state_items_have_one_schema_in_machines_and_clusters(schemas: Schemas) 
     cluster = dict(walk(schemas["LCMCluster"]))[".spec.machineTypes{}[]"]
     release = dict(walk(schemas["ClusterRelease"]))[".spec.machineTypes{}[]"]
     assert _strip_docs(machine) == _strip_docs(cluster)
-    # Release templates spell out their phase, so the field has no default there; otherwise identical.
+    # Release templates spell out their phase, so the field has no default there, and may hold decommission
+    # items (which the scheduler hands out as reconfigure items); otherwise identical.
     template = _strip_docs(release)
     assert template["required"] == ["runner", "name", "version", "phase"]
     expected = _strip_docs(machine)
     del expected["properties"]["phase"]["default"]
+    expected["properties"]["phase"]["enum"] = [*expected["properties"]["phase"]["enum"], "decommission"]
     assert template["properties"] == expected["properties"]
 
 

@@ -8,11 +8,12 @@ scheduler's log and Events, so an operator can see why a machine was given its i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.decisions.planning.settings import PlanSettings
 
 Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
 """Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""
@@ -63,6 +64,8 @@ class PlanInput:
     cluster_states: Sequence[LCMClusterState]
     """The LCMClusterStates of this cluster."""
     now: datetime
+    settings: PlanSettings = field(default_factory=PlanSettings)
+    """When the rollout counts as stuck."""
 
 
 @dataclass(frozen=True)

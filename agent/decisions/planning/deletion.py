@@ -1,0 +1,84 @@
+"""A machine leaving the cluster: drain, leave, remove, then let the object go.
+
+A machine is leaving when it is marked for deletion (``spec.prepareDeletion`` or a deletion timestamp)
+while the planner's finalizer ``lcm.mirantis.com/swarm-member`` holds it (it got it with its swarm item).
+Its items are frozen as they are (no upgrade reaches a leaving machine), and, one step per plan:
+
+1. drain: ``sd-<machine>`` true, until its ``status.swarmCordonDrain`` is ``cordondrained``;
+2. leave: the decommission items of its release are added to its items as ``reconfigure`` items and run;
+3. remove: ``sr-<machine>`` true, until the state's ``status.value`` is ``"true"``;
+4. the finalizer goes, and with it the two states: the object may be deleted.
+
+Drain and remove need a manager to carry them out (the first control machine other than the leaving one);
+without one, or for a node that never joined, they are skipped. A leaving control machine counts as a
+changing one (one at a time), a worker's drain takes a slot of ``maxWorkerUpgradeCount``. Deletion goes on
+while the rollout is halted: taking a broken machine out is how an operator mends a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agent.decisions.planning.contract import SWARM_ITEMS
+from agent.decisions.planning.fleet import Fleet
+from agent.decisions.planning.machines import MachineView
+from agent.decisions.planning.rendering import Target, without_finalizer
+from agent.decisions.state import item_done
+
+
+def _joined(v: MachineView) -> bool:
+    """Its swarm item succeeded at some point (maybe with an older hash): its node is, or was, a member."""
+    slots = v.status.state_item_statuses
+    return any(name in slots and slots[name].exit_code == 0 for name in SWARM_ITEMS)
+
+
+def _may_start(fleet: Fleet, v: MachineView, drains: bool) -> bool:
+    """Take the machine's budget slot, if free: the control plane's one, or a worker drain."""
+    if v.control:
+        if fleet.control_busy:
+            return False
+        fleet.control_busy = True
+    elif drains:
+        if fleet.cordoned >= fleet.cluster.spec.max_worker_upgrade_count:
+            return False
+        fleet.cordoned += 1
+    return True
+
+
+def plan_leaving(fleet: Fleet) -> None:
+    for v in fleet.views:
+        if v.leaving:
+            _leave(fleet, v)
+
+
+def _leave(fleet: Fleet, v: MachineView) -> None:
+    swarm_ops = fleet.executor is not None and _joined(v)
+    decommission = fleet.templates_of(v.spec.release).decommission(v.type)
+    names = {item.name for item in v.spec.state_items}
+    leaving_items = bool(decommission) and all(item.name in names for item in decommission)
+    started = v.name in fleet.drains or v.name in fleet.removals or leaving_items
+    if not started and not _may_start(fleet, v, drains=swarm_ops):
+        return
+    if swarm_ops and (v.name in fleet.drains or not started):
+        fleet.want("swarm-drain", v, True, "drain before leaving")
+    if not leaving_items and v.name not in fleet.removals:
+        if swarm_ops and v.status.swarm_cordon_drain != "cordondrained":
+            return
+        if decommission:
+            items = (*v.spec.state_items, *(i for i in decommission if i.name not in names))
+            if patch := fleet.diff(v, replace(Target.of(v.machine), items=items)):
+                fleet.write(v, patch, "leave: decommission items")
+            return
+    overwrites = v.spec.state_items_overwrites
+    statuses = v.status.state_item_statuses
+    if not all(item_done(item, statuses.get(item.name), overwrites) for item in decommission):
+        return
+    if swarm_ops:
+        fleet.want("swarm-remove", v, True, "remove the node that left")
+        removal = fleet.removals.get(v.name)
+        if removal is None or removal.status.value != "true":
+            return
+    if patch := fleet.diff(v, without_finalizer(v.machine)):
+        fleet.write(v, patch, "left the swarm: the machine may go")
+    fleet.drop("swarm-drain", v)
+    fleet.drop("swarm-remove", v)

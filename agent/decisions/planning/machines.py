@@ -1,0 +1,92 @@
+"""What the planner needs to know about one machine, derived once per plan from its spec and status.
+
+Every rule asks the same few questions (has it an address, was it released to deploy, are its items done,
+is it leaving); deriving the answers once keeps a 5,000-machine plan to one pass over each machine's items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.api.models import AssignedMachineType, LCMMachine, LCMMachineSpec, LCMMachineStatus
+from agent.decisions.planning.contract import FINALIZER, INDEX_ANNOTATION, SWARM_INIT, SWARM_ITEMS
+from agent.decisions.state import agent_upgrade_pending, item_done, reboot_pending
+
+OrderKey = tuple[int, int, str]
+
+
+def order_key(machine: LCMMachine) -> OrderKey:
+    """Machines with an integer ``lcm.mirantis.com/index`` first, by index, then the others; then by name."""
+    raw = machine.metadata.annotations.get(INDEX_ANNOTATION)
+    name = machine.metadata.name or ""
+    try:
+        return (0, int(raw), name) if raw is not None else (1, 0, name)
+    except ValueError:
+        return (1, 0, name)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineView:
+    machine: LCMMachine
+    name: str
+    spec: LCMMachineSpec
+    status: LCMMachineStatus
+    ip: str | None
+    """Its InternalIP; None while Uninitialized."""
+    type: AssignedMachineType
+    order: OrderKey
+    released: bool
+    """The planner has given it more than its prepare items: it was let into the swarm rollout."""
+    items_done: bool
+    """Every item in its spec is done."""
+    swarm_item: str | None
+    """``swarm-init`` or ``swarm-join`` when its spec has one: a machine keeps its swarm role."""
+    swarm_done: bool
+    """Its swarm item is done: its node is in the swarm."""
+    settled: bool
+    """Items done and the agent runs the build the spec asks for: nothing more will happen by itself."""
+    ready: bool
+    """``machine_state`` would say Ready (settled, and no reboot pending)."""
+    deleting: bool
+    """Marked for deletion: ``prepareDeletion`` or a deletion timestamp. No longer part of the rollout."""
+
+    @property
+    def control(self) -> bool:
+        return self.type == "control"
+
+    @property
+    def leaving(self) -> bool:
+        """Deleting while the planner's finalizer holds it: its node must leave the swarm first."""
+        return self.deleting and FINALIZER in self.machine.metadata.finalizers
+
+
+def view(machine: LCMMachine) -> MachineView | None:
+    """The view of an assigned machine; None for an ``unassigned`` one, which is not the planner's yet."""
+    spec, status = machine.spec, machine.status
+    if spec.type == "unassigned":
+        return None
+    done = {
+        item.name
+        for item in spec.state_items
+        if item_done(item, status.state_item_statuses.get(item.name), spec.state_items_overwrites)
+    }
+    names = [item.name for item in spec.state_items]
+    swarm_item = SWARM_INIT if SWARM_INIT in names else next((n for n in names if n in SWARM_ITEMS), None)
+    items_done = len(done) == len(names)
+    settled = bool(names) and items_done and not agent_upgrade_pending(spec, status)
+    return MachineView(
+        machine=machine,
+        name=machine.metadata.name or "",
+        spec=spec,
+        status=status,
+        ip=status.internal_ip,
+        type=spec.type,
+        order=order_key(machine),
+        released=any(item.phase != "prepare" for item in spec.state_items),
+        items_done=items_done,
+        swarm_item=swarm_item,
+        swarm_done=swarm_item in done,
+        settled=settled,
+        ready=settled and not reboot_pending(spec, status),
+        deleting=spec.prepare_deletion or machine.metadata.deletion_timestamp is not None,
+    )

@@ -1,0 +1,84 @@
+"""``plan``: one cluster's objects in, the writes that move its rollout on out (docs/scheduler.md).
+
+The order is fixed: refuse (a missing or modified release, a disallowed upgrade) or stop (paused) before
+anything else, so neither can change a machine; then leaving machines first (they get the budget slots
+first: taking a machine out is often how a stuck rollout is mended), control machines, workers. The status
+closes the plan. Planning the same objects again gives the same actions, and none once converged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from agent.api.models import LCMClusterState
+from agent.decisions.planning.actions import Action, Patch, Plan, PlanInput
+from agent.decisions.planning.clusterstates import state_writes
+from agent.decisions.planning.contract import PAUSED_ANNOTATION
+from agent.decisions.planning.deletion import plan_leaving
+from agent.decisions.planning.failures import drain_time_left, item_time_left, trouble
+from agent.decisions.planning.fleet import Fleet
+from agent.decisions.planning.machines import MachineView, view
+from agent.decisions.planning.ordering import first_control, manager_addresses, ready_managers
+from agent.decisions.planning.releases import check_releases
+from agent.decisions.planning.rendering import Swarm, Templates
+from agent.decisions.planning.rollout import plan_controls, plan_workers
+from agent.decisions.planning.status import Summary, cluster_status_patch, stuck_flags
+
+
+def plan(inp: PlanInput) -> Plan:
+    cluster = inp.cluster
+    name = cluster.metadata.name
+    machines = (view(m) for m in inp.machines if m.spec.cluster_name == name)
+    views = sorted((v for v in machines if v is not None), key=lambda v: v.order)
+    states = [s for s in inp.cluster_states if s.spec.cluster_name == name]
+    drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
+    removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
+    troubles = [t for v in views if (t := trouble(v, drains.get(v.name), inp.settings, inp.now))]
+    check = check_releases(cluster, inp.releases, views)
+    summary = Summary(
+        cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
+    )
+    paused = cluster.metadata.annotations.get(PAUSED_ANNOTATION) == "true"
+    if check.target is None or paused:
+        status = cluster_status_patch(cluster, replace(summary, paused=paused), inp.now)
+        return Plan(tuple(a for a in (status,) if a is not None))
+    first = first_control(views)
+    managers = manager_addresses(ready_managers(views, first))
+    swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
+    templates = Templates(check.target, cluster)
+    fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles))
+    plan_leaving(fleet)
+    plan_workers(fleet, controls_pending=plan_controls(fleet))
+    actions: list[Action] = [
+        Patch("lcmmachines", v.machine.metadata.namespace or "", v.name, patch, reason=reason)
+        for v in views
+        if v.name in fleet.patches
+        for patch, reason in (fleet.patches[v.name],)
+    ]
+    actions += state_writes(cluster, states, fleet.wanted)
+    actions += stuck_flags(views, troubles)
+    status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)
+    if status is not None:
+        actions.append(status)
+    return Plan(tuple(actions), _requeue_after(views, drains, inp))
+
+
+def _requeue_after(
+    views: Sequence[MachineView], drains: Mapping[str, LCMClusterState], inp: PlanInput
+) -> float | None:
+    """Seconds until the earliest running item or drain would overrun its limit: a verdict due without any
+    watch event. None when nothing is being timed."""
+    lefts = [
+        left
+        for v in views
+        if not v.settled and (left := item_time_left(v, inp.settings, inp.now)) is not None
+    ]
+    lefts += [
+        left
+        for v in views
+        if (drain := drains.get(v.name)) is not None
+        and (left := drain_time_left(v, drain, inp.settings, inp.now)) is not None
+    ]
+    future = [left for left in lefts if left > 0]
+    return min(future) if future else None

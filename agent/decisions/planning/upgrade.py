@@ -1,0 +1,51 @@
+"""Changing machines already in the swarm: a new release rolls out drained, other changes in place.
+
+A release change of a node that runs workloads goes: ``sd-<machine>`` with value true → wait for the
+machine's ``status.swarmCordonDrain: cordondrained`` → write the new spec → wait until it is settled →
+value false (undrain) → wait until the drain is undone (state ``status.value: "false"``, the machine's
+``swarmCordonDrain`` unset) → delete the state. Control machines of a dedicated control plane run no
+workloads (they joined with availability drain), so they are upgraded without a drain. Any other change
+(settings, labels, the LCMCluster's own items) is written in place: it re-runs only the items it changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.decisions.planning.fleet import Fleet
+from agent.decisions.planning.machines import MachineView
+
+
+def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:
+    """A move to another release of a node that may run workloads."""
+    runs_workloads = not v.control or not fleet.swarm.dedicated_control_plane
+    return v.spec.release != release and runs_workloads and v.swarm_item is not None
+
+
+def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_free: bool) -> bool:
+    """One step of a drained upgrade; True when it starts a drain, which takes a slot of the budget."""
+    reason = f"upgrade to {fleet.templates.release}"
+    drain = fleet.drains.get(v.name)
+    if drain is None:
+        if not slot_free or fleet.executor is None:
+            return False
+        fleet.want("swarm-drain", v, True, f"drain before the {reason}")
+        return True
+    fleet.want("swarm-drain", v, True, f"drain before the {reason}")
+    if drain.spec.requested and v.status.swarm_cordon_drain == "cordondrained":
+        fleet.write(v, patch, f"{reason}, node drained")
+    return False
+
+
+def finish(fleet: Fleet, v: MachineView) -> None:
+    """The machine has the wanted spec: when it is settled, undrain it; when that is done, drop the drain.
+    Settled and not drained, it counts as converged."""
+    drain = fleet.drains.get(v.name)
+    if drain is None:
+        fleet.converged += v.settled
+        return
+    if drain.spec.requested:
+        if v.settled:
+            fleet.want("swarm-drain", v, False, "undrain: the machine is done")
+    elif drain.status.value == "false" and v.status.swarm_cordon_drain is None:
+        fleet.drop("swarm-drain", v)

@@ -1,0 +1,63 @@
+"""``phase: decommission``: a ClusterRelease template may hold it; a machine's or cluster's item may not (the
+scheduler hands decommission templates to a leaving machine as reconfigure items)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from agent.api.models import ClusterRelease, InvalidObjectError, LCMCluster, LCMMachine
+from agent.sim.schema import StructuralSchema
+
+LEAVE = {"runner": "ansible", "name": "swarm-leave", "version": "1.0.0", "phase": "decommission",
+         "params": {"playbook": "decommission/swarm-leave.yml"}}
+RELEASE: dict[str, Any] = {
+    "apiVersion": "lcm.mirantis.com/v1alpha1",
+    "kind": "ClusterRelease",
+    "metadata": {"name": "swarm-1.0.0"},
+    "spec": {
+        "version": "1.0.0",
+        "agent": {"version": "0.1.0", "downloadURL": "http://m/a.whl", "sha256": "0" * 64},
+        "machineTypes": {"worker": [
+            {"runner": "ansible", "name": "swarm-join", "version": "1.0.0", "phase": "deploy"}, LEAVE,
+        ]},
+    },
+}
+
+
+def test_a_release_template_may_be_a_decommission_item(schemas: dict[str, dict[str, Any]]) -> None:
+    release = ClusterRelease.from_raw(RELEASE)
+    assert [i.phase for i in release.spec.machine_types["worker"]] == ["deploy", "decommission"]
+    assert release.to_raw() == RELEASE
+    assert StructuralSchema(schemas["ClusterRelease"]).validate(RELEASE) == []
+
+
+def test_a_decommission_item_keeps_its_name_unique_among_the_others() -> None:
+    raw = copy.deepcopy(RELEASE)
+    raw["spec"]["machineTypes"]["worker"].append({**LEAVE, "phase": "deploy"})
+    with pytest.raises(InvalidObjectError, match="duplicate state item name 'swarm-leave'"):
+        ClusterRelease.from_raw(raw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "raw", "path"),
+    [
+        ("LCMMachine", LCMMachine,
+         {"metadata": {"name": "m"}, "spec": {"stateItems": [LEAVE]}}, "spec.stateItems[0].phase"),
+        ("LCMCluster", LCMCluster,
+         {"metadata": {"name": "c"}, "spec": {"machineTypes": {"worker": [LEAVE]}}},
+         "spec.machineTypes.worker[0].phase"),
+    ],
+)
+def test_machines_and_clusters_never_hold_decommission_items(
+    schemas: dict[str, dict[str, Any]], kind: str, model: type[LCMMachine | LCMCluster], raw: dict[str, Any],
+    path: str,
+) -> None:
+    body = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": kind, **raw}
+    with pytest.raises(InvalidObjectError) as caught:
+        model.from_raw(body)
+    assert [p for p, _ in caught.value.causes] == [path]
+    messages = [c.message for c in StructuralSchema(schemas[kind]).validate(body)]
+    assert any(m.startswith(f'{path}: Unsupported value: "decommission"') for m in messages), messages
