@@ -3,11 +3,11 @@ and a release a Swarm cluster can actually be built from."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from agent.api.models import PHASES, ApiObject, ClusterRelease, LCMCluster, LCMMachine
+from agent.api.models import ApiObject, ClusterRelease, LCMCluster, LCMMachine, ReleasePhase
 from agent.sim.schema import StructuralSchema
 
 MODELS: dict[str, type[ApiObject]] = {
@@ -16,6 +16,11 @@ MODELS: dict[str, type[ApiObject]] = {
     "LCMMachine": LCMMachine,
 }
 Samples = list[dict[str, Any]]
+RELEASE_PHASES: tuple[str, ...] = get_args(ReleasePhase)
+
+
+def _one(samples: Samples, kind: str, name: str | None = None) -> dict[str, Any]:
+    return next(d for d in samples if d["kind"] == kind and name in (None, d["metadata"]["name"]))
 
 
 def _lcm(samples: Samples) -> list[dict[str, Any]]:
@@ -29,10 +34,11 @@ def _subset(small: Any, big: Any) -> bool:
     return bool(small == big)
 
 
-def test_the_demo_is_a_namespace_a_release_a_cluster_and_three_machines(samples: Samples) -> None:
+def test_the_demo_is_a_namespace_two_releases_a_cluster_and_three_machines(samples: Samples) -> None:
     assert [(d["kind"], d["metadata"]["name"]) for d in samples] == [
         ("Namespace", "demo"),
         ("ClusterRelease", "swarm-1.0.0"),
+        ("ClusterRelease", "swarm-1.1.0"),
         ("LCMCluster", "demo"),
         ("LCMMachine", "demo-control-0"),
         ("LCMMachine", "demo-worker-0"),
@@ -65,17 +71,19 @@ def test_a_broken_sample_is_refused_with_the_api_servers_words(
     assert "spec.machineTypes.control[0].version: Required value" in messages
 
 
-@pytest.mark.parametrize("index", range(1, 6))
+@pytest.mark.parametrize("index", range(1, 7))
 def test_samples_read_through_the_models_unchanged(samples: Samples, index: int) -> None:
     doc = samples[index]
     assert MODELS[doc["kind"]].from_raw(doc).to_raw() == doc
 
 
 def test_the_objects_refer_to_each_other(samples: Samples) -> None:
-    release = ClusterRelease.from_raw(samples[1])
-    cluster = LCMCluster.from_raw(samples[2])
-    machines = [LCMMachine.from_raw(d) for d in samples[3:]]
+    release = ClusterRelease.from_raw(_one(samples, "ClusterRelease", "swarm-1.0.0"))
+    upgrade = ClusterRelease.from_raw(_one(samples, "ClusterRelease", "swarm-1.1.0"))
+    cluster = LCMCluster.from_raw(_one(samples, "LCMCluster"))
+    machines = [LCMMachine.from_raw(d) for d in samples if d["kind"] == "LCMMachine"]
     assert cluster.spec.release == release.metadata.name
+    assert release.metadata.name in upgrade.spec.upgrade_from
     assert {m.metadata.namespace for m in machines} == {cluster.metadata.namespace} == {"demo"}
     assert {m.spec.cluster_name for m in machines} == {cluster.metadata.name}
     assert [m.spec.type for m in machines] == ["control", "worker", "worker"]
@@ -93,8 +101,10 @@ def test_the_objects_refer_to_each_other(samples: Samples) -> None:
                 "packages",
                 "docker-engine",
                 "swarm-init",
+                "swarm-join",
                 "daemon-config",
                 "node-labels",
+                "swarm-leave",
             ],
         ),
         (
@@ -107,6 +117,7 @@ def test_the_objects_refer_to_each_other(samples: Samples) -> None:
                 "swarm-join",
                 "daemon-config",
                 "node-labels",
+                "swarm-leave",
             ],
         ),
     ],
@@ -114,9 +125,11 @@ def test_the_objects_refer_to_each_other(samples: Samples) -> None:
 def test_release_items_run_phase_by_phase_from_playbooks(
     samples: Samples, machine_type: Any, expected: list[str]
 ) -> None:
-    items = ClusterRelease.from_raw(samples[1]).spec.machine_types[machine_type]
-    assert [i.name for i in items] == expected
-    assert [PHASES.index(i.phase) for i in items] == sorted(PHASES.index(i.phase) for i in items)
-    for item in items:
-        assert item.runner == "ansible"
-        assert item.params["playbook"] == f"{item.phase}/{item.name}.yml"
+    for release in (d for d in samples if d["kind"] == "ClusterRelease"):
+        items = ClusterRelease.from_raw(release).spec.machine_types[machine_type]
+        assert [i.name for i in items] == expected
+        order = [RELEASE_PHASES.index(i.phase) for i in items]
+        assert order == sorted(order)
+        for item in items:
+            assert item.runner == "ansible"
+            assert item.params["playbook"] == f"{item.phase}/{item.name}.yml"
