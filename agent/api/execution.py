@@ -32,6 +32,9 @@ EXIT_TIMEOUT = 124
 EXIT_CANCELLED = 130
 """The item was cancelled (128 + SIGINT, the shell's convention for an interrupted command)."""
 
+RUNNER_VARS = frozenset({"lcm_machine", "lcm_item", "lcm_version", "lcm_phase", "lcm_attempt"})
+"""Extra vars the ansible runner sets from the ``ItemInput`` itself; nothing else may supply them."""
+
 
 @dataclass(frozen=True)
 class ItemInput:
@@ -42,6 +45,11 @@ class ItemInput:
     ``LCM_SECRET_<NAME>`` and redact the values from everything they report; they never reach disk or argv.
     ``timeout`` is seconds, ``None`` for no limit. ``attempt`` starts at 1 and is committed to status before
     the run, so artifacts of different attempts never mix.
+
+    ``node_vars`` are this machine's own settings for the playbooks (``lcm_docker_host`` and the agent
+    config's ``playbook_vars``). They are kept apart from ``params`` because they are not the release's: they
+    stay out of the item's hash (moving the docker socket must not re-run every item) and they win over a
+    param of the same name (a release cannot point a node's playbooks at another engine or directory).
     """
 
     machine: str
@@ -55,6 +63,7 @@ class ItemInput:
     work_dir: Path
     timeout: float | None = None
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    node_vars: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """The ``ansible`` runner: one playbook of the release, through ansible-runner, against this machine.
 
 Params: ``playbook`` (a path relative to the release directory; anything resolving outside it is refused),
-every other param becomes an extra var (strings, as in the spec), plus ``lcm_machine``, ``lcm_item``,
-``lcm_version``, ``lcm_phase`` and ``lcm_attempt``. Plays run against ``localhost`` over the local
-connection with this venv's python. Secrets reach the playbook as environment variables
-``LCM_SECRET_<NAME>`` (``lookup('env', 'LCM_SECRET_JOIN_TOKEN')``; modules inherit them), handed over
-through the pseudo-terminal (see ``playbook_shim``) so that they touch neither disk nor argv; tasks that use
-them should still say ``no_log: true``.
+every other param becomes an extra var (strings, as in the spec), then the item's ``node_vars`` (the
+machine's ``lcm_docker_host`` and ``playbook_vars``, which win over a param of the same name), plus
+``lcm_machine``, ``lcm_item``, ``lcm_version``, ``lcm_phase`` and ``lcm_attempt``. Plays run against
+``localhost`` over the local connection with this venv's python. Secrets reach the playbook as environment
+variables ``LCM_SECRET_<NAME>`` (``lookup('env', 'LCM_SECRET_JOIN_TOKEN')``; modules inherit them), handed
+over through the pseudo-terminal (see ``playbook_shim``) so that they touch neither disk nor argv; tasks that
+use them should still say ``no_log: true``.
 
 How ansible-runner is driven, and why:
 
@@ -77,6 +78,7 @@ def resolve_playbook(release_dir: Path, relative: str | None) -> Path:
 
 
 def extra_vars(item: ItemInput) -> dict[str, str]:
+    """The item's params, then the node's own vars over them, then the run's context over everything."""
     context = {
         "lcm_machine": item.machine,
         "lcm_item": item.name,
@@ -84,7 +86,8 @@ def extra_vars(item: ItemInput) -> dict[str, str]:
         "lcm_phase": item.phase,
         "lcm_attempt": str(item.attempt),
     }
-    return {**{k: v for k, v in item.params.items() if k != "playbook"}, **context}
+    params = {k: v for k, v in item.params.items() if k != "playbook"}
+    return {**params, **item.node_vars, **context}
 
 
 def _ansible_environment(work_dir: Path) -> dict[str, str]:

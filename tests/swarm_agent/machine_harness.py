@@ -1,0 +1,189 @@
+"""The agent's swarm side under test: machines with the RBAC of ``deploy/rbac``, lab nodes, captured logs.
+
+``SwarmNode`` is the agent tests' ``Node`` (tests/agent/agent_harness.py) with what swarm tests add: its
+ServiceAccount gets the Role the deploy/rbac sample gives that machine (machine names are the samples':
+``demo-control-0``, ``demo-worker-0``...), its config names a Docker Engine and ``playbook_vars``, it may
+stand for a lab node (its InternalIP is the node's address), and the daemon's log is captured through the
+same redaction filter as in production, into ``agent.log``, so tests can grep it for secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from agent_harness import FAST, Node, slot
+
+from agent.adapters.host import collect_host_info
+from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
+from agent.api.hostinfo import HostInfo, NetworkInterface
+from agent.daemon.app import ExitCode, Hooks, run_daemon
+from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.logs import JsonFormatter, RedactingFilter, SecretRegistry
+from agent.lab.node import LabNode
+from agent.sim.testing import KubeApi
+
+ROOT = Path(__file__).parents[2]
+RBAC_DIR = ROOT / "deploy" / "rbac"
+PLAYBOOKS = ROOT / "playbooks"
+RELEASE = Path(__file__).parent / "release"
+CLUSTER = "demo"
+MANAGER_SECRET = f"{CLUSTER}-swarm-manager-token"
+WORKER_SECRET = f"{CLUSTER}-swarm-worker-token"
+PATIENCE = 120.0
+"""Seconds any wait may take at least: one Ansible run takes tens of seconds on a loaded two-core host."""
+RBAC_KINDS = {"Role": Resource("rbac.authorization.k8s.io", "v1", "roles"),
+              "RoleBinding": Resource("rbac.authorization.k8s.io", "v1", "rolebindings")}
+
+
+MakeNode = Callable[..., "SwarmNode"]
+
+
+def rbac_objects(namespace: str) -> list[dict[str, Any]]:
+    """The Roles and RoleBindings of deploy/rbac, moved into ``namespace``. The ServiceAccounts are left out:
+    the test API's ``service_account_kubeconfig`` creates each one with its token."""
+    docs: list[dict[str, Any]] = []
+    for path in sorted(RBAC_DIR.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] in RBAC_KINDS]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = namespace
+    return docs
+
+
+async def apply_rbac(admin: Kube, namespace: str) -> None:
+    for doc in rbac_objects(namespace):
+        await admin.create(RBAC_KINDS[doc["kind"]], namespace, doc)
+
+
+def lab_host_info(node: LabNode) -> HostInfo:
+    """This host's facts, with the lab node's interface as the only NIC: the agent runs in the test's
+    process, and must register the node's address, which is its swarm address."""
+    info = collect_host_info()
+    nic = NetworkInterface("eth0", f"02:00:00:00:00:{node.index:02x}", is_virtual=True,
+                           addresses=(f"{node.address}/24",))
+    return dataclasses.replace(info, hardware=dataclasses.replace(info.hardware, network=(nic,)),
+                               default_interface="eth0")
+
+
+class SwarmNode(Node):
+    """One machine; ``lab`` is the lab node it stands for, if any (its engine, its address)."""
+
+    def __init__(self, kube_api: KubeApi, admin: Kube, tmp: Path, name: str, *, lab: LabNode | None = None,
+                 release: Iterable[Path] = (RELEASE,)) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        super().__init__(kube_api, admin, tmp, name)
+        for extra in release:
+            shutil.copytree(extra, self.release_dir, dirs_exist_ok=True)
+        self.lab = lab
+        self.secrets = SecretRegistry()
+        self.log_path = tmp / "agent.log"
+        self._kubeconfig: Path | None = None
+
+    async def grant(self, *, create: bool = False) -> Path:
+        """The token of ServiceAccount ``lcm-agent-<machine>``, bound by ``apply_rbac`` to its sample Role."""
+        if self._kubeconfig is None:
+            self._kubeconfig = await self.kube_api.service_account_kubeconfig(self.namespace,
+                                                                             f"lcm-agent-{self.name}")
+        return self._kubeconfig
+
+    async def configure(self, *, playbook_vars: dict[str, str] | None = None, docker_host: str = "",
+                        **timings: float) -> AgentConfig:
+        kubeconfig = await self.grant()
+        host = docker_host or (self.lab.docker_host if self.lab else "unix:///var/run/docker.sock")
+        doc = {
+            "api": {"kubeconfig": str(kubeconfig), "namespace": self.namespace, "machine_name": self.name},
+            "timings": {**FAST, **timings},
+            "state_dir": str(self.state_dir), "release_dir": str(self.release_dir),
+            "docker": {"host": host},
+            "playbook_vars": {**(self.lab.playbook_vars() if self.lab else {}), **(playbook_vars or {})},
+        }
+        doc["playbook_vars"].pop("lcm_docker_host", None)  # docker.host carries it
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            yaml.safe_dump(doc, file)
+        return load_config(self.config_path, {})
+
+    @contextlib.asynccontextmanager
+    async def agent(
+        self, cfg: AgentConfig, hooks: Hooks | None = None,
+    ) -> AsyncIterator[asyncio.Task[ExitCode]]:
+        """The daemon in this process, logging JSON through the redaction filter into ``agent.log``."""
+        hooks = hooks or Hooks()
+        if self.lab is not None:
+            lab = self.lab
+            hooks = dataclasses.replace(hooks, host_info=lambda: lab_host_info(lab))
+        handler = logging.FileHandler(self.log_path)
+        handler.addFilter(RedactingFilter(self.secrets))
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        stopping = asyncio.Event()
+        task = asyncio.create_task(run_daemon(cfg, stopping, hooks, secrets=self.secrets))
+        try:
+            yield task
+        finally:
+            stopping.set()
+            code = await asyncio.wait_for(task, 30)
+            root.removeHandler(handler)
+            root.setLevel(level)
+            handler.close()
+        assert code == ExitCode.OK
+
+    async def wait_for(
+        self, what: Callable[[dict[str, Any]], bool], within: float = PATIENCE, describe: str = "",
+    ) -> dict[str, Any]:
+        return await super().wait_for(what, max(within, PATIENCE), describe)
+
+    async def wait_event(self, what: Callable[[dict[str, Any]], bool], within: float = PATIENCE,
+                         describe: str = "") -> tuple[float, dict[str, Any]]:
+        return await super().wait_event(what, max(within, PATIENCE), describe)
+
+    async def failure(
+        self, item: str, check: Callable[[dict[str, Any]], bool] = lambda s: True, describe: str = "",
+    ) -> dict[str, Any]:
+        """The item's first slot showing a failed run for which ``check`` holds (within ``recording``: a
+        failure may last only until the retry's start mark, too short for polling to see)."""
+        def failed(obj: dict[str, Any]) -> bool:
+            found = slot(obj, item)
+            return found.get("exitCode", 0) > 0 and check(found)
+
+        _, obj = await self.wait_event(failed, describe=describe or f"{item} failing")
+        return slot(obj, item)
+
+    def everything_written(self) -> str:
+        """Every file the agent wrote (journal, artifacts, ansible's own files) and its log, as one text."""
+        texts = [self.log_path.read_text(errors="replace") if self.log_path.exists() else ""]
+        for path in self.state_dir.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                texts.append(path.read_text(errors="replace"))
+        return "\n".join(texts)
+
+
+async def put_secret(admin: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    """Create or replace an Opaque Secret as an operator would (values base64-encoded here)."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    try:
+        await admin.replace(SECRETS, namespace, name, body)
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        await admin.create(SECRETS, namespace, body)
+
+
+def secret_token(secret: dict[str, Any]) -> str:
+    return base64.b64decode(secret["data"]["token"]).decode()
