@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from agent.api.hostinfo import Cpu, Disk, Hardware, HostInfo, Memory, NetworkInterface, OsInfo, Partition
+from agent.api.telemetry import HostLoad
 
 CONTAINER_NIC_PREFIXES = ("veth", "docker", "br-")
 # Distributions by the family go-sysinfo files them under; others report their first ID_LIKE.
@@ -238,3 +239,16 @@ def _reboot(run: Path) -> tuple[bool, str]:
     if packages:
         return True, "required by packages: " + ", ".join(packages)
     return True, _read(flag).strip(" *\n") or "reboot required"
+
+
+def read_host_load(disk_path: Path) -> HostLoad:
+    """What a heartbeat says about the host: load averages, memory, the filesystem of ``disk_path`` (the
+    agent's state dir: where items and Docker need room) and the uptime. Cheap (three small /proc reads and
+    a statvfs), unlike ``collect_host_info``."""
+    memory = psutil.virtual_memory()
+    disk = psutil.disk_usage(str(disk_path))
+    return HostLoad(
+        load=psutil.getloadavg(), memory_total=memory.total, memory_available=memory.available,
+        disk_path=str(disk_path), disk_total=disk.total, disk_free=disk.free,
+        uptime=max(0.0, time.time() - psutil.boot_time()),
+    )

@@ -1,0 +1,271 @@
+"""Agent liveness from the MQTT plane onto LCMMachines, as the ``AgentReachable`` condition.
+
+Heartbeats never reach the API server: this subscriber keeps, in memory, when each machine was last heard
+of, and writes the condition only when a machine's reachability changes. A fleet where nothing changes costs
+the API nothing; a thousand machines coming up cost a thousand writes once, paced by a token bucket.
+
+A machine is unreachable when its retained status says ``offline`` (the last will: the broker saw its
+connection die, at once for a killed agent) or when no heartbeat came for ``grace`` of its own heartbeat
+intervals; a heartbeat or an ``online`` status makes it reachable again. Transitions are collected each
+``tick`` and written as one batch (a machine that flapped within a tick costs nothing). After the
+subscriber (re)connects, nobody is called unreachable for ``settle`` seconds: after a broker restart the
+retained statuses are the broker's wills of the whole fleet, and the agents need their reconnect backoff to
+come back; calling them all dead would be a write storm telling nothing true.
+
+The book of who was heard when is pure (``LivenessBook``, times passed in); ``run_liveness`` is the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.mqtt import BrokerSettings, MqttLink
+from agent.api import telemetry as t
+from agent.api.models import GROUP, VERSION
+from agent.scheduler.throttling import RateLimiter
+
+log = logging.getLogger(__name__)
+
+LCMMACHINES = Resource(GROUP, VERSION, "lcmmachines")
+CONDITION = "AgentReachable"
+Key = tuple[str, str]
+"""(namespace, machine name)."""
+
+
+@dataclass(frozen=True)
+class LivenessSettings:
+    """The broker to read and how liveness is judged and written; seconds throughout."""
+
+    broker: BrokerSettings
+    """The regional user (``lcm_regional`` in ``deploy/mqtt/acl``): reads every machine's subtree."""
+    grace: float = 1.5
+    """Heartbeat intervals without a heartbeat before a machine is unreachable: one missed heartbeat plus
+    the jitter of the next."""
+    settle: float = 40.0
+    """After connecting, how long before anyone is called unreachable: the agents' reconnect backoff is
+    capped at 30 s, plus a heartbeat period."""
+    tick: float = 1.0
+    """How often the book is read and its transitions written as a batch."""
+    writes_per_second: float = 10.0
+    burst: int = 50
+    """Condition writes are paced by a token bucket, so a mass transition cannot crowd out the agents'
+    own status writes."""
+    default_interval: float = 10.0
+    """A machine's heartbeat interval until its status or a heartbeat names its own."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reachable: bool
+    reason: str
+    message: str
+
+
+@dataclass
+class _Machine:
+    online: bool = True
+    seen: float = 0.0
+    interval: float = 10.0
+    offline_reason: str = ""
+    since: float = 0.0
+    """When the current verdict first held: transitions are written oldest first."""
+
+
+@dataclass
+class LivenessBook:
+    """Who was heard when; ``due(now)`` says which machines' written condition is now wrong."""
+
+    grace: float
+    settle: float
+    default_interval: float
+    machines: dict[Key, _Machine] = field(default_factory=dict)
+    recorded: dict[Key, bool] = field(default_factory=dict)
+    """The condition's value on each LCMMachine, as read at start or last written."""
+    settled_at: float = 0.0
+
+    def connected(self, now: float) -> None:
+        self.settled_at = now + self.settle
+
+    def heard(self, key: Key, now: float, *, interval: float | None = None, online: bool = True,
+              reason: str = "") -> None:
+        """A heartbeat (``online``) or a status message arrived for ``key``."""
+        machine = self.machines.setdefault(key, _Machine(interval=self.default_interval, since=now))
+        if interval:
+            machine.interval = interval
+        if online:
+            machine.seen = now
+        machine.online, machine.offline_reason = online, reason
+
+    def verdict(self, key: Key, now: float) -> Verdict:
+        machine = self.machines[key]
+        if not machine.online:
+            if machine.offline_reason == "stopped":
+                return Verdict(False, "AgentStopped", "the agent stopped")
+            return Verdict(False, "AgentOffline", "the broker lost the agent's connection (its last will)")
+        silent = now - machine.seen
+        if silent > self.grace * machine.interval:
+            return Verdict(False, "HeartbeatMissed",
+                           f"no heartbeat for {silent:.0f}s (interval {machine.interval:g}s)")
+        return Verdict(True, "HeartbeatReceived", f"heartbeats every {machine.interval:g}s")
+
+    def due(self, now: float) -> list[tuple[Key, Verdict]]:
+        """Machines whose verdict differs from the recorded condition, oldest transition first. Before
+        ``settled_at`` only good news is due."""
+        found = []
+        for key, machine in self.machines.items():
+            verdict = self.still_due(key, now)
+            if verdict is None:
+                if self.recorded.get(key) == self.verdict(key, now).reachable:
+                    machine.since = now
+                continue
+            found.append((machine.since, key, verdict))
+        return [(key, verdict) for _, key, verdict in sorted(found)]
+
+    def still_due(self, key: Key, now: float) -> Verdict | None:
+        """The verdict to write for ``key`` now, or None when the recorded condition is right (or the news
+        is bad and the book has not settled)."""
+        verdict = self.verdict(key, now)
+        if self.recorded.get(key) == verdict.reachable or not (verdict.reachable or now >= self.settled_at):
+            return None
+        return verdict
+
+
+def condition_patch(raw: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[str, Any] | None:
+    """The status merge patch setting the condition (other conditions kept, the object's resourceVersion
+    as precondition: a merge patch replaces the whole list); None when it already says so."""
+    conditions = list((raw.get("status") or {}).get("conditions") or [])
+    status = "True" if verdict.reachable else "False"
+    current = next((c for c in conditions if c.get("type") == CONDITION), None)
+    if current is not None and current.get("status") == status:
+        return None
+    condition = {"type": CONDITION, "status": status, "reason": verdict.reason, "message": verdict.message,
+                 "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    rest = [c for c in conditions if c.get("type") != CONDITION]
+    return {"metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
+            "status": {"conditions": [*rest, condition]}}
+
+
+class Liveness:
+    """The subscriber and the writer; ``writes`` counts condition writes (for logs and the benchmark)."""
+
+    def __init__(self, kube: Kube, settings: LivenessSettings, *,
+                 observe: Callable[[t.Subtree, dict[str, Any]], None] | None = None) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.book = LivenessBook(settings.grace, settings.settle, settings.default_interval)
+        self.limiter = RateLimiter(settings.writes_per_second, settings.burst)
+        self.observe = observe
+        """Called with every valid message taken (the benchmark's latency probe)."""
+        self.writes = 0
+        self.link = MqttLink(
+            settings.broker, on_message=self.on_message,
+            subscriptions=[(t.topic_filter("status"), t.QOS["status"]),
+                           (t.topic_filter("heartbeat"), t.QOS["heartbeat"])])
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        where = t.parse_topic(topic)
+        if where is None or not payload:  # an empty retained status: a machine's topics moved
+            return
+        try:
+            message = t.decode(payload)
+        except t.TelemetryError as exc:
+            log.debug("ignored a message on %s: %s", topic, exc)
+            return
+        key, now = (where[0].namespace, where[0].machine), time.monotonic()
+        if message["kind"] == "heartbeat":
+            self.book.heard(key, now, interval=message["interval"])
+        elif message["kind"] == "status":
+            online = message["state"] == "online"
+            self.book.heard(key, now, interval=message["heartbeatInterval"], online=online,
+                            reason=message["reason"])
+        if self.observe is not None:
+            self.observe(where[0], message)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self._load(stopping)
+        link = asyncio.ensure_future(self.link.run(stopping))
+        try:
+            await self._write_loop(stopping)
+        finally:
+            if not stopping.is_set():  # the writer failed: do not leave the subscription behind
+                link.cancel()
+            await asyncio.wait([link])
+
+    async def _load(self, stopping: asyncio.Event) -> None:
+        """The condition as the LCMMachines say now, so a restarted scheduler rewrites nothing."""
+        while not stopping.is_set():
+            try:
+                listed = await self.kube.list_objects(LCMMACHINES)
+            except KubeError as exc:
+                log.warning("cannot list LCMMachines for liveness (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self.settings.tick * 5)
+                continue
+            now = time.monotonic()
+            for raw in listed.get("items", []):
+                key = (raw["metadata"]["namespace"], raw["metadata"]["name"])
+                for c in (raw.get("status") or {}).get("conditions") or []:
+                    if c.get("type") == CONDITION:
+                        self.book.recorded[key] = c.get("status") == "True"
+                if self.book.recorded.get(key):
+                    # Reachable as far as anyone knows: it must be heard from within the grace, like
+                    # any machine, even if the broker lost its retained status.
+                    self.book.heard(key, now)
+            return
+
+    async def _write_loop(self, stopping: asyncio.Event) -> None:
+        was_connected = False
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.tick)
+            connected = self.link.connected.is_set()
+            if connected and not was_connected:
+                self.book.connected(time.monotonic())
+            was_connected = connected
+            if connected:
+                await self._write_batch(self.book.due(time.monotonic()), stopping)
+
+    async def _write_batch(self, due: list[tuple[Key, Verdict]], stopping: asyncio.Event) -> None:
+        """At most a burst's worth per tick; each verdict is taken again once its token is there, so a
+        backlog of writes never lands news that went stale while it waited (a machine back meanwhile)."""
+        for key, _ in due[:self.settings.burst]:
+            if stopping.is_set():
+                return
+            await self.limiter.acquire()
+            verdict = self.book.still_due(key, time.monotonic())
+            if verdict is not None and await self._write(key, verdict):
+                self.book.recorded[key] = verdict.reachable
+
+    async def _write(self, key: Key, verdict: Verdict) -> bool:
+        """Read, patch with the read's resourceVersion, again on a conflict; True once it is recorded."""
+        namespace, name = key
+        for _ in range(3):
+            try:
+                raw = await self.kube.get(LCMMACHINES, namespace, name)
+                patch = condition_patch(raw, verdict, datetime.now(UTC))
+                if patch is not None:
+                    await self.kube.patch(LCMMACHINES, namespace, name, patch, subresource="status")
+                    self.writes += 1
+                    log.info("%s/%s: %s=%s (%s)", namespace, name, CONDITION, verdict.reachable,
+                             verdict.reason)
+                return True
+            except KubeError as exc:
+                if exc.status == 404:  # no such LCMMachine (deleted, or a stray client): nothing to say
+                    return True
+                if exc.status != 409:
+                    log.warning("cannot write %s of %s/%s: %s", CONDITION, namespace, name, exc)
+                    return False
+        return False
+
+
+async def run_liveness(kube: Kube, settings: LivenessSettings, stopping: asyncio.Event) -> None:
+    """Reflect agent liveness on LCMMachines until ``stopping`` is set."""
+    await Liveness(kube, settings).run(stopping)

@@ -1,0 +1,61 @@
+"""The repository's Mosquitto config and ACL (``deploy/mqtt``): each node is confined to its own subtree,
+the regional user reads all and can only send commands, and nobody gets in without credentials."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiomqtt
+import pytest
+from conftest import PASSWORDS, listening, publishing, settings
+
+from agent.adapters.mqtt import Outgoing
+from agent.lab.mosquitto import REGIONAL_USER, Broker
+
+OWN = "lcm/ns/demo/node-1"
+OTHER = "lcm/ns/demo/node-2"
+
+
+async def test_a_node_cannot_publish_into_another_nodes_subtree(mqtt_broker: Broker) -> None:
+    async with listening(mqtt_broker) as regional, publishing(settings(mqtt_broker, "node-1")) as node_1:
+        for channel in ("status", "heartbeat", "events", "cmd"):
+            node_1.put(Outgoing(f"{OTHER}/{channel}", b"forged", qos=1))
+        node_1.put(Outgoing("lcm/other-ns/demo/node-1/../node-2/events", b"forged", qos=1))
+        node_1.put(Outgoing(f"{OWN}/cmd", b"forged", qos=1))  # its own commands come from the region only
+        node_1.put(Outgoing(f"{OWN}/events", b"mine", qos=1))
+        await regional.wait_for_raw(lambda r: r.payload == b"mine", describe="node-1's own event")
+    assert [r.topic for r in regional.received] == [f"{OWN}/events"]
+
+
+async def test_a_node_reads_its_own_commands_and_nothing_of_other_nodes(mqtt_broker: Broker) -> None:
+    async with (listening(mqtt_broker, "node-1") as node_1,
+                publishing(settings(mqtt_broker, "node-2")) as node_2,
+                publishing(settings(mqtt_broker, REGIONAL_USER)) as regional):
+        node_2.put(Outgoing(f"{OTHER}/heartbeat", b"beat"))
+        node_2.put(Outgoing(f"{OTHER}/status", b"online", qos=1, retain=True))
+        regional.put(Outgoing(f"{OTHER}/cmd", b"for node-2", qos=1))
+        regional.put(Outgoing(f"{OWN}/cmd", b"for node-1", qos=1))
+        await node_1.wait_for_raw(lambda r: r.payload == b"for node-1", describe="node-1's command")
+        await asyncio.sleep(0.3)
+    assert [(r.topic, r.payload) for r in node_1.received] == [(f"{OWN}/cmd", b"for node-1")]
+
+
+async def test_the_regional_user_cannot_fake_a_nodes_heartbeat_or_status(mqtt_broker: Broker) -> None:
+    async with (listening(mqtt_broker, "node-2", topics=(f"{OTHER}/#",)) as witness,
+                listening(mqtt_broker) as regional_view,
+                publishing(settings(mqtt_broker, REGIONAL_USER)) as regional):
+        regional.put(Outgoing(f"{OWN}/heartbeat", b"fake", qos=1))
+        regional.put(Outgoing(f"{OWN}/status", b"fake", qos=1, retain=True))
+        regional.put(Outgoing(f"{OTHER}/cmd", b"wake", qos=1))
+        await witness.wait_for_raw(lambda r: r.payload == b"wake", describe="the command")
+    assert [r.payload for r in regional_view.received] == [b"wake"]
+
+
+@pytest.mark.parametrize(("user", "password"), [(None, None), ("node-1", "wrong"), ("nobody", "x"),
+                                                ("node-1", PASSWORDS["node-2"])])
+async def test_clients_without_valid_credentials_are_refused(mqtt_broker: Broker, user: str | None,
+                                                             password: str | None) -> None:
+    with pytest.raises(aiomqtt.MqttError, match=r"[Nn]ot authori[sz]ed|[Bb]ad user"):
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port, username=user, password=password,
+                                  protocol=aiomqtt.ProtocolVersion.V5):
+            pass
