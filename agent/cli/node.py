@@ -3,6 +3,8 @@
     lcm-agent run [--config /etc/lcm-agent/config.yaml]      the daemon (systemd runs this)
     lcm-agent status [--state-dir /var/lib/lcm-agent]         what the local journal says
     lcm-agent apply --file items.yaml --release-dir DIR       run state items here, without a cluster
+    lcm-agent reconcile [--dry-run] [--desired FILE]          converge to the recorded desired state
+    lcm-agent activate [--wheel-sha256 HEX]                   make this installed version the one systemd runs
     lcm-agent --version
 
 Signals (``run``): the first SIGTERM/SIGINT stops gracefully (the running item gets the grace period);
@@ -18,13 +20,17 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
+from agent.adapters.atomic import write_atomic
+from agent.adapters.install import MARKER, InstallError, Layout, activate
 from agent.adapters.journal import Journal
+from agent.daemon import reconciler as reconcile
 from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentConfig, ConfigError, load_config
 from agent.daemon.local import apply_items
@@ -48,7 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply.add_argument("--release-dir", type=Path, required=True, help="root of the release's playbooks")
     apply.add_argument("--state-dir", type=Path, default=Path(".lcm-apply"),
                        help="journal and artifacts of local runs (a re-run skips items already done)")
+    reconcile.add_arguments(sub.add_parser("reconcile", help="converge this node to its desired state "
+                                           "(the agent starts it on drift); --dry-run prints the drift"))
+    switch = sub.add_parser("activate", help="switch <root>/current to this installed version "
+                            "(cloud-init's last install step; docs/self-upgrade.md)")
+    switch.add_argument("--wheel-sha256", help="digest of the wheel this version was installed from, kept "
+                        "so that a later rollback to it needs no download")
     args = parser.parse_args(argv)
+    if args.command == "activate":
+        return _activate(args.wheel_sha256)
+    if args.command == "reconcile":
+        return reconcile.main(args)
     if args.command == "run":
         return _run(args.config)
     if args.command == "status":
@@ -72,7 +88,7 @@ def _run(config_path: Path) -> int:
 async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    main_task = asyncio.create_task(run_daemon(cfg, stopping))
+    main_task = asyncio.create_task(run_daemon(cfg, stopping, secrets=secrets))
     forced = False
 
     def on_stop_signal() -> None:
@@ -104,6 +120,30 @@ async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -
         if forced:
             return ExitCode.FORCED
         raise
+
+
+def _activate(wheel_sha256: str | None) -> int:
+    """Run from ``<root>/versions/<version>/bin/lcm-agent``: this process importing the CLI is the smoke test
+    the self-upgrade runs, so the marker and the switch follow as after a self-upgrade's build."""
+    prefix = Path(sys.prefix)
+    if prefix.parent.name != "versions" or prefix.name != __version__:
+        print(f"lcm-agent: {prefix} is not <root>/versions/{__version__}: install the agent into the layout "
+              "of docs/self-upgrade.md before activating it", file=sys.stderr)
+        return ExitCode.CONFIG
+    if wheel_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", wheel_sha256):
+        print(f"lcm-agent: --wheel-sha256 {wheel_sha256!r} is not 64 lower-case hex digits", file=sys.stderr)
+        return ExitCode.CONFIG
+    layout = Layout(prefix.parent.parent)
+    try:
+        if wheel_sha256 is not None:
+            write_atomic(prefix / MARKER, f"{wheel_sha256}\n".encode(), 0o644)
+        previous = activate(layout, __version__)
+    except (OSError, InstallError) as exc:
+        print(f"lcm-agent: cannot activate {prefix}: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    print(f"lcm-agent {__version__} is active in {layout.root}"
+          + (f" (was {previous.name})" if previous and previous.name != __version__ else ""))
+    return ExitCode.OK
 
 
 def _status(state_dir: Path) -> int:

@@ -2,7 +2,9 @@
 
 Start: state dir (0700), journal, API client, registration (retried until the API answers), readiness to
 systemd. Run: the one watch of the machine's LCMMachine (``MachineFollower``), the item worker (which also
-re-reports host facts that changed), the self-upgrade loop and the watchdog pinger, each guarded: a root
+re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
+LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
+(``reconciling``), the self-upgrade loop and the watchdog pinger, each guarded: a root
 task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
 no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
@@ -22,6 +24,7 @@ from enum import IntEnum
 from typing import Any
 
 from agent.adapters import runners, systemd
+from agent.adapters.engine_checks import EngineAccess
 from agent.adapters.host import collect_host_info
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError, connect
@@ -29,12 +32,18 @@ from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.api.execution import EventSink
 from agent.api.hostinfo import HostInfo
+from agent.daemon.cluster_states import ClusterStateExecutor, ExecutorSettings, one_at_a_time
 from agent.daemon.config import AgentConfig
 from agent.daemon.following import MachineFollower
+from agent.daemon.logs import SecretRegistry
+from agent.daemon.reconciling import ReconcileSink, Reconciling
 from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
 from agent.daemon.stopping import until_stopped
+from agent.daemon.swarm_tokens import SwarmTokens
+from agent.daemon.telemetry import Telemetry, fan_out
 from agent.daemon.upgrade import UPGRADE_EXIT_CODE, upgrade_loop
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
+from agent.decisions.execution import Run
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +70,17 @@ class Hooks:
     run_item: RunItem = runners.run_item
     host_info: Callable[[], HostInfo] = collect_host_info
     on_event: EventSink = field(default=lambda event: None)
+    on_reconcile: ReconcileSink = field(default=lambda event, data: None)
 
 
-async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | None = None) -> ExitCode:
-    """Run until ``stopping`` is set (clean exit) or a root task fails."""
+async def run_daemon(
+    cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | None = None, *,
+    secrets: SecretRegistry | None = None,
+) -> ExitCode:
+    """Run until ``stopping`` is set (clean exit) or a root task fails; secrets the daemon learns (swarm join
+    tokens) are added to ``secrets``, the log redaction's registry."""
     hooks = hooks or Hooks()
+    secrets = secrets or SecretRegistry()
     os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     journal = Journal.load(cfg.state_dir / "journal.json")
     who = Identity(cfg.api.namespace, cfg.api.machine_name, cfg.api.create_if_missing)
@@ -79,10 +94,23 @@ async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | N
             namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
             work_dir=cfg.state_dir / "runs", backoff=cfg.timings.backoff,
             stop_grace_period=cfg.timings.stop_grace_period, host_info_period=cfg.timings.host_info_period,
+            node_vars=cfg.node_vars(),
         )
         follower = MachineFollower(kube, who.namespace, who.name, _watch_settings(cfg))
-        worker = MachineWorker(kube, journal, settings, run_item=hooks.run_item, on_event=hooks.on_event,
-                               follower=follower, host_facts=host_facts)
+        run_item = one_at_a_time(hooks.run_item)
+        telemetry = Telemetry(cfg, kube, follower, secrets) if cfg.mqtt.url else None
+        on_event = hooks.on_event if telemetry is None else fan_out(hooks.on_event, telemetry.on_item_event)
+        on_reconcile = (hooks.on_reconcile if telemetry is None
+                        else fan_out(hooks.on_reconcile, telemetry.on_reconcile))
+        tokens = SwarmTokens(kube, follower, docker_host=cfg.docker.host, secrets=secrets)
+        worker = MachineWorker(kube, journal, settings, run_item=run_item, on_event=on_event,
+                               follower=follower, steps=tokens, host_facts=host_facts)
+        executor = ClusterStateExecutor(
+            kube, follower, ExecutorSettings(
+                namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
+                work_dir=cfg.state_dir / "maintenance", backoff=cfg.timings.backoff,
+                stop_grace_period=cfg.timings.stop_grace_period, node_vars=cfg.node_vars()),
+            run_item=run_item, on_event=on_event, watch=_watch_settings(cfg))
         upgraded = asyncio.Event()
 
         def restart_into_new_version() -> None:
@@ -90,9 +118,16 @@ async def run_daemon(cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | N
             stopping.set()
 
         roots = {"watch": follower.run(stopping), "worker": worker.run(stopping),
-                 "watchdog": _watchdog(stopping),
+                 "watchdog": _watchdog(stopping), "cluster-states": executor.run(stopping),
                  "upgrade": upgrade_loop(kube, who, cfg, stopping, follower=follower,
                                          restart=restart_into_new_version)}
+        if telemetry is not None:
+            roots["telemetry"] = telemetry.run(stopping, worker)
+        roots["reconcile"] = Reconciling(
+            kube, follower, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
+            access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),
+            read_token=tokens.join_token, busy=lambda: isinstance(worker.step, Run),
+            on_event=on_reconcile).run(stopping)
         result = await _guarded(roots, stopping)
     systemd.notify_stopping()
     return ExitCode.UPGRADED if upgraded.is_set() and result == ExitCode.OK else result

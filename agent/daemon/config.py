@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import json
 import math
 import os
 import platform
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +30,19 @@ from typing import Any, get_type_hints
 import yaml
 
 from agent.api.backoff import Backoff
+from agent.api.execution import RUNNER_VARS
 
 DEFAULT_PATH = Path("/etc/lcm-agent/config.yaml")
 ENV_PREFIX = "LCM_AGENT_"
 CONFIG_PATH_ENV = "LCM_AGENT_CONFIG"
 """Read by the CLI to find the file; not a setting, so ``load_config`` lets it pass."""
 
+DOCKER_HOST_VAR = "lcm_docker_host"
+"""The extra var carrying ``docker.host`` to the playbooks."""
+
 _LOADED = "loaded"  # field metadata: filled from a file the config names, not a key of its own
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOCKER_HOST = re.compile(r"unix:///\S+|tcp://[^/\s]+")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -96,6 +104,9 @@ class MqttSettings:
     """Client certificate, for brokers that authenticate nodes by certificate instead of password."""
     key_file: Path | None = None
     """Private key of ``cert_file`` (0600)."""
+    buffer_size: int = 1000
+    """Messages kept while the broker is unreachable (a few hundred KiB); beyond it the oldest are dropped
+    and counted in the next heartbeat."""
     password: Secret | None = field(default=None, metadata={_LOADED: True})
     """The content of ``password_file``."""
 
@@ -135,6 +146,34 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class DockerSettings:
+    """The machine's Docker Engine, as the agent (join tokens) and the playbooks (``lcm_docker_host``) reach
+    it."""
+
+    host: str = "unix:///var/run/docker.sock"
+    """``unix:///path/to/docker.sock`` or ``tcp://host:port``: the lab's nodes each run an engine of their
+    own on a socket of their own."""
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """The reconciler (docs/reconciler.md); seconds throughout."""
+
+    check_period: float = 30.0
+    """How often the agent checks the node against its desired state between engine events."""
+    timeout: float = 300.0
+    """A reconciler run longer than this is killed (its whole process group) and counts as failed."""
+    backoff_base: float = 10.0
+    """Delay before retrying after a failed run; doubles per consecutive failure."""
+    backoff_cap: float = 600.0
+    """Largest delay between runs on a node that keeps failing to converge."""
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(base=self.backoff_base, cap=self.backoff_cap)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything ``lcm-agent run`` needs."""
 
@@ -142,6 +181,11 @@ class AgentConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     timings: TimingSettings = field(default_factory=TimingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    playbook_vars: Mapping[str, str] = field(default_factory=dict)
+    """Node-local settings every ansible item gets as extra vars (``lcm_docker_config``, ``lcm_etc_dir``...,
+    see docs/swarm.md); they win over the release's params of the same name."""
     state_dir: Path = Path("/var/lib/lcm-agent")
     """Where the journal, artifacts and the desired-state record live; created 0700 by the daemon."""
     release_dir: Path = Path("/usr/share/lcm-agent/playbooks")
@@ -151,6 +195,10 @@ class AgentConfig:
     def secret_values(self) -> tuple[str, ...]:
         """Every credential, for the log redaction registry."""
         return tuple(s.reveal() for s in (self.api.token, self.mqtt.password) if s is not None)
+
+    def node_vars(self) -> dict[str, str]:
+        """The extra vars of every ansible item that come from this machine, not from the release."""
+        return {DOCKER_HOST_VAR: self.docker.host, **self.playbook_vars}
 
 
 def load_config(path: Path, env: Mapping[str, str]) -> AgentConfig:
@@ -262,7 +310,22 @@ def _from_env(text: str, hint: Any, name: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{name}={text!r}: expected a number of seconds") from None
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: expected a whole number") from None
+    if _is_string_map(hint):
+        try:
+            return json.loads(text) if text.strip() else {}
+        except ValueError:
+            example = '{"lcm_etc_dir": "/etc"}'
+            raise ConfigError(f"{name}: expected a JSON object of strings, like {example}") from None
     return None if text == "" and hint == (Path | None) else text
+
+
+def _is_string_map(hint: Any) -> bool:
+    return typing.get_origin(hint) is Mapping
 
 
 def _build(raw: Mapping[str, Any], path: Path) -> AgentConfig:
@@ -286,9 +349,24 @@ def _coerce(value: Any, hint: Any, key: str, path: Path) -> Any:
         return Path(value)
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if _is_string_map(hint):
+        return _string_map(value, key, path)
     if isinstance(value, hint) and not (hint is not bool and isinstance(value, bool)):
         return value
     raise ConfigError(f"config {path}: '{key}' must be a {hint.__name__}, got {value!r}")
+
+
+def _string_map(value: Any, key: str, path: Path) -> dict[str, str]:
+    """A mapping of strings to strings, as the playbooks get them (YAML ``42`` is not silently "42"); an
+    empty key (``playbook_vars:`` with every entry commented out) is an empty mapping."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config {path}: '{key}' must be a mapping of names to strings, got {value!r}")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise ConfigError(f"config {path}: '{key}.{name}' must be a string, got {item!r} (quote it)")
+    return {str(name): item for name, item in value.items()}
 
 
 def _validate(cfg: AgentConfig) -> AgentConfig:
@@ -309,7 +387,11 @@ def _validate(cfg: AgentConfig) -> AgentConfig:
         raise ConfigError(f"mqtt.url {mqtt.url!r} must be an mqtt:// or mqtts:// URL")
     if (mqtt.cert_file is None) != (mqtt.key_file is None):
         raise ConfigError("mqtt.cert_file and mqtt.key_file go together")
+    if mqtt.buffer_size < 1:
+        raise ConfigError("mqtt.buffer_size must be at least 1 message")
     _validate_timings(cfg.timings)
+    _validate_timings(cfg.reconcile, "reconcile")
+    _validate_docker(cfg.docker, cfg.playbook_vars)
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level {cfg.logging.level!r} must be DEBUG, INFO, WARNING or ERROR")
     for private in (api.kubeconfig, mqtt.key_file):
@@ -323,12 +405,27 @@ def _validate(cfg: AgentConfig) -> AgentConfig:
     )
 
 
-def _validate_timings(timings: TimingSettings) -> None:
+def _validate_timings(timings: TimingSettings | ReconcileSettings, section: str = "timings") -> None:
     for f in dataclasses.fields(timings):
         if not 0 < getattr(timings, f.name) < math.inf:  # also refuses NaN, which compares false
-            raise ConfigError(f"timings.{f.name} must be a positive number of seconds")
+            raise ConfigError(f"{section}.{f.name} must be a positive number of seconds")
     if timings.backoff_base > timings.backoff_cap:
-        raise ConfigError("timings.backoff_base must not exceed timings.backoff_cap")
+        raise ConfigError(f"{section}.backoff_base must not exceed {section}.backoff_cap")
+
+
+def _validate_docker(docker: DockerSettings, playbook_vars: Mapping[str, str]) -> None:
+    """The engine URL, and var names the playbooks can take: Ansible identifiers that the agent does not
+    set itself and that do not reach into Ansible's own ``ansible_*`` settings (a node-local var must not
+    switch the connection or the interpreter)."""
+    if not _DOCKER_HOST.fullmatch(docker.host):
+        raise ConfigError(f"docker.host {docker.host!r} must be unix:///path/to/socket or tcp://host:port")
+    for name in playbook_vars:
+        if not _VAR_NAME.fullmatch(name):
+            raise ConfigError(f"playbook_vars: {name!r} is not a variable name (letters, digits, _)")
+        if name == DOCKER_HOST_VAR:
+            raise ConfigError(f"playbook_vars: set {DOCKER_HOST_VAR} through docker.host, not here")
+        if name in RUNNER_VARS or name.startswith("ansible_"):
+            raise ConfigError(f"playbook_vars: {name!r} is reserved (set by the agent or by Ansible itself)")
 
 
 def _stat_private(path: Path) -> None:

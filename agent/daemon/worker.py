@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
-from agent.api.execution import EventSink, ItemInput, ItemResult
+from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step
@@ -56,6 +56,18 @@ class WorkerSettings:
     """On stop, how long a running item may take before it is cancelled."""
     host_info_period: float = 60.0
     """How often host facts are re-read between items; written only when they changed."""
+    node_vars: Mapping[str, str] = field(default_factory=dict)
+    """Every item's ``ItemInput.node_vars``: this machine's own vars for the playbooks."""
+
+
+class ItemSteps(Protocol):
+    """What happens around each run (the swarm join tokens, ``swarm_tokens.SwarmTokens``)."""
+
+    async def prepare(self, item: ItemInput) -> ItemInput | ItemResult:
+        """The input to run (secrets added), or the result of an item that must not run."""
+
+    async def finish(self, item: ItemInput, result: ItemResult) -> ItemResult:
+        """The run's result, or the failure of what had to follow a successful run."""
 
 
 class HostRefresh(Protocol):
@@ -71,24 +83,44 @@ class MachineWorker:
 
     def __init__(
         self, kube: Kube, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
-        on_event: EventSink, follower: MachineFollower, host_facts: HostRefresh | None = None,
-        clock: Callable[[], datetime] = utcnow,
+        on_event: EventSink, follower: MachineFollower, steps: ItemSteps,
+        host_facts: HostRefresh | None = None, clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.kube = kube
         self.follower = follower
         self.journal = journal
         self.settings = settings
         self.run_item = run_item
+        self.steps = steps
         self.on_event = on_event
         self.clock = clock
         self.host_facts = host_facts
         self._refresh_due = time.monotonic() + settings.host_info_period
+        self._nudged = asyncio.Event()
+        self._running: tuple[str, asyncio.Task[ItemResult]] | None = None
         self.step: Step = Idle("starting")
         self._fields = {"machine": settings.name, "namespace": settings.namespace}
 
     @property
     def latest(self) -> LCMMachine | None:
         return self.follower.latest
+
+    def refresh_host_now(self) -> None:
+        """Re-read host facts at the next chance instead of at the end of the period (the hardware
+        changed); as always, only changed facts are written."""
+        self._refresh_due = time.monotonic()
+        self._nudged.set()
+
+    def cancel_running(self, item: str = "") -> str | None:
+        """Cancel the running item's attempt (only if it is ``item``, when given); the name of the item
+        cancelled, or None. The attempt ends "cancelled" and is retried with backoff like any failure:
+        to keep an item from running, the LCMMachine is the place (remove it, or set ``haltAgent``)."""
+        if self._running is None or item not in ("", self._running[0]):
+            return None
+        name, task = self._running
+        log.info("cancelling the running item on request", extra={**self._fields, "item": name})
+        task.cancel()
+        return name
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Drive until stopped; cancelled (a forced stop), it first kills its running item's processes."""
@@ -116,9 +148,17 @@ class MachineWorker:
 
     async def _wait(self, stopping: asyncio.Event, seconds: float | None, seen: int) -> None:
         """Until the object moves past ``seen``, ``stopping`` is set, ``seconds`` pass, or host facts are
-        due."""
+        due, or ``refresh_host_now`` makes them due."""
+        self._nudged.clear()
         due = self._refresh_due - time.monotonic()
-        await self.follower.wait(seen, stopping, due if seconds is None else min(seconds, due))
+        waiters = [asyncio.ensure_future(self.follower.wait(seen, stopping, due if seconds is None
+                                                            else min(seconds, due))),
+                   asyncio.ensure_future(self._nudged.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _refresh_host(self, machine: LCMMachine, stopping: asyncio.Event) -> None:
         """Write host facts that changed since the last report; a failed write is retried next period."""
@@ -157,11 +197,10 @@ class MachineWorker:
         inputs = ItemInput(
             machine=self.settings.name, name=item.name, runner=item.runner, version=item.version,
             phase=item.phase, params=step.params, attempt=step.attempt, release_dir=self.settings.release_dir,
-            work_dir=self.settings.work_dir, timeout=timeout,
+            work_dir=self.settings.work_dir, timeout=timeout, node_vars=self.settings.node_vars,
         )
         log.info("item started", extra=fields)
-        result = await self._supervise(asyncio.create_task(self.run_item(inputs, self.on_event)), item.name,
-                                       stopping)
+        result = await self._supervise(asyncio.create_task(self._run(inputs)), item.name, stopping)
         finished = self.clock()
         self.journal.mark_finished(item.name, step.hash, result.exit_code, finished)
         log.info("item %s (exit code %d)", result.result, result.exit_code, extra=fields)
@@ -172,6 +211,16 @@ class MachineWorker:
                                result=result.result, message=result.message, started_at=started, now=finished)
         await self._write(newest, patch, stopping)
 
+    async def _run(self, inputs: ItemInput) -> ItemResult:
+        """The run between its steps. Cancelled, it still returns a result, as ``run_item`` does."""
+        try:
+            prepared = await self.steps.prepare(inputs)
+            if isinstance(prepared, ItemResult):
+                return prepared
+            return await self.steps.finish(prepared, await self.run_item(prepared, self.on_event))
+        except asyncio.CancelledError:
+            return ItemResult(EXIT_CANCELLED, "cancelled", "cancelled")
+
     async def _supervise(
         self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event,
     ) -> ItemResult:
@@ -180,12 +229,15 @@ class MachineWorker:
         If the worker itself is cancelled (a forced stop), the run is cancelled too and waited for, so
         the item's processes are gone before the daemon exits.
         """
+        self._running = (name, task)
         try:
             await self._watch_run(task, name, stopping)
         except asyncio.CancelledError:
             task.cancel()
             await asyncio.wait([task])
             raise
+        finally:
+            self._running = None
         return await task
 
     async def _watch_run(self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event) -> None:

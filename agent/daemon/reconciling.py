@@ -1,0 +1,430 @@
+"""The agent's side of the reconciler: record the desired state, check it cheaply, start the reconciler
+process on drift, and report every run.
+
+A root task of the daemon. It reads the machine from the agent's one ``MachineFollower`` and never edits
+the item worker: when the machine is Ready and its done items differ from those the record was derived
+from, it records a new desired state (``agent.api.desired``) in the state dir. From then on it checks the
+engine (``engine_checks.observe``, off the event loop) every ``reconcile.check_period`` and shortly after
+an engine event (``EngineEvents``: a required container dying, the engine restarting, a node change).
+
+On drift it starts ``lcm-agent reconcile`` as a process of its own session with a time limit, handing it
+the join token on stdin; one at a time (the loop awaits it), never while a state item runs, the machine
+is not Ready, drained for maintenance (``status.swarmCordonDrain``), halted or being decommissioned: a run
+under way is killed (its whole process tree) when any of these starts, and when the agent stops. Failed
+runs back off (``reconcile.backoff_*``). Each run gives a core/v1 Event on the LCMMachine and the
+telemetry events ``drift``/``started``/``finished``; the ``Reconciled`` condition is written only when it
+changes. A healthy node has no reconciler process, and costs one cheap check per period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.adapters.atomic import read_json, write_json
+from agent.adapters.engine_checks import EngineAccess, EngineEvents, observe
+from agent.adapters.journal import Journal
+from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.runners.supervision import finish, stop_process_group
+from agent.api.desired import (
+    DaemonConfig,
+    DesiredState,
+    DesiredStateError,
+    ReconcileReport,
+    derive_desired,
+    items_digest,
+)
+from agent.api.hostinfo import rfc3339
+from agent.api.models import API_VERSION, LCMMachine
+from agent.daemon.config import ReconcileSettings
+from agent.daemon.following import LCMMACHINES, MachineFollower
+from agent.daemon.reconciler import DESIRED_FILE, EXIT_CONVERGED
+from agent.decisions.drift import Drift, drift
+from agent.decisions.reporting import clip
+from agent.decisions.state import machine_state
+
+log = logging.getLogger(__name__)
+
+CONDITION = "Reconciled"
+REPORT_FILE = "reconcile-report.json"
+LOG_FILE = "reconcile.log"
+EVENTS = Resource("", "v1", "events")
+EVENT_SETTLE = 1.0
+"""Seconds between an engine event and the check: a burst (a restart's many events) becomes one check,
+and a restart by hand or by systemd gets a moment to complete before it is taken for drift."""
+STOP_GRACE = 10.0
+"""Seconds a reconciler gets between SIGTERM and SIGKILL when it is stopped."""
+MESSAGE_LIMIT = 1024
+RECONCILER = (sys.executable, "-m", "agent.daemon.reconciler")
+"""``lcm-agent reconcile`` without the daemon's imports (see ``agent.daemon.reconciler``)."""
+
+
+class ReconcileSink(Protocol):
+    """Telemetry of reconciler runs (the MQTT plane's ``reconciler`` events): ``drift``, ``started``,
+    ``finished``. Called on the event loop; must not block."""
+
+    def __call__(self, event: str, data: Mapping[str, Any], /) -> None: ...
+
+
+ReadToken = Callable[[str], Awaitable[str]]
+"""Reads the join token from the Secret it names; raises an exception whose text says why it cannot."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one reconciler run ended, as the agent reports it."""
+
+    converged: bool
+    message: str
+    report: ReconcileReport | None
+
+
+class Reconciling:
+    """Records, checks, reconciles; ``run`` is a root task of the daemon."""
+
+    def __init__(
+        self, kube: Kube, follower: MachineFollower, journal: Journal, *, state_dir: Path,
+        access: EngineAccess, settings: ReconcileSettings, read_token: ReadToken, busy: Callable[[], bool],
+        on_event: ReconcileSink,
+    ) -> None:
+        self.kube, self.follower, self.journal = kube, follower, journal
+        self.state_dir, self.access, self.settings = state_dir, access, settings
+        self.read_token, self.busy, self.on_event = read_token, busy, on_event
+        self.desired = _load(state_dir / DESIRED_FILE)
+        self._derived_from = self.desired.items_digest if self.desired is not None else ""
+        self.failures = 0
+        self._retry_at = 0.0
+        self._blocked = ""
+        self._poked = asyncio.Event()
+        self._fields = {"machine": follower.name, "namespace": follower.namespace}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        events: EngineEvents | None = None
+        try:
+            while not stopping.is_set():
+                seen = self.follower.version
+                machine = self.follower.latest
+                if machine is not None:
+                    await self._record(machine)
+                if self.desired is None:
+                    if events is not None:
+                        await asyncio.to_thread(events.stop)
+                        events = None
+                    await self.follower.wait(seen, stopping, None)
+                    continue
+                events = events or self._follow_engine()
+                await self._check(machine, stopping)
+                await self._wait(seen, stopping)
+        finally:
+            if events is not None:
+                await asyncio.to_thread(events.stop)
+
+    # Desired state
+
+    async def _record(self, machine: LCMMachine) -> None:
+        """A new desired state once the machine is Ready with items other than those last recorded."""
+        if self._why_blocked(machine) or items_digest(machine) == self._derived_from:
+            return
+        now = rfc3339(datetime.now(UTC))
+        try:
+            if derive_desired(machine, None, cluster_id="", recorded_at=now) is None:
+                desired = None
+            else:  # the engine's facts, read only for a release that deploys something of the engine's
+                observed = await asyncio.to_thread(observe, self.access)
+                content = observed.config_content
+                config = DaemonConfig(content=content) if content is not None else None
+                desired = derive_desired(machine, config, cluster_id=observed.cluster_id, recorded_at=now)
+        except DesiredStateError as exc:
+            log.error("cannot derive the desired state, not reconciling: %s", exc, extra=self._fields)
+            desired = None
+        self._derived_from = items_digest(machine)
+        path = self.state_dir / DESIRED_FILE
+        if desired is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_json(path, desired.to_json())
+            log.info("recorded the desired state", extra={**self._fields, "components": _components(desired)})
+        self.desired, self.failures, self._retry_at = desired, 0, 0.0
+
+    # Checking
+
+    def _follow_engine(self) -> EngineEvents:
+        loop = asyncio.get_running_loop()
+
+        def notify(reason: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while the thread was stopping
+                loop.call_soon_threadsafe(self._poke, reason)
+
+        events = EngineEvents(self.access.host, notify)
+        events.start()
+        return events
+
+    def _poke(self, reason: str) -> None:
+        log.debug("check requested: %s", reason, extra=self._fields)
+        self._poked.set()
+
+    async def _wait(self, seen: int, stopping: asyncio.Event) -> None:
+        """Until the period ends, the backoff expires, the machine moves, or an engine event settles."""
+        period = self.settings.check_period
+        if self._retry_at:
+            period = min(period, max(self._retry_at - time.monotonic(), 0.0))
+        poked = asyncio.ensure_future(self._poked.wait())
+        moved = asyncio.ensure_future(self.follower.wait(seen, stopping, period))
+        try:
+            await asyncio.wait([poked, moved], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            poked.cancel()
+            moved.cancel()
+        if self._poked.is_set() and not stopping.is_set():
+            await asyncio.sleep(EVENT_SETTLE)
+            self._poked.clear()
+
+    def _why_blocked(self, machine: LCMMachine | None) -> str:
+        """Why the node must not be reconciled (or its state recorded) now; "" when it may."""
+        if machine is None:
+            return "the LCMMachine is unknown"
+        spec, status = machine.spec, machine.status
+        state = machine_state(spec, status)
+        if state != "Ready":
+            return f"the machine is {state}"
+        if self.journal.in_progress is not None or self.busy():
+            return "a state item is running"
+        if spec.halt_agent:
+            return "the agent is halted (spec.haltAgent)"
+        if spec.prepare_deletion:
+            return "the machine is being decommissioned (spec.prepareDeletion)"
+        if status.swarm_cordon_drain is not None:
+            return f"the node is {status.swarm_cordon_drain} for maintenance"
+        return ""
+
+    async def _check(self, machine: LCMMachine | None, stopping: asyncio.Event) -> None:
+        blocked = self._why_blocked(machine)
+        if blocked != self._blocked:
+            log.info("reconciling %s", f"paused: {blocked}" if blocked else "resumed", extra=self._fields)
+            self._blocked = blocked
+        if blocked or machine is None or self.desired is None or time.monotonic() < self._retry_at:
+            return
+        observed = await asyncio.to_thread(observe, self.access)
+        drifts = drift(self.desired, observed)
+        if not drifts:
+            self.failures, self._retry_at = 0, 0.0
+            current = _condition(machine)
+            if current is None or current.get("status") != "True":
+                await self._report_condition(machine, "True", "Converged", "no drift")
+            return
+        await self._reconcile(machine, drifts, stopping)
+
+    # Running the reconciler
+
+    async def _reconcile(
+        self, machine: LCMMachine, drifts: tuple[Drift, ...], stopping: asyncio.Event,
+    ) -> None:
+        summary = "; ".join(f"{d.component}: {d.reason}" for d in drifts)
+        log.warning("drift: %s", summary, extra=self._fields)
+        self.on_event("drift", {"components": [
+            {"component": d.component, "reason": d.reason, "action": d.action} for d in drifts]})
+        attempt = self.failures + 1
+        self.on_event("started", {"attempt": attempt})
+        began = time.monotonic()
+        result = await self._spawn(await self._secrets(), stopping)
+        if result is None:
+            return
+        data = {"attempt": attempt, "converged": result.converged, "message": result.message,
+                "seconds": round(time.monotonic() - began, 3),
+                "components": [c.to_json() for c in result.report.components] if result.report else []}
+        self.on_event("finished", data)
+        newest = self.follower.latest or machine
+        if result.converged:
+            self.failures, self._retry_at = 0, 0.0
+            log.info("reconciled: %s", result.message, extra=self._fields)
+            await self._report_condition(newest, "True", "Converged", result.message)
+        else:
+            self.failures += 1
+            delay = self.settings.backoff.delay(self.failures - 1, random.uniform)
+            self._retry_at = time.monotonic() + delay
+            log.error("reconciler failed (attempt %d): %s; next attempt in %.0fs", attempt, result.message,
+                      delay, extra=self._fields)
+            await self._report_condition(newest, "False", "ReconcileFailed", result.message)
+        await self._report_event(newest, result, attempt)
+
+    async def _secrets(self) -> bytes:
+        """The reconciler's stdin: the join token of the desired role, or why there is none."""
+        membership = self.desired.membership if self.desired is not None else None
+        if membership is None:
+            return b"{}"
+        try:
+            body = {"joinToken": await self.read_token(membership.join_token_secret)}
+        except Exception as exc:
+            body = {"joinTokenError": str(exc)}
+        return json.dumps(body).encode()
+
+    async def _spawn(self, stdin: bytes, stopping: asyncio.Event) -> RunResult | None:
+        """Run the reconciler to its end; None when it was stopped because it must not run now."""
+        report_path = self.state_dir / REPORT_FILE
+        report_path.unlink(missing_ok=True)
+        argv = [*RECONCILER, "--stdin-secrets",
+                "--desired", str(self.state_dir / DESIRED_FILE), "--report", str(report_path),
+                "--docker-host", self.access.host,
+                "--docker-config", self.access.config_path, "--service-manager", self.access.service_manager,
+                "--docker-service", self.access.docker_service, "--docker-unit", self.access.docker_unit]
+        read_end, write_end = os.pipe()
+        os.write(write_end, stdin)  # a few hundred bytes: far below the pipe's buffer, never blocks
+        os.close(write_end)
+        output = os.open(self.state_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=read_end, stdout=output, stderr=output, start_new_session=True)
+        finally:
+            os.close(read_end)
+            os.close(output)
+        stopped = await self._supervise(process, stopping)
+        if stopped == "must not run":
+            return None
+        return self._result(process.returncode, stopped, report_path)
+
+    async def _supervise(self, process: asyncio.subprocess.Process, stopping: asyncio.Event) -> str:
+        """Wait for the process; kill its tree on timeout, on stop, or when reconciling becomes blocked.
+        Returns "" when it ended by itself, else why it was stopped."""
+        done = asyncio.ensure_future(process.wait())
+        deadline = time.monotonic() + self.settings.timeout
+        reason = ""
+        try:
+            while not done.done() and not reason:
+                seen = self.follower.version
+                moved = asyncio.ensure_future(self.follower.wait(seen, stopping, deadline - time.monotonic()))
+                try:
+                    await asyncio.wait([done, moved], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    moved.cancel()
+                if done.done():
+                    break
+                if time.monotonic() >= deadline:
+                    reason = "timeout"
+                elif stopping.is_set() or self._why_blocked(self.follower.latest):
+                    reason = "must not run"
+            if reason:
+                log.warning("stopping the reconciler: %s (%s)", reason,
+                            self._why_blocked(self.follower.latest) or "agent stopping", extra=self._fields)
+                await stop_process_group(process, STOP_GRACE)
+        except asyncio.CancelledError:
+            await finish(stop_process_group(process, STOP_GRACE))
+            raise
+        return reason
+
+    def _result(self, code: int | None, stopped: str, report_path: Path) -> RunResult:
+        try:
+            report: ReconcileReport | None = ReconcileReport.from_json(read_json(report_path))
+        except (OSError, ValueError):  # DesiredStateError is a ValueError
+            report = None
+        if stopped == "timeout":
+            return RunResult(False, f"timed out after {self.settings.timeout:g}s", report)
+        if code == EXIT_CONVERGED and report is not None and report.converged:
+            fixed = [c.name for c in report.components if c.outcome == "converged"]
+            return RunResult(True, f"converged {', '.join(fixed)}" if fixed else "no drift left", report)
+        if report is not None and report.first_error:
+            return RunResult(False, report.first_error, report)
+        return RunResult(False, f"the reconciler exited with {code}: {self._log_tail()}", report)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.state_dir / LOG_FILE).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no output"
+        return " | ".join(lines[-3:]) or "no output"
+
+    # Reporting
+
+    async def _report_condition(self, machine: LCMMachine, status: str, reason: str, message: str) -> None:
+        patch = condition_patch(machine, status, reason, clip(message, MESSAGE_LIMIT), datetime.now(UTC))
+        if patch is None:
+            return
+        try:
+            raw = await self.kube.patch(LCMMACHINES, self.follower.namespace, self.follower.name, patch,
+                                        subresource="status")
+        except KubeError as exc:
+            log.warning("cannot write the %s condition: %s", CONDITION, exc, extra=self._fields)
+            return
+        self.follower.wrote(raw)
+
+    async def _report_event(self, machine: LCMMachine, result: RunResult, attempt: int) -> None:
+        message = f"attempt {attempt}: {clip(result.message, MESSAGE_LIMIT)}"
+        body = run_event(machine, result.converged, message, datetime.now(UTC))
+        try:
+            await self.kube.create(EVENTS, self.follower.namespace, body)
+        except KubeError as exc:
+            log.warning("cannot record the reconciler run as an Event: %s", exc, extra=self._fields)
+
+
+def condition_patch(
+    machine: LCMMachine, status: str, reason: str, message: str, now: datetime,
+) -> dict[str, Any] | None:
+    """The status patch setting the ``Reconciled`` condition (the whole list: a merge patch replaces
+    lists), or None when it already says this. The transition time moves only when ``status`` does."""
+    current = _condition(machine)
+    if current is not None and (current.get("status"), current.get("reason"), current.get("message")) == (
+            status, reason, message):
+        return None
+    since = current["lastTransitionTime"] if current is not None and current.get("status") == status else None
+    mine = {"type": CONDITION, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": since or rfc3339(now)}
+    if machine.metadata.generation is not None:
+        mine["observedGeneration"] = machine.metadata.generation
+    others = [c.model_dump(mode="json", by_alias=True, exclude_unset=True)
+              for c in machine.status.conditions if c.type != CONDITION]
+    return {"status": {"conditions": [*others, mine]}}
+
+
+def run_event(machine: LCMMachine, converged: bool, message: str, now: datetime) -> dict[str, Any]:
+    """A core/v1 Event about one reconciler run, on the LCMMachine (``kubectl describe`` shows it)."""
+    meta = machine.metadata
+    name = meta.name or ""
+    stamp = rfc3339(now)
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": meta.namespace},
+        "involvedObject": {"apiVersion": API_VERSION, "kind": "LCMMachine", "name": name,
+                           "namespace": meta.namespace, "uid": meta.uid,
+                           "resourceVersion": meta.resource_version},
+        "reason": "Reconciled" if converged else "ReconcileFailed",
+        "message": message, "type": "Normal" if converged else "Warning",
+        "source": {"component": "lcm-agent", "host": name},
+        "reportingComponent": "lcm-agent", "reportingInstance": name,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+
+
+def _condition(machine: LCMMachine) -> dict[str, Any] | None:
+    found = next((c for c in machine.status.conditions if c.type == CONDITION), None)
+    return found.model_dump(mode="json", by_alias=True) if found is not None else None
+
+
+def _load(path: Path) -> DesiredState | None:
+    """The record kept across restarts; one that cannot be read is re-derived at the next Ready."""
+    try:
+        return DesiredState.from_json(read_json(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the desired-state record %s: %s", path, exc)
+        return None
+
+
+def _components(desired: DesiredState) -> list[str]:
+    names = ["engine", *(["config"] if desired.config else [])]
+    names += ["membership", "role"] if desired.membership else []
+    names += ["labels"] if desired.labels else []
+    return [*names, *(f"container {c.name}" for c in desired.containers)]
+
+
