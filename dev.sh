@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # docker.io, iproute2, busybox-static: the test nodes (a dockerd per network namespace, an image with no registry);
-# mosquitto: the MQTT broker; systemd-container, debootstrap: the nspawn machines.
-APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap)
+# mosquitto: the MQTT broker; systemd-container, debootstrap, dpkg-dev: the nspawn machines and their local apt mirror;
+# vagrant: `vagrant validate` of the Vagrantfile.
+APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap dpkg-dev vagrant)
 VENV=${LCM_VENV:-.venv}
 
 need_root_for() {

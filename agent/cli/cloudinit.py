@@ -1,0 +1,129 @@
+"""``lcmctl cloud-init``: what a provider needs to hand a new machine its user-data.
+
+    lcmctl cloud-init provision --kubeconfig ADMIN --namespace cluster-a --machine worker-07 \
+        [--type worker] [--cluster lab] --token-file worker-07.token
+    lcmctl cloud-init index --dest /srv/mirror/pypi [--project .]
+
+    lcmctl cloud-init render --machine worker-07 --namespace cluster-a \\
+        --api-server https://regional.example.net:6443 --ca-file ca.pem --token-file worker-07.token \\
+        --agent-url https://mirror.example.net/lcm/lcm_agent-0.1.0-py3-none-any.whl --agent-sha256 HEX \\
+        --index-url https://mirror.example.net/pypi/simple/ [--mqtt-url mqtts://… --mqtt-username …
+        --mqtt-password-file F --mqtt-ca-file F] [--output user-data.yaml]
+
+``provision`` creates the LCMMachine, a ServiceAccount whose Role allows that object only, and writes the
+account's token (0600). ``index`` builds the agent's wheel from a checkout and a PEP 503 index of it and its
+dependencies, and prints the wheel's path and sha256: what a release publishes on its mirror.
+
+The agent URL, digest and index are the release's (ClusterRelease ``spec.agent``); the token is the
+machine's own. The output carries the token, so ``--output`` writes it 0600; without it the document goes
+to stdout, for a pipe into the provider's tooling. Credentials are read from files, never from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from agent.adapters.atomic import write_atomic
+from agent.adapters.kube import KubeError, connect
+from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
+from agent.lab.machines_access import ensure_namespace, provision
+from agent.lab.machines_host import LabError
+from agent.lab.machines_rootfs import CACHE_ROOT
+from agent.lab.mirror_pypi import CHECKOUT, build_index
+
+
+def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = groups.add_parser("cloud-init", help="cloud-init user-data that installs and starts the agent")
+    commands = group.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="render one machine's user-data",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    render.add_argument("--machine", required=True, help="the LCMMachine's name")
+    render.add_argument("--namespace", required=True, help="the LCMMachine's namespace")
+    render.add_argument("--api-server", required=True, metavar="URL", help="https:// URL of the regional API")
+    render.add_argument("--ca-file", type=Path, help="PEM bundle signing the API's certificate")
+    render.add_argument("--token-file", type=Path, required=True, help="file holding the machine's token")
+    render.add_argument("--agent-url", required=True, metavar="URL", help="the release's agent wheel")
+    render.add_argument("--agent-sha256", required=True, metavar="HEX", help="the wheel's sha256")
+    render.add_argument("--index-url", required=True, metavar="URL",
+                        help="PEP 503 index with the agent's dependencies (the release's mirror)")
+    render.add_argument("--mqtt-url", default="", metavar="URL", help="mqtt:// or mqtts:// broker (optional)")
+    render.add_argument("--mqtt-username", default="", help="this node's broker user")
+    render.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")
+    render.add_argument("--mqtt-ca-file", type=Path, help="PEM bundle signing the broker's certificate")
+    render.add_argument("--unit-file", type=Path, default=UNIT_FILE,
+                        help="the agent's systemd unit (default: systemd/lcm-agent.service of this checkout)")
+    render.add_argument("--output", "-o", type=Path, help="write here (mode 0600) instead of stdout")
+    render.set_defaults(func=_render)
+
+    prov = commands.add_parser("provision", help="create a machine's LCMMachine, ServiceAccount and token")
+    prov.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig of the regional API")
+    prov.add_argument("--namespace", required=True)
+    prov.add_argument("--machine", required=True)
+    prov.add_argument("--type", default="worker", choices=("control", "worker", "bastion", "unassigned"))
+    prov.add_argument("--cluster", default="", help="spec.clusterName of the LCMMachine")
+    prov.add_argument("--token-file", type=Path, required=True, help="where to write the token (mode 0600)")
+    prov.set_defaults(func=_provision)
+
+    index = commands.add_parser("index", help="the agent's wheel and a PEP 503 index of its dependencies")
+    index.add_argument("--dest", type=Path, required=True, help="directory to fill: files/ and simple/")
+    index.add_argument("--project", type=Path, default=CHECKOUT, help="lcm-agent source checkout")
+    index.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help="wheels kept between runs")
+    index.set_defaults(func=_index)
+
+
+def _render(args: argparse.Namespace) -> int:
+    try:
+        data = MachineUserData(
+            machine=args.machine, namespace=args.namespace, api_server=args.api_server,
+            token=_read(args.token_file).strip(), ca_pem=_read(args.ca_file),
+            agent=AgentBuild(url=args.agent_url, sha256=args.agent_sha256, index_url=args.index_url),
+            unit=_read(args.unit_file), mqtt_url=args.mqtt_url, mqtt_username=args.mqtt_username,
+            mqtt_password=_read(args.mqtt_password_file).strip(), mqtt_ca_pem=_read(args.mqtt_ca_file))
+        text = render_user_data(data)
+    except (OSError, ValueError) as exc:
+        print(f"lcmctl cloud-init render: {exc}", file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, text.encode(), 0o600)
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    async def provisioned() -> str:
+        async with await connect(kubeconfig=args.kubeconfig) as kube:
+            await ensure_namespace(kube, args.namespace)
+            return await provision(kube, args.namespace, args.machine, cluster=args.cluster,
+                                   machine_type=args.type)
+    try:
+        token = asyncio.run(provisioned())
+    except (OSError, LabError, KubeError) as exc:
+        print(f"lcmctl cloud-init provision: {exc}", file=sys.stderr)
+        return 1
+    write_atomic(args.token_file, f"{token}\n".encode(), 0o600)
+    print(f"LCMMachine {args.namespace}/{args.machine} is provisioned; its token is in {args.token_file}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    try:
+        wheel = asyncio.run(build_index(args.dest, args.cache_dir, project=args.project))
+    except LabError as exc:
+        print(f"lcmctl cloud-init index: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"wheel": str(wheel.path.relative_to(args.dest)), "sha256": wheel.sha256}))
+    return 0
+
+
+def _read(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror or exc}") from None

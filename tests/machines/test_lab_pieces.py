@@ -1,0 +1,138 @@
+"""The lab's pure parts: what an operator is told about a stuck machine, where the image is built from,
+the package index machines install from, the machines' addresses and names, and what a host lacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
+from agent.lab.machines_host import LabError
+from agent.lab.machines_network import Subnet, link_name
+from agent.lab.machines_rootfs import debian_mirror
+from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
+
+LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
+REFUSED = "the API refuses this machine's credentials: (401) Unauthorized"
+
+
+def log_line(level: str, msg: str) -> str:
+    return json.dumps({"ts": "2026-01-01T00:00:00Z", "level": level, "logger": "agent", "msg": msg})
+
+
+@pytest.mark.parametrize(("journal", "expected"), [
+    ("", ""),
+    (log_line("INFO", "registered"), ""),
+    ("\n".join([log_line("ERROR", REFUSED), log_line("WARNING", "retrying in 2.0s")]), REFUSED),
+    ("\n".join([log_line("ERROR", "old"), log_line("ERROR", "newest")]), "newest"),
+    ("lcm-agent: config /etc/lcm-agent/config.yaml has mode 0644: error", "lcm-agent: config "
+     "/etc/lcm-agent/config.yaml has mode 0644: error"),
+    ("Started lcm-agent.service - LCM node agent.", ""),
+])
+def test_the_agents_last_error_is_read_from_its_json_journal(journal: str, expected: str) -> None:
+    assert last_agent_error(journal) == expected
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ("status: done\nboot_status_code: enabled-by-generator\n", "cloud-init done"),
+    ("status: running\n", "cloud-init running"),
+    ("status: error\ndetail:\n('scripts_user', RuntimeError('Runparts: 1 failures'))\n",
+     "cloud-init error: ('scripts_user', RuntimeError('Runparts: 1 failures'))"),
+    ("", "cloud-init unknown"),
+])
+def test_cloud_init_status_is_summarised(status: str, expected: str) -> None:
+    assert cloud_init_summary(status) == expected
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ("active\n", "lcm-agent runs"),
+    ("activating\n", "lcm-agent is starting (it reports ready once registered)"),
+    ("failed\n", "lcm-agent failed"),
+    ("", "lcm-agent is unknown"),
+])
+def test_the_agents_unit_state_is_said_in_words(state: str, expected: str) -> None:
+    assert agent_unit_summary(state) == expected
+
+
+DEB822 = """Types: deb
+URIs: http://apt-cache.internal/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://apt-cache.internal/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+@pytest.mark.parametrize(("sources", "expected"), [
+    ([DEB822], "http://apt-cache.internal/debian"),
+    (["deb [arch=amd64] http://mirror.local/debian bookworm main\n"], "http://mirror.local/debian"),
+    (["deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n", DEB822],
+     "http://apt-cache.internal/debian"),
+    ([], "http://deb.debian.org/debian"),
+])
+def test_the_image_is_built_from_the_hosts_debian_mirror(sources: list[str], expected: str) -> None:
+    assert debian_mirror(sources) == expected
+
+
+def test_the_package_index_lists_each_wheel_under_its_normalised_name_with_its_digest(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    for name in ("PyYAML-6.0.3-cp311-cp311-manylinux2014_x86_64.whl", "lcm_agent-0.1.0-py3-none-any.whl",
+                 "typing_extensions-4.16.0-py3-none-any.whl"):
+        (files / name).write_bytes(name.encode())
+    write_simple_index(tmp_path)
+    assert project_name("PyYAML-6.0.3-cp311-cp311-manylinux2014_x86_64.whl") == "pyyaml"
+    page = (tmp_path / "simple" / "lcm-agent" / "index.html").read_text()
+    wheel = files / "lcm_agent-0.1.0-py3-none-any.whl"
+    assert f'href="../../files/{wheel.name}#sha256={sha256_of(wheel)}"' in page
+    root = (tmp_path / "simple" / "index.html").read_text()
+    for project in ("pyyaml", "lcm-agent", "typing-extensions"):
+        assert f'href="{project}/"' in root
+
+
+def test_machines_get_addresses_after_the_bridge_and_names_that_fit_an_interface() -> None:
+    subnet = Subnet()
+    assert str(subnet.gateway) == "10.79.0.1"
+    assert [str(subnet.address(i)) for i in (0, 1)] == ["10.79.0.10", "10.79.0.11"]
+    with pytest.raises(LabError, match="no address left"):
+        subnet.address(250)
+    assert link_name("worker-12") == "lcmvm-worker-12"
+    with pytest.raises(LabError, match="at most 9 characters"):
+        link_name("worker-123")
+
+
+def test_up_on_a_host_without_the_tools_says_what_is_missing(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("ip", "nsenter"):  # present; systemd-nspawn, debootstrap, dpkg-scanpackages are not
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    done = subprocess.run([LCMCTL, "machines", "up", "--once", "--state-dir", str(tmp_path / "state")],
+                          env={**os.environ, "PATH": str(bin_dir)}, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1
+    assert "cannot run nspawn machines on this host; missing:" in done.stderr
+    assert "systemd-nspawn (apt-get install systemd-container)" in done.stderr
+    assert "debootstrap (apt-get install debootstrap)" in done.stderr
+    assert "ip (" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="dropping to another user needs root and setpriv (util-linux)")
+def test_up_without_root_says_root_is_needed(tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LCMCTL, "machines",
+                           "up", "--once", "--state-dir", str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "missing: root (machines need namespaces, mounts and network devices)" in done.stderr

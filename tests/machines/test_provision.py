@@ -1,0 +1,48 @@
+"""``lcmctl cloud-init provision``: a machine's identity as a provider issues it. The token it writes reaches
+the machine's own LCMMachine and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.adapters.kube import KubeError, connect
+from agent.lab.machines_access import LCMMACHINES
+from agent.sim.testing import KubeApi
+
+pytestmark = pytest.mark.kube
+
+LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
+
+
+async def provision(kube_api: KubeApi, machine: str, token: Path) -> subprocess.CompletedProcess[str]:
+    argv = [LCMCTL, "cloud-init", "provision", "--kubeconfig", str(kube_api.kubeconfig_path),
+            "--namespace", kube_api.namespace, "--machine", machine, "--type", "control", "--cluster", "c1",
+            "--token-file", str(token)]
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
+                                   check=False)
+
+
+async def test_the_token_reaches_its_own_machine_only(kube_api: KubeApi, tmp_path: Path) -> None:
+    token = tmp_path / "ctl-1.token"
+    done = await provision(kube_api, "ctl-1", token)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(os.stat(token).st_mode) == 0o600
+    assert token.read_text().strip() not in done.stdout + done.stderr
+    assert (await provision(kube_api, "ctl-2", tmp_path / "ctl-2.token")).returncode == 0
+    assert (await provision(kube_api, "ctl-1", tmp_path / "again.token")).returncode == 0  # a rerun is fine
+
+    server = (await kube_api.client()).configuration.host
+    ca = (await kube_api.client()).configuration.ssl_ca_cert
+    async with await connect(server=server, ca_file=Path(ca) if ca else None, token_file=token) as agent:
+        mine = await agent.get(LCMMACHINES, kube_api.namespace, "ctl-1")
+        assert (mine["spec"]["clusterName"], mine["spec"]["type"]) == ("c1", "control")
+        with pytest.raises(KubeError) as refused:
+            await agent.get(LCMMACHINES, kube_api.namespace, "ctl-2")
+        assert refused.value.status == 403

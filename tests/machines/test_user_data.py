@@ -1,0 +1,165 @@
+"""The user-data a provider hands a machine: what it writes, with which modes, what it runs, and that the
+agent accepts the configuration it writes. ``cloud-init schema`` of the machines' own cloud-init checks it
+too (tests/machines/test_schema.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent import __version__
+from agent.daemon.config import load_config
+from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
+
+LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.machine-token"
+SHA = "ab" * 32
+AGENT = AgentBuild(url="http://10.79.0.1:8080/pypi/files/lcm_agent-0.1.0-py3-none-any.whl", sha256=SHA,
+                   index_url="http://10.79.0.1:8080/pypi/simple/")
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def user_data(**changes: Any) -> MachineUserData:
+    fields: dict[str, Any] = {
+        "machine": "wrk-1", "namespace": "cluster-a", "api_server": "https://10.79.0.1:6443", "token": TOKEN,
+        "ca_pem": CA, "agent": AGENT, "unit": UNIT_FILE.read_text()}
+    return MachineUserData(**{**fields, **changes})
+
+
+def parsed(data: MachineUserData) -> dict[str, Any]:
+    text = render_user_data(data)
+    assert text.startswith("#cloud-config\n")  # cloud-init ignores a document without this first line
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+def files(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {f["path"]: f for f in doc["write_files"]}
+
+
+def test_credentials_are_files_private_to_root_and_no_command_carries_a_secret() -> None:
+    doc = parsed(user_data(mqtt_url="mqtts://10.79.0.1:8883", mqtt_username="cluster-a.wrk-1",
+                           mqtt_password="broker-secret"))
+    written = files(doc)
+    for path in ("/etc/lcm-agent/config.yaml", "/etc/lcm-agent/token", "/etc/lcm-agent/mqtt-password"):
+        assert written[path]["permissions"] == "0600"
+        assert written[path]["owner"] == "root:root"
+    assert written["/etc/lcm-agent/token"]["content"].strip() == TOKEN
+    assert written["/etc/lcm-agent/mqtt-password"]["content"].strip() == "broker-secret"
+    commands = yaml.safe_dump(doc["runcmd"])
+    assert TOKEN not in commands
+    assert "broker-secret" not in commands
+    assert TOKEN not in written["/etc/lcm-agent/config.yaml"]["content"]
+    assert ["install", "-d", "-m", "0700", "/etc/lcm-agent"] in doc["bootcmd"]  # before write_files runs
+
+
+def test_the_unit_is_installed_and_the_agent_installed_verified_activated_and_started() -> None:
+    doc = parsed(user_data())
+    assert files(doc)["/etc/systemd/system/lcm-agent.service"]["content"] == UNIT_FILE.read_text()
+    tree = "/opt/lcm-agent/versions/0.1.0"
+    venv, pip, activate, reload, enable = doc["runcmd"]
+    assert venv == ["python3", "-m", "venv", tree]
+    assert pip[:4] == [f"{tree}/bin/python", "-m", "pip", "install"]
+    assert pip[-1] == f"lcm-agent @ {AGENT.url}#sha256={SHA}"  # pip refuses a wheel with another digest
+    assert pip[pip.index("--index-url") + 1] == AGENT.index_url
+    assert pip[pip.index("--trusted-host") + 1] == "10.79.0.1"  # pip ignores a plain-http index otherwise
+    assert activate == [f"{tree}/bin/lcm-agent", "activate", "--wheel-sha256", SHA]
+    assert reload == ["systemctl", "daemon-reload"]
+    assert enable == ["systemctl", "enable", "--now", "--no-block", "lcm-agent.service"]
+    assert "python3-venv" in doc["packages"]
+
+
+def test_an_https_index_is_not_marked_trusted() -> None:
+    agent = AgentBuild(url="https://mirror.example.net/lcm_agent-0.2.0-py3-none-any.whl", sha256=SHA,
+                       index_url="https://mirror.example.net/simple/")
+    _, pip, *_ = parsed(user_data(agent=agent))["runcmd"]
+    assert "--trusted-host" not in pip
+    assert pip[0] == "/opt/lcm-agent/versions/0.2.0/bin/python"
+
+
+def test_the_agent_accepts_the_configuration_the_user_data_writes(tmp_path: Path) -> None:
+    written = files(parsed(user_data(mqtt_url="mqtt://10.79.0.1:1883", mqtt_username="u",
+                                     mqtt_password="p", mqtt_ca_pem=CA)))
+    moved = {}
+    for path, entry in written.items():
+        if path.startswith("/etc/lcm-agent/"):
+            local = tmp_path / Path(path).name
+            local.write_text(entry["content"])
+            local.chmod(int(entry["permissions"], 8))
+            moved[path] = local
+    config = moved["/etc/lcm-agent/config.yaml"]
+    config.write_text(config.read_text().replace("/etc/lcm-agent/", f"{tmp_path}/"))
+    cfg = load_config(config, {})
+    assert cfg.api.server == "https://10.79.0.1:6443"
+    assert (cfg.api.namespace, cfg.api.machine_name) == ("cluster-a", "wrk-1")
+    assert cfg.api.token is not None
+    assert cfg.api.token.reveal() == TOKEN
+    assert cfg.mqtt.password is not None
+    assert cfg.mqtt.password.reveal() == "p"
+    assert cfg.api.ca_file == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"machine": "Worker_1"}, "not a Kubernetes object name"),
+    ({"namespace": ""}, "not a Kubernetes namespace name"),
+    ({"api_server": "http://10.79.0.1:6443"}, "must be an https:// URL"),
+    ({"token": ""}, "token must be one non-empty word"),
+    ({"token": "two words"}, "token must be one non-empty word"),
+    ({"agent": AgentBuild(url="http://m/agent.tar.gz", sha256=SHA, index_url="http://m/simple/")},
+     "must name a wheel"),
+    ({"agent": AgentBuild(url="http://m/other-1.0-py3-none-any.whl", sha256=SHA, index_url="http://m/s/")},
+     "must name a wheel"),
+    ({"agent": AgentBuild(url=AGENT.url, sha256="abc", index_url=AGENT.index_url)}, "64 lower-case hex"),
+    ({"agent": AgentBuild(url=AGENT.url, sha256=SHA, index_url="file:///srv/simple")}, "http(s) URL"),
+    ({"mqtt_url": "tcp://broker:1883"}, "mqtt:// or mqtts://"),
+    ({"unit": "not a unit"}, "not a systemd service unit"),
+])
+def test_inputs_that_cannot_work_are_refused_by_name(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        render_user_data(user_data(**change))
+
+
+def render_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA)
+    return subprocess.run(
+        [LCMCTL, "cloud-init", "render", "--machine", "ctl-1", "--namespace", "cluster-a",
+         "--api-server", "https://10.79.0.1:6443", "--ca-file", str(ca), "--token-file", str(token),
+         "--agent-url", AGENT.url, "--agent-sha256", SHA, "--index-url", AGENT.index_url, *extra],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_writes_the_document_private_and_never_echoes_the_token(tmp_path: Path) -> None:
+    out = tmp_path / "ctl-1.user-data"
+    done = render_cli(tmp_path, "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    doc = yaml.safe_load(out.read_text())
+    assert files(doc)["/etc/lcm-agent/token"]["content"].strip() == TOKEN  # the file's newline is not kept
+    assert files(doc)["/etc/lcm-agent/ca.pem"]["content"] == CA
+
+
+def test_cli_says_what_is_wrong_with_an_input(tmp_path: Path) -> None:
+    done = render_cli(tmp_path, "--unit-file", str(tmp_path / "missing.service"))
+    assert done.returncode == 2
+    assert f"cannot read {tmp_path / 'missing.service'}" in done.stderr
+
+
+def test_activate_refuses_an_agent_installed_outside_the_layout() -> None:
+    """The user-data's ``lcm-agent activate`` only switches a tree under <root>/versions/<version>; this
+    checkout's venv is not one (the real layout is exercised by the machines in test_boot.py)."""
+    agent = str(Path(sys.executable).with_name("lcm-agent"))
+    done = subprocess.run([agent, "activate", "--wheel-sha256", SHA], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert f"is not <root>/versions/{__version__}" in done.stderr
