@@ -36,11 +36,14 @@ def _item_trouble(v: MachineView, settings: PlanSettings, now: datetime) -> str 
         entry = v.status.state_item_statuses.get(item.name)
         if entry is None or entry.exit_code == 0 or entry.hash != item_hash(item, overwrites):
             continue
-        if entry.exit_code != EXIT_CODE_RUNNING and entry.attempt >= settings.max_item_attempts:
-            limit = settings.max_item_attempts
-            return f"item {item.name} failed {limit} times or more: {clip(entry.message, REASON_LIMIT)}"
-        started = parse_time(entry.started_at)
         running = entry.exit_code == EXIT_CODE_RUNNING
+        # A retry in progress does not lift the halt: its earlier attempts all failed.
+        failures = entry.attempt - 1 if running else entry.attempt
+        if failures >= settings.max_item_attempts:
+            limit = settings.max_item_attempts
+            reason = f"item {item.name} failed {limit} times or more"
+            return reason if running else f"{reason}: {clip(entry.message, REASON_LIMIT)}"
+        started = parse_time(entry.started_at)
         if running and started is not None and (now - started).total_seconds() > settings.item_time_limit:
             return f"item {item.name} has run for more than {settings.item_time_limit:.0f}s"
     return None

@@ -1,0 +1,122 @@
+"""``lcm-scheduler``: the regional scheduler, one process per replica (run two for failover).
+
+    lcm-scheduler run --kubeconfig FILE [--namespace NS] [--qps 50] [--burst 100] [--workers 4]
+                      [--plan-duty 0.5] [--lease-name lcm-scheduler] [--lease-namespace default]
+                      [--identity ID] [--lease-duration 15] [--renew-deadline 10] [--retry-period 2]
+                      [--log-level INFO]
+
+Only the replica holding the Lease plans and writes. Logs are JSON lines on stderr. SIGTERM/SIGINT: stop
+planning at once, release the Lease (a standby takes over within one retry period), exit 0; a second
+signal forces the exit (130). Exit codes: 0 stopped on request, 1 a root task failed, 2 bad arguments or
+an unreadable kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.adapters.kube import connect
+from agent.daemon.logs import SecretRegistry, setup_logging
+from agent.scheduler.leadership import LeaseSettings, default_identity
+from agent.scheduler.runtime import Companion, Scheduler
+from agent.scheduler.settings import SchedulerSettings, Throttle
+
+log = logging.getLogger("agent.cli.scheduler")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lcm-scheduler", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lcm-scheduler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scheduler replica until SIGTERM")
+    run.add_argument("--kubeconfig", type=Path, required=True)
+    run.add_argument("--namespace", default="", help="act in this namespace only (default: all)")
+    run.add_argument("--qps", type=float, default=50.0, help="writes per second (default %(default)s)")
+    run.add_argument("--burst", type=int, default=100, help="writes at once (default %(default)s)")
+    run.add_argument("--workers", type=int, default=4, help="clusters planned at once (default %(default)s)")
+    run.add_argument("--plan-duty", type=float, default=0.5,
+                     help="the most of a core planning one cluster may take (default %(default)s)")
+    run.add_argument("--lease-name", default="lcm-scheduler")
+    run.add_argument("--lease-namespace", default="", help="default: --namespace, else 'default'")
+    run.add_argument("--identity", default="", help="this replica's name in the Lease (default: host_random)")
+    run.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
+    run.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    run.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
+    run.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, json=True, secrets=SecretRegistry())
+    try:
+        settings = SchedulerSettings(
+            namespace=args.namespace, workers=args.workers, writes=Throttle(args.qps, args.burst),
+            plan_duty=args.plan_duty,
+            lease=LeaseSettings(name=args.lease_name,
+                                namespace=args.lease_namespace or args.namespace or "default",
+                                identity=args.identity or default_identity(),
+                                lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                                retry_period=args.retry_period))
+    except ValueError as exc:
+        print(f"lcm-scheduler: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_serve(args.kubeconfig, settings, companion_tasks(args)))
+
+
+def companion_tasks(args: argparse.Namespace) -> dict[str, Companion]:
+    """The wiring point for tasks that run inside the scheduler process (``agent.scheduler.runtime.
+    Companion``), by name, e.g. the MQTT liveness subscriber built from its own command-line options."""
+    return {}
+
+
+async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict[str, Companion]) -> int:
+    try:
+        kube = await connect(kubeconfig=kubeconfig)
+    except Exception as exc:  # kubernetes_asyncio's loader raises its own ConfigException among others
+        print(f"lcm-scheduler: cannot load kubeconfig {kubeconfig}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    scheduler = Scheduler(kube, settings, companions=companions)
+    main_task = asyncio.create_task(scheduler.run(stopping))
+    forced = False
+
+    def on_stop_signal() -> None:
+        nonlocal forced
+        if stopping.is_set():
+            forced = True
+            main_task.cancel()
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop_signal)
+    log.info("starting", extra={"identity": settings.lease.identity, "namespace": settings.namespace or "*",
+                                "qps": settings.writes.qps, "burst": settings.writes.burst})
+    code = EXIT_OK
+    async with kube:
+        try:
+            await main_task
+        except asyncio.CancelledError:
+            if not forced:
+                raise
+            code = EXIT_FORCED
+        except Exception:
+            code = EXIT_FAILURE
+    terms = scheduler.terms
+    log.info("stopped", extra={"exit_code": code, "terms": len(terms), "writes": dict(scheduler.writes),
+                               "plans": sum(t.plans for t in terms),
+                               "plan_seconds": round(sum(t.plan_seconds for t in terms), 3),
+                               "events_sent": sum(t.recorder.sent for t in terms),
+                               "events_dropped": sum(t.recorder.dropped for t in terms)})
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

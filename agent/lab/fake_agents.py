@@ -1,0 +1,333 @@
+"""Simulated agents: a fleet's worth of lcm-agent behaviour toward the API, with nothing actually run.
+
+For the scheduler's tests and the fleet benchmark, which need many machines that act like real ones on the
+wire without a host each. A ``FakeAgent`` decides exactly as lcm-agent does (``next_step`` on its machine and
+an in-memory journal) and writes exactly what it writes (registration through ``summary_patch`` with an
+InternalIP chosen by ``choose_internal_ip`` from a made-up NIC; ``started_patch`` then ``finished_patch``
+per item, hashes from ``item_hash``), each over its own watch of its own LCMMachine. Only the run itself is
+replaced: a ``Script`` says how each attempt of each item ends, after ``item_seconds``.
+
+The ``FakeExecutor`` stands in for the control machine's agent carrying out LCMClusterStates (docs/swarm.md):
+for a swarm-drain it moves the target's ``status.swarmCordonDrain`` through ``cordondraining`` to
+``cordondrained`` (or ``uncordoning`` to unset), then reports ``status.value``; a swarm-remove is reported
+done. It acts only on objects whose executor label names a machine of the fleet.
+
+All agents of a ``Fleet`` share one client (one connection pool, sized for a watch per agent), as a
+process of simulated agents should; ``counts`` tallies their writes by kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+
+from agent import __version__
+from agent.adapters.kube import Kube, KubeError, Object, Resource
+from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.api.backoff import Backoff
+from agent.api.execution import ItemResult
+from agent.api.hostinfo import Cpu, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
+from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
+from agent.decisions.addressing import choose_internal_ip
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step
+from agent.decisions.reporting import finished_patch, started_patch, summary_patch
+
+log = logging.getLogger(__name__)
+
+MACHINES = Resource(GROUP, VERSION, "lcmmachines")
+CLUSTER_STATES = Resource(GROUP, VERSION, "lcmclusterstates")
+EXECUTOR_LABEL = "lcm.mirantis.com/executor"
+
+Script = Callable[[str, StateItem, int], ItemResult]
+"""(machine, item, attempt) → how that run ends."""
+
+
+def succeed(machine: str, item: StateItem, attempt: int) -> ItemResult:
+    return ItemResult(exit_code=0, result="success", message="")
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    item_seconds: float = 0.0
+    """How long each simulated run takes."""
+    drain_seconds: float = 0.0
+    """How long a simulated drain takes between ``cordondraining`` and ``cordondrained``."""
+    two_writes: bool = True
+    """Write "started" and "finished" per item, as lcm-agent does; False writes "finished" only."""
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=2.0))
+    """Retry delays of failed items (shorter than the agent's defaults, so tests see retries soon)."""
+    watch: WatchSettings = field(default_factory=WatchSettings)
+
+
+async def fleet_client(kubeconfig: Path, connections: int) -> Kube:
+    """One client for a whole process of simulated agents: its pool must hold a watch per agent plus the
+    writes in flight (kubernetes_asyncio's default of 100 connections would stall a larger fleet).
+
+    It also becomes the process's default configuration: kubernetes_asyncio's ``Watch`` builds a throwaway
+    ``ApiClient`` from the default for every stream, and with the stock default that loads the system's
+    whole CA store, about 80 ms of CPU. A real agent pays that on its own machine once per reconnect; a
+    thousand agents starting in one process would spend over a minute of one core on it. Trusting only
+    the simulator's CA it costs about 1.5 ms."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = connections
+    client.Configuration.set_default(cfg)
+    return Kube(client.ApiClient(cfg))
+
+
+def fake_host(index: int) -> HostInfo:
+    """A small VM with one NIC, eth0, at 10.<a>.<b>.<c>/8 derived from ``index`` (unique per fleet)."""
+    address = f"10.{index // 62500 % 250}.{index // 250 % 250}.{index % 250 + 1}/8"
+    return HostInfo(
+        boot_time=datetime(2024, 1, 1, tzinfo=UTC), architecture="x86_64", kernel_version="6.1.0-18-amd64",
+        os=OsInfo(family="debian", platform="debian", name="Debian GNU/Linux", version="12 (bookworm)",
+                  major=12, codename="bookworm"),
+        timezone="UTC",
+        hardware=Hardware(cpu=Cpu(2, 2), memory=Memory(4 << 30),
+                          network=(NetworkInterface("eth0", f"52:54:00:{index >> 16 & 255:02x}:"
+                                                    f"{index >> 8 & 255:02x}:{index & 255:02x}",
+                                                    addresses=(address,)),)),
+        default_interface="eth0")
+
+
+class FakeAgent:
+    """One machine's agent: register, then run (pretend to) whatever ``next_step`` says, forever."""
+
+    def __init__(self, fleet: Fleet, name: str, index: int) -> None:
+        self.fleet, self.name, self.host = fleet, name, fake_host(index)
+        self.latest: LCMMachine | None = None
+        self.state = ""
+        """``status.state`` as this agent last wrote it."""
+        self._finished: dict[str, tuple[str, int]] = {}
+        self._written_rv = 0
+        self._moved = asyncio.Event()
+
+    async def run(self) -> None:
+        follower = asyncio.create_task(self._follow())
+        try:
+            while (machine := self.latest) is None:
+                self._moved.clear()
+                await self._changed(None)
+            await self._register(machine)
+            await self._work()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+    async def _follow(self) -> None:
+        selector = f"metadata.name={self.name}"
+        async for event in watch_resource(self.fleet.kube, MACHINES, self.fleet.namespace,
+                                          field_selector=selector, settings=self.fleet.settings.watch):
+            if isinstance(event, Snapshot):
+                self._accept(event.objects[0] if event.objects else None)
+            elif isinstance(event, Change):
+                self._accept(None if event.type == "DELETED" else event.object)
+
+    def _accept(self, raw: Object | None, *, ours: bool = False) -> None:
+        """Like the agent's follower: an event older than our own last write is skipped, and so is the event
+        of that write itself (the write's answer was that very version, parsed once is enough)."""
+        rv = _rv(raw or {})
+        if raw is not None and not ours and rv <= self._written_rv:
+            return
+        if ours:
+            self._written_rv = max(self._written_rv, rv)
+        try:
+            self.latest = None if raw is None else LCMMachine.from_raw(raw)
+        except InvalidObjectError as exc:
+            log.warning("machine %s is malformed: %s", self.name, exc)
+            self.latest = None
+        self._moved.set()
+
+    async def _changed(self, seconds: float | None) -> None:
+        """Until the object changed since ``_moved`` was last cleared, or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._moved.wait(), seconds)
+
+    async def _register(self, machine: LCMMachine) -> None:
+        ip = choose_internal_ip(self.host.hardware.network, machine.spec.interface or None,
+                                machine.spec.cidr or None, default_interface=self.host.default_interface)
+        addresses = [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": self.name}]
+        fields = {"addresses": addresses, "agentVersion": __version__, "hostInfo": self.host.to_status()}
+        await self._write(summary_patch(machine, fields), "registration")
+
+    async def _work(self) -> None:
+        while True:
+            self._moved.clear()
+            machine = self.latest
+            if machine is None:
+                await self._changed(None)
+                continue
+            now = datetime.now(UTC)
+            step = next_step(machine, LocalRecord(dict(self._finished)), now, self.fleet.settings.backoff)
+            if isinstance(step, Run):
+                await self._execute(machine, step)
+            elif isinstance(step, Report):
+                patch = finished_patch(machine, step.item.name, step.hash, step.attempt, exit_code=0,
+                                       result="success", message="", started_at=None, now=now)
+                await self._write(patch, "finished")
+            elif isinstance(step, Wait):
+                await self._changed((step.until - now).total_seconds())
+            elif isinstance(step, Idle):
+                await self._changed(None)
+
+    async def _execute(self, machine: LCMMachine, step: Run) -> None:
+        started = datetime.now(UTC)
+        if self.fleet.settings.two_writes:
+            mark = started_patch(machine, step.item.name, step.hash, step.attempt, started)
+            await self._write(mark, "started")
+        if self.fleet.settings.item_seconds:
+            await asyncio.sleep(self.fleet.settings.item_seconds)
+        outcome = self.fleet.script(self.name, step.item, step.attempt)
+        self._finished[step.item.name] = (step.hash, outcome.exit_code)
+        newest = self.latest or machine
+        patch = finished_patch(newest, step.item.name, step.hash, step.attempt, exit_code=outcome.exit_code,
+                               result=outcome.result, message=outcome.message, started_at=started,
+                               now=datetime.now(UTC))
+        await self._write(patch, "finished")
+
+    async def _write(self, patch: dict[str, Any], kind: str) -> None:
+        """A status write, retried until it lands (a 404 means the machine is gone: nothing to report)."""
+        for attempt in itertools.count():
+            try:
+                raw = await self.fleet.kube.patch(MACHINES, self.fleet.namespace, self.name, patch,
+                                                  subresource="status")
+            except KubeError as exc:
+                if exc.status in (404, 422):
+                    log.warning("status write of %s refused: %s", self.name, exc)
+                    return
+                await asyncio.sleep(self.fleet.settings.backoff.window(attempt))
+                continue
+            self.fleet.counts[kind] += 1
+            self.state = str(patch["status"].get("state", self.state))
+            self._accept(raw, ours=True)
+            self.fleet.state_changed()
+            return
+
+
+class FakeExecutor:
+    """Carries out drains and removals for the fleet's control machines (one watch for the namespace)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._latest: dict[str, LCMClusterState] = {}
+        self._wake = asyncio.Event()
+        self.drained: list[tuple[str, bool]] = []
+        """(machine, drained) in the order drains and undrains completed."""
+
+    async def run(self) -> None:
+        worker = asyncio.create_task(self._serve())
+        try:
+            async for event in watch_resource(self.fleet.kube, CLUSTER_STATES, self.fleet.namespace,
+                                              label_selector=EXECUTOR_LABEL,
+                                              settings=self.fleet.settings.watch):
+                objects = event.objects if isinstance(event, Snapshot) else [event.object]
+                if isinstance(event, Snapshot):
+                    self._latest.clear()
+                for raw in objects:
+                    self._take(raw, deleted=isinstance(event, Change) and event.type == "DELETED")
+                self._wake.set()
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    def _take(self, raw: Object, *, deleted: bool) -> None:
+        name = raw["metadata"]["name"]
+        executor = raw["metadata"].get("labels", {}).get(EXECUTOR_LABEL)
+        if deleted or executor not in self.fleet.agents:
+            self._latest.pop(name, None)
+            return
+        known = self._latest.get(name)
+        if known is not None and _rv(raw) <= int(known.metadata.resource_version or 0):
+            return  # older than our own status write
+        with contextlib.suppress(InvalidObjectError):
+            self._latest[name] = LCMClusterState.from_raw(raw)
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for name, state in list(self._latest.items()):
+                if state.status.value != state.spec.value:
+                    await self._carry_out(name, state)
+
+    async def _carry_out(self, name: str, state: LCMClusterState) -> None:
+        wanted = state.spec.requested
+        try:
+            if state.spec.type == "swarm-drain":
+                first, then = ("cordondraining", "cordondrained") if wanted else ("uncordoning", None)
+                await self._machine_status(state.spec.arg, {"swarmCordonDrain": first})
+                if self.fleet.settings.drain_seconds:
+                    await asyncio.sleep(self.fleet.settings.drain_seconds)
+                await self._machine_status(state.spec.arg, {"swarmCordonDrain": then,
+                                                            "swarmCordonDrainError": ""})
+                self.drained.append((state.spec.arg, wanted))
+            done = {"value": state.spec.value, "message": "", "attempt": state.status.attempt + 1}
+            answer = await self.fleet.kube.patch(CLUSTER_STATES, self.fleet.namespace, name, {"status": done},
+                                                 subresource="status")
+            self.fleet.counts["executor"] += 1
+            self._latest[name] = LCMClusterState.from_raw(answer)
+        except KubeError as exc:
+            log.warning("cluster state %s not carried out: %s", name, exc)
+            self._wake.set()
+            await asyncio.sleep(self.fleet.settings.backoff.base)
+
+    async def _machine_status(self, machine: str, fields: dict[str, Any]) -> None:
+        await self.fleet.kube.patch(MACHINES, self.fleet.namespace, machine, {"status": fields},
+                                    subresource="status")
+        self.fleet.counts["executor"] += 1
+
+
+def _rv(raw: Object) -> int:
+    return int(raw.get("metadata", {}).get("resourceVersion", 0))
+
+
+class Fleet:
+    """Agents for ``names`` (LCMMachines in ``namespace``, created by whoever plays the provider)."""
+
+    def __init__(self, kube: Kube, namespace: str, names: Iterable[str], *, script: Script = succeed,
+                 settings: FleetSettings | None = None) -> None:
+        self.kube, self.namespace, self.script = kube, namespace, script
+        self.settings = settings or FleetSettings()
+        self.agents = {name: FakeAgent(self, name, index) for index, name in enumerate(names)}
+        self.executor = FakeExecutor(self)
+        self.counts: Counter[str] = Counter()
+        """Writes by kind: ``registration``, ``started``, ``finished`` (agents' status), ``executor``."""
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        """Every agent and the executor, until cancelled."""
+        tasks = [asyncio.create_task(a.run(), name=f"agent-{name}") for name, a in self.agents.items()]
+        tasks.append(asyncio.create_task(self.executor.run(), name="executor"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def state_changed(self) -> None:
+        self._changed.set()
+
+    def ready(self, names: Iterable[str] | None = None) -> bool:
+        """Every agent (of ``names``) last wrote state Ready: done with what it holds, which for a planner
+        that gates phases may be only its prepare items (the LCMCluster's status says more)."""
+        chosen = self.agents if names is None else names
+        return all(self.agents[name].state == "Ready" for name in chosen)
+
+    async def wait(self, done: Callable[[], bool]) -> None:
+        """Until ``done()`` holds, checked after every status write of the fleet."""
+        while not done():
+            self._changed.clear()
+            await self._changed.wait()

@@ -1,0 +1,169 @@
+"""One leadership term of the scheduler: watch the four kinds, plan a cluster whenever one of its objects
+changes, apply the plan.
+
+Each kind has one watch (all namespaces, or the configured one) feeding one cache; LCMMachines and
+LCMClusterStates are indexed by their cluster. Any change enqueues the clusters it concerns: a machine's or
+cluster state's own cluster (both clusters when it moved), the cluster itself, and every cluster for a
+ClusterRelease (they are few, rarely created and never changed). Planning starts only once every cache has
+its first list, so no plan is made from half the truth. The planner is pure and gets what the caches hold
+right now; its actions go through the ``Writer``; its ``requeue_after`` schedules the next look.
+
+Everything here is built afresh for each term: a replica that lost the lease and won it back relists, and
+never trusts a cache that stopped being fed while it was not leading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.adapters.kube import Kube, Object, Resource
+from agent.adapters.watching import watch_resource
+from agent.api.models import (
+    GROUP,
+    VERSION,
+    ClusterRelease,
+    InvalidObjectError,
+    LCMCluster,
+    LCMClusterState,
+    LCMMachine,
+)
+from agent.decisions.planning.actions import Plan, PlanInput
+from agent.scheduler.caching import ObjectCache, object_key, raw_field
+from agent.scheduler.leadership import LeaseLostError
+from agent.scheduler.queueing import WorkQueue, serve
+from agent.scheduler.recording import EventRecorder, Involved
+from agent.scheduler.settings import SchedulerSettings
+from agent.scheduler.throttling import RateLimiter
+from agent.scheduler.writing import Writer
+
+log = logging.getLogger(__name__)
+
+PlanFunction = Callable[[PlanInput], Plan]
+ClusterKey = tuple[str, str]
+"""(namespace, LCMCluster name)."""
+
+
+def cluster_of(raw: Object) -> Hashable | None:
+    """The cluster an LCMMachine or LCMClusterState belongs to, read from the raw object so that a malformed
+    member still finds its cluster (which then plans without it, saying why)."""
+    name = raw_field(raw, "spec", "clusterName")
+    return (object_key(raw)[0], name) if isinstance(name, str) and name else None
+
+
+class Controller:
+    def __init__(
+        self, kube: Kube, settings: SchedulerSettings, plan: PlanFunction, *, fence: Callable[[], bool],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube, self.settings, self.plan, self.clock = kube, settings, plan, clock
+        self.queue: WorkQueue[ClusterKey] = WorkQueue()
+        self.releases = ObjectCache(ClusterRelease, on_change=self._release_changed,
+                                    on_invalid=self._invalid)
+        self.clusters = ObjectCache(LCMCluster, on_change=self._cluster_changed, on_invalid=self._invalid)
+        self.machines = ObjectCache(LCMMachine, index=cluster_of, on_change=self._member_changed,
+                                    on_invalid=self._invalid)
+        self.states = ObjectCache(LCMClusterState, index=cluster_of, on_change=self._member_changed,
+                                  on_invalid=self._invalid)
+        self.recorder = EventRecorder(kube, instance=settings.lease.identity, qps=settings.events.qps,
+                                      burst=settings.events.burst, fence=fence)
+        caches: dict[str, ObjectCache[Any]] = {
+            "lcmmachines": self.machines, "lcmclusters": self.clusters, "lcmclusterstates": self.states}
+        self.writer = Writer(kube, caches, RateLimiter(settings.writes.qps, settings.writes.burst),
+                             fence=fence, recorder=self.recorder, in_flight=settings.writes_in_flight)
+        self.plans = 0
+        self.plan_seconds = 0.0
+        """Wall time spent inside the planner (it is pure CPU: the scheduler's main compute cost)."""
+        self._fenced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Until cancelled; raises ``LeaseLostError`` when a write found the lease lost before the elector."""
+        watched: list[tuple[type[Any], ObjectCache[Any]]] = [
+            (ClusterRelease, self.releases), (LCMCluster, self.clusters), (LCMMachine, self.machines),
+            (LCMClusterState, self.states)]
+        tasks = [asyncio.create_task(self._watch(model, cache), name=f"watch-{model.PLURAL}")
+                 for model, cache in watched]
+        tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
+        try:
+            await asyncio.gather(*(cache.synced.wait() for _, cache in watched))
+            log.info("caches synced: %d releases, %d clusters, %d machines, %d cluster states",
+                     len(self.releases), len(self.clusters), len(self.machines), len(self.states))
+            for entry in self.clusters.entries():
+                self.queue.add(object_key(entry.raw))
+            tasks.append(asyncio.create_task(serve(self.queue, self.reconcile, self.settings.workers)))
+            fenced = asyncio.create_task(self._fenced.wait())
+            done, _ = await asyncio.wait([*tasks, fenced], return_when=asyncio.FIRST_COMPLETED)
+            fenced.cancel()
+            for task in done:
+                if task is not fenced:
+                    task.result()
+                    raise RuntimeError(f"{task.get_name()} ended")
+            raise LeaseLostError("a write found the lease lost")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def reconcile(self, key: ClusterKey) -> None:
+        """Plan one cluster from the caches and apply the plan."""
+        namespace, name = key
+        entry = self.clusters.entry(namespace, name)
+        cluster = None if entry is None else entry.model()
+        if cluster is None:
+            return  # deleted, or malformed (the cache said why)
+        inputs = PlanInput(
+            cluster=cluster, releases={r.metadata.name or "": r for r in self.releases.models()},
+            machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
+            settings=self.settings.planning)
+        started = time.perf_counter()
+        plan = self.plan(inputs)
+        took = time.perf_counter() - started
+        self.plan_seconds += took
+        self.plans += 1
+        duty = self.settings.plan_duty
+        self.queue.hold(key, took * (1 - duty) / duty)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+        try:
+            failure = await self.writer.apply(plan.actions)
+        except LeaseLostError:
+            self._fenced.set()
+            return
+        if failure is None:
+            self.queue.forget(key)
+        elif failure.replan_now:
+            self.queue.add(key)
+        else:
+            log.warning("cluster %s/%s: re-planning in %.1fs after a refused write", namespace, name,
+                        self.queue.retry(key), extra={"cluster": name, "namespace": namespace})
+
+    async def _watch(self, model: type[Any], cache: ObjectCache[Any]) -> None:
+        res = Resource(GROUP, VERSION, model.PLURAL, namespaced=model.NAMESPACED)
+        namespace = self.settings.namespace if model.NAMESPACED else ""
+        async for event in watch_resource(self.kube, res, namespace, settings=self.settings.watch):
+            cache.feed(event)
+
+    def _release_changed(self, old: Object | None, new: Object | None) -> None:
+        for entry in self.clusters.entries():
+            self.queue.add(object_key(entry.raw))
+
+    def _cluster_changed(self, old: Object | None, new: Object | None) -> None:
+        raw = new if new is not None else old
+        if raw is not None:
+            self.queue.add(object_key(raw))
+
+    def _member_changed(self, old: Object | None, new: Object | None) -> None:
+        for raw in (old, new):
+            key = None if raw is None else cluster_of(raw)
+            if isinstance(key, tuple):
+                self.queue.add(key)
+
+    def _invalid(self, raw: Object, exc: InvalidObjectError) -> None:
+        namespace, name = object_key(raw)
+        uid = str(raw_field(raw, "metadata", "uid") or "")
+        self.recorder.record(Involved(exc.kind, namespace, name, uid), "InvalidObject",
+                             f"not planned until fixed: {exc}", "Warning")

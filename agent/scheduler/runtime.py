@@ -1,0 +1,91 @@
+"""The scheduler process's root tasks: leader election around the controller, and companion tasks.
+
+Only the leader plans and writes; each leadership term gets a fresh ``Controller``. Companions are other
+long-running tasks that belong in the same process (the MQTT liveness subscriber is the first): they run
+for the process's whole life, leader or not, and are told through ``CompanionContext.leading`` whether
+this replica may write right now. Every root task is guarded as in the agent: one that fails or ends while
+the process is not stopping stops the others and the process (a supervisor restarts it), instead of
+leaving a scheduler that looks alive but no longer schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.adapters.kube import Kube
+from agent.decisions.planning.planner import plan as planner
+from agent.scheduler.controller import Controller, PlanFunction
+from agent.scheduler.leadership import LeaderElector
+from agent.scheduler.settings import SchedulerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompanionContext:
+    kube: Kube
+    """The scheduler's own client (one connection pool per process)."""
+    stopping: asyncio.Event
+    """Set when the process stops; a companion returns soon after."""
+    leading: Callable[[], bool]
+    """Whether this replica holds the lease right now: a companion that writes must ask first."""
+
+
+Companion = Callable[[CompanionContext], Coroutine[Any, Any, None]]
+"""A task run beside the scheduler for the process's whole life, e.g. the MQTT liveness subscriber."""
+
+
+class Scheduler:
+    def __init__(
+        self, kube: Kube, settings: SchedulerSettings, *, plan: PlanFunction = planner,
+        companions: Mapping[str, Companion] | None = None,
+    ) -> None:
+        self.kube, self.settings, self.plan = kube, settings, plan
+        self.companions = dict(companions or {})
+        """The hook for tasks that share this process; see ``Companion``."""
+        self.elector = LeaderElector(kube, settings.lease)
+        self.terms: list[Controller] = []
+        """One controller per leadership term, newest last."""
+
+    @property
+    def writes(self) -> Counter[str]:
+        """Writes of LCM objects over every term, by verb and resource (see ``Writer.counts``)."""
+        total: Counter[str] = Counter()
+        for term in self.terms:
+            total.update(term.writer.counts)
+        return total
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Until ``stopping`` is set (returns) or a root task fails (raises, after stopping the others)."""
+        context = CompanionContext(self.kube, stopping, self.elector.leading)
+        roots = {"leader election": self.elector.run(stopping, self._term),
+                 **{name: companion(context) for name, companion in self.companions.items()}}
+        tasks = {asyncio.create_task(coro, name=name): name for name, coro in roots.items()}
+        failure: BaseException | None = None
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    failure = task.exception()
+                    log.error("root task %s failed", tasks[task], exc_info=failure)
+                elif not stopping.is_set():
+                    failure = RuntimeError(f"root task {tasks[task]} ended unexpectedly")
+                    log.error("%s", failure)
+            stopping.set()
+            await asyncio.wait(tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        if failure is not None:
+            raise failure
+
+    async def _term(self) -> None:
+        controller = Controller(self.kube, self.settings, self.plan, fence=self.elector.leading)
+        self.terms.append(controller)
+        await controller.run()

@@ -1,0 +1,160 @@
+"""The scheduler's memory: a cache never goes back to a version older than one it has seen (its own writes
+included), and the work queue runs a cluster once however often it is asked, never twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from agent.adapters.watching import Change, Snapshot
+from agent.api.models import LCMMachine
+from agent.scheduler.caching import ObjectCache
+from agent.scheduler.controller import cluster_of
+from agent.scheduler.queueing import WorkQueue, serve
+
+
+def machine(name: str, rv: int, cluster: str = "demo", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "LCMMachine",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv)},
+            "spec": {"clusterName": cluster, "type": "worker", **spec}}
+
+
+def cache() -> tuple[ObjectCache[LCMMachine], list[tuple[str | None, str | None]]]:
+    changes: list[tuple[str | None, str | None]] = []
+
+    def changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        versions = [raw and raw["metadata"]["resourceVersion"] for raw in (old, new)]
+        changes.append((versions[0], versions[1]))
+
+    return ObjectCache(LCMMachine, index=cluster_of, on_change=changed), changes
+
+
+def test_an_event_older_than_our_own_write_is_ignored() -> None:
+    objects, changes = cache()
+    objects.feed(Snapshot([machine("m", 5)], "5"))
+    objects.wrote(machine("m", 9, release="r1"))  # our patch's answer
+    objects.feed(Change("MODIFIED", machine("m", 7)))  # an agent's write from before ours, arriving late
+    objects.feed(Change("MODIFIED", machine("m", 9, release="r1")))  # our own write's event
+    entry = objects.entry("ns", "m")
+    assert entry is not None
+    assert entry.rv == 9
+    assert changes == [(None, "5"), ("5", "9")]
+
+
+def test_a_relist_keeps_what_is_newer_than_the_list_and_drops_what_is_gone() -> None:
+    objects, _ = cache()
+    objects.feed(Snapshot([machine("a", 3), machine("b", 4)], "4"))
+    objects.wrote(machine("c", 12))  # we created it after the list below was taken
+    objects.feed(Snapshot([machine("a", 10)], "10"))
+    assert sorted(m.metadata.name or "" for m in objects.models()) == ["a", "c"]
+
+
+def test_a_deleted_object_does_not_come_back_from_a_late_event() -> None:
+    objects, _ = cache()
+    objects.feed(Snapshot([machine("m", 3)], "3"))
+    objects.feed(Change("DELETED", machine("m", 6)))
+    objects.feed(Change("MODIFIED", machine("m", 5)))
+    assert objects.entry("ns", "m") is None
+    objects.feed(Change("ADDED", machine("m", 8)))  # re-created
+    assert objects.entry("ns", "m") is not None
+
+
+def test_members_are_indexed_by_cluster_and_follow_a_move() -> None:
+    objects, _ = cache()
+    objects.feed(Snapshot([machine("a", 1), machine("b", 2, cluster="other")], "2"))
+    objects.feed(Change("MODIFIED", machine("a", 3, cluster="other")))
+    assert objects.models(("ns", "demo")) == []
+    assert [m.metadata.name for m in objects.models(("ns", "other"))] == ["a", "b"]
+
+
+def test_a_malformed_object_is_left_out_and_its_reason_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    objects, _ = cache()
+    bad = machine("bad", 2, stateItems=[{"runner": "bash", "name": "x", "version": "1"},
+                                        {"runner": "bash", "name": "x", "version": "2"}])
+    objects.feed(Snapshot([machine("good", 1), bad], "2"))
+    with caplog.at_level(logging.WARNING, logger="agent.scheduler.caching"):
+        for _ in range(3):
+            assert [m.metadata.name for m in objects.models(("ns", "demo"))] == ["good"]
+    reasons = [r.getMessage() for r in caplog.records]
+    assert len(reasons) == 1
+    assert "bad" in reasons[0]
+    assert "duplicate state item name 'x'" in reasons[0]
+
+
+async def test_a_cluster_asked_for_many_times_runs_once_and_never_twice_at_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    runs: list[str] = []
+    running: set[str] = set()
+    release = asyncio.Event()
+
+    async def handle(key: str) -> None:
+        assert key not in running, f"{key} ran twice at once"
+        running.add(key)
+        runs.append(key)
+        await release.wait()
+        running.discard(key)
+
+    for _ in range(5):
+        queue.add("a")
+    queue.add("b")
+    workers = asyncio.create_task(serve(queue, handle, workers=4))
+    await asyncio.sleep(0.05)
+    assert sorted(runs) == ["a", "b"]  # concurrently, once each
+    for _ in range(5):
+        queue.add("a")  # while it runs: once more, after it
+    release.set()
+    await asyncio.sleep(0.05)
+    workers.cancel()
+    await asyncio.gather(workers, return_exceptions=True)
+    assert sorted(runs) == ["a", "a", "b"]
+
+
+async def test_a_delayed_run_keeps_the_earliest_request_and_a_failing_cluster_backs_off() -> None:
+    queue: WorkQueue[str] = WorkQueue(uniform=lambda low, high: high)
+    runs: list[tuple[str, float]] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def handle(key: str) -> None:
+        runs.append((key, loop.time() - start))
+        if key == "failing":
+            raise RuntimeError("planner bug")
+
+    queue.add_after("later", 0.3)
+    queue.add_after("later", 0.1)
+    queue.add_after("later", 0.5)
+    queue.add("failing")
+    workers = asyncio.create_task(serve(queue, handle, workers=2))
+    await asyncio.sleep(0.9)
+    workers.cancel()
+    await asyncio.gather(workers, return_exceptions=True)
+    later = [t for key, t in runs if key == "later"]
+    failing = [t for key, t in runs if key == "failing"]
+    assert len(later) == 1
+    assert 0.1 <= later[0] < 0.3
+    assert len(failing) == 2  # at once, then after the first backoff window (0.5 s), not in a loop
+    assert failing[1] - failing[0] >= 0.5
+
+
+async def test_a_held_cluster_runs_once_after_the_hold_however_often_it_is_asked_for() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    loop = asyncio.get_running_loop()
+    runs: list[float] = []
+
+    async def handle(key: str) -> None:
+        runs.append(loop.time())
+        queue.hold(key, 0.3)
+
+    queue.add("big")
+    workers = asyncio.create_task(serve(queue, handle, workers=2))
+    for _ in range(10):
+        await asyncio.sleep(0.02)
+        queue.add("big")  # changes keep coming while it is held
+    await asyncio.sleep(0.5)
+    workers.cancel()
+    await asyncio.gather(workers, return_exceptions=True)
+    assert len(runs) == 2
+    assert runs[1] - runs[0] >= 0.29
