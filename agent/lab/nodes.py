@@ -148,7 +148,8 @@ def registry_path(prefix: str) -> Path:
 
 def _create(net: LabNetwork, node: LabNode) -> None:
     node.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    node.etc_dir.mkdir(exist_ok=True)
+    # The directories a Debian /etc always has and the release's playbooks write into (apt sources).
+    (node.etc_dir / "apt" / "sources.list.d").mkdir(parents=True, exist_ok=True)
     if not node.config_path.exists():
         node.config_path.write_text(json.dumps(dockerd.seed_config(node), indent=2) + "\n", encoding="utf-8")
     netns.add_node_network(net, node.name, node.index)

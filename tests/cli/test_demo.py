@@ -1,13 +1,21 @@
-"""The README's first command: the demo regional cluster comes up, shows itself, reruns, and cleans up."""
+"""The README's first command: the demo brings up its parts, and ``--down`` from another shell takes every one
+of them away. (The rollout the demo shows, to a swarm and beyond, is tests/e2e/test_rollout.py, on the same
+composition.)"""
 
 from __future__ import annotations
 
-import shutil
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from agent.cli.demo import missing_prerequisites
+from agent.lab import netns, nodes
+from agent.lab.nodes import session_prefix
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 
@@ -17,26 +25,52 @@ def demo(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None,
-                    reason="kubectl is not installed (./dev.sh setup adds it)")
-def test_demo_shows_the_sample_cluster_reruns_and_cleans_up(tmp_path: Path) -> None:
-    state = tmp_path / "demo"
-    first = demo(state, "--once")
-    assert first.returncode == 0, first.stderr
-    for expected in ("TYPE", "STATE", "ITEMS", "demo-control-0", "demo-worker-1", "swarm-1.0.0"):
-        assert expected in first.stdout
-    assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
+def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, within: float = 120.0) -> None:
+    deadline = time.monotonic() + within
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        stream.append(line)
+        if text in line:
+            return
+        if not line and proc.poll() is not None:
+            break
+    pytest.fail(f"the demo never said {text!r}; it said:\n{''.join(stream)}")
 
-    again = demo(state, "--once")  # a second run reuses the state and its objects
-    assert again.returncode == 0, again.stderr
-    assert "demo-worker-0" in again.stdout
 
-    down = demo(state, "--down")
-    assert down.returncode == 0
+@pytest.mark.skipif(bool(missing_prerequisites()), reason="; ".join(missing_prerequisites()))
+def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> None:
+    state, prefix = tmp_path / "demo", session_prefix("dm")
+    proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said: list[str] = []
+    try:
+        wait_for_line(said, proc, "agents started")
+        pids = {p.stem: json.loads(p.read_text())["pid"] for p in (state / "stack").glob("*.pid")}
+        assert {"stack", "scheduler", "mosquitto", "agent-demo-control-0", "agent-demo-worker-1"} <= set(pids)
+        assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
+        assert nodes.registry_path(prefix).exists()
+
+        down = demo(state, "--down", "--prefix", prefix)
+        assert down.returncode == 0, down.stderr
+        assert proc.wait(90) == 130, "the running demo stopped before its rollout finished"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(90)
     assert not state.exists()
+    assert not nodes.registry_path(prefix).exists()
+    assert netns.leftovers(prefix) == ([], [])
+    for pid in pids.values():
+        assert not Path(f"/proc/{pid}").exists(), f"pid {pid} of the demo survived --down"
 
 
 def test_demo_without_samples_says_what_is_missing(tmp_path: Path) -> None:
     result = demo(tmp_path / "d", "--once", "--samples", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert "no sample objects" in result.stderr
+
+
+def test_down_with_nothing_running_is_harmless(tmp_path: Path) -> None:
+    result = demo(tmp_path / "never", "--down", "--prefix", "dmnone")
+    assert result.returncode == 0, result.stderr
