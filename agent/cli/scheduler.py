@@ -3,7 +3,11 @@
     lcm-scheduler run --kubeconfig FILE [--namespace NS] [--qps 50] [--burst 100] [--workers 4]
                       [--plan-duty 0.5] [--lease-name lcm-scheduler] [--lease-namespace default]
                       [--identity ID] [--lease-duration 15] [--renew-deadline 10] [--retry-period 2]
-                      [--log-level INFO]
+                      [--log-level INFO] [--mqtt-url URL --mqtt-password-file FILE [--mqtt-username U]
+                      [--mqtt-ca-file FILE]]
+
+With ``--mqtt-url`` the process also runs the liveness subscriber (``agent.scheduler.liveness``): agents'
+status and heartbeats become the ``AgentReachable`` condition of their LCMMachines (written by the leader).
 
 Only the replica holding the Lease plans and writes. Logs are JSON lines on stderr. SIGTERM/SIGINT: stop
 planning at once, release the Lease (a standby takes over within one retry period), exit 0; a second
@@ -23,9 +27,11 @@ from pathlib import Path
 
 from agent import __version__
 from agent.adapters.kube import connect
+from agent.adapters.mqtt import BrokerSettings
 from agent.daemon.logs import SecretRegistry, setup_logging
 from agent.scheduler.leadership import LeaseSettings, default_identity
-from agent.scheduler.runtime import Companion, Scheduler
+from agent.scheduler.liveness import LivenessSettings, run_liveness
+from agent.scheduler.runtime import Companion, CompanionContext, Scheduler
 from agent.scheduler.settings import SchedulerSettings, Throttle
 
 log = logging.getLogger("agent.cli.scheduler")
@@ -53,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
     run.add_argument("--log-level", default="INFO")
+    run.add_argument("--mqtt-url", default="", help="broker to read agent liveness from (default: none)")
+    run.add_argument("--mqtt-username", default="lcm_regional")
+    run.add_argument("--mqtt-password-file", type=Path, help="the regional user's password file")
+    run.add_argument("--mqtt-ca-file", type=Path, help="CA of an mqtts:// broker")
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json=True, secrets=SecretRegistry())
     try:
@@ -71,9 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def companion_tasks(args: argparse.Namespace) -> dict[str, Companion]:
-    """The wiring point for tasks that run inside the scheduler process (``agent.scheduler.runtime.
-    Companion``), by name, e.g. the MQTT liveness subscriber built from its own command-line options."""
-    return {}
+    """Tasks that run inside the scheduler process (``agent.scheduler.runtime.Companion``), by name: the MQTT
+    liveness subscriber when a broker is named."""
+    if not args.mqtt_url:
+        return {}
+    password = args.mqtt_password_file.read_text().strip() if args.mqtt_password_file else None
+    broker = BrokerSettings(args.mqtt_url, client_id=f"lcm-scheduler-{default_identity()}",
+                            username=args.mqtt_username, password=password, ca_file=args.mqtt_ca_file)
+
+    async def liveness(ctx: CompanionContext) -> None:
+        await run_liveness(ctx.kube, LivenessSettings(broker=broker), ctx.stopping, ctx.leading)
+
+    return {"liveness": liveness}
 
 
 async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict[str, Companion]) -> int:

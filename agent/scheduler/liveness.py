@@ -157,9 +157,13 @@ class Liveness:
     """The subscriber and the writer; ``writes`` counts condition writes (for logs and the benchmark)."""
 
     def __init__(self, kube: Kube, settings: LivenessSettings, *,
-                 observe: Callable[[t.Subtree, dict[str, Any]], None] | None = None) -> None:
+                 observe: Callable[[t.Subtree, dict[str, Any]], None] | None = None,
+                 leading: Callable[[], bool] = lambda: True) -> None:
         self.kube = kube
         self.settings = settings
+        self.leading = leading
+        """Whether this replica may write now: a standby scheduler listens (its book stays warm for a
+        takeover) but never writes, so two replicas never both act."""
         self.book = LivenessBook(settings.grace, settings.settle, settings.default_interval)
         self.limiter = RateLimiter(settings.writes_per_second, settings.burst)
         self.observe = observe
@@ -230,7 +234,7 @@ class Liveness:
             if connected and not was_connected:
                 self.book.connected(time.monotonic())
             was_connected = connected
-            if connected:
+            if connected and self.leading():
                 await self._write_batch(self.book.due(time.monotonic()), stopping)
 
     async def _write_batch(self, due: list[tuple[Key, Verdict]], stopping: asyncio.Event) -> None:
@@ -266,6 +270,7 @@ class Liveness:
         return False
 
 
-async def run_liveness(kube: Kube, settings: LivenessSettings, stopping: asyncio.Event) -> None:
-    """Reflect agent liveness on LCMMachines until ``stopping`` is set."""
-    await Liveness(kube, settings).run(stopping)
+async def run_liveness(kube: Kube, settings: LivenessSettings, stopping: asyncio.Event,
+                       leading: Callable[[], bool] = lambda: True) -> None:
+    """Reflect agent liveness on LCMMachines until ``stopping`` is set, writing only while ``leading``."""
+    await Liveness(kube, settings, leading=leading).run(stopping)
