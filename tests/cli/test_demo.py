@@ -1,6 +1,6 @@
 """The README's first command: the demo brings up its parts, and ``--down`` from another shell takes every one
-of them away. (The rollout the demo shows, to a swarm and beyond, is tests/e2e/test_rollout.py, on the same
-composition.)"""
+of them away. (The rollout the demo shows, to a swarm and beyond, is tests/e2e/test_e2e_rollout.py, on the
+same composition.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The user-data a provider hands a machine: what it writes, with which modes, what it runs, and that the
 agent accepts the configuration it writes. ``cloud-init schema`` of the machines' own cloud-init checks it
-too (tests/machines/test_schema.py)."""
+too (tests/machines/test_userdata_schema.py)."""
 
 from __future__ import annotations
 
