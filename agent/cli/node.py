@@ -35,6 +35,7 @@ from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentConfig, ConfigError, load_config
 from agent.daemon.local import apply_items
 from agent.daemon.logs import SecretRegistry, setup_logging
+from agent.daemon.stopping import StopSignals
 
 log = logging.getLogger("agent.cli")
 
@@ -89,14 +90,7 @@ async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     main_task = asyncio.create_task(run_daemon(cfg, stopping, secrets=secrets))
-    forced = False
-
-    def on_stop_signal() -> None:
-        nonlocal forced
-        if stopping.is_set():
-            forced = True
-            main_task.cancel()
-        stopping.set()
+    signals = StopSignals(main_task, stopping)
 
     def on_reload() -> None:
         try:
@@ -111,13 +105,11 @@ async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -
         if stale:
             log.warning("reloaded; changes to %s apply after a restart", ", ".join(stale))
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
     try:
         return int(await main_task)
     except asyncio.CancelledError:
-        if forced:
+        if signals.forced:
             return ExitCode.FORCED
         raise
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from agent import __version__
 from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings
 from agent.daemon.logs import SecretRegistry, setup_logging
+from agent.daemon.stopping import StopSignals
 from agent.scheduler.leadership import LeaseSettings, default_identity
 from agent.scheduler.liveness import LivenessSettings, run_liveness
 from agent.scheduler.runtime import Companion, CompanionContext, Scheduler
@@ -101,21 +101,10 @@ async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict
     except Exception as exc:  # kubernetes_asyncio's loader raises its own ConfigException among others
         print(f"lcm-scheduler: cannot load kubeconfig {kubeconfig}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     scheduler = Scheduler(kube, settings, companions=companions)
     main_task = asyncio.create_task(scheduler.run(stopping))
-    forced = False
-
-    def on_stop_signal() -> None:
-        nonlocal forced
-        if stopping.is_set():
-            forced = True
-            main_task.cancel()
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop_signal)
+    signals = StopSignals(main_task, stopping)
     log.info("starting", extra={"identity": settings.lease.identity, "namespace": settings.namespace or "*",
                                 "qps": settings.writes.qps, "burst": settings.writes.burst})
     code = EXIT_OK
@@ -123,7 +112,7 @@ async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict
         try:
             await main_task
         except asyncio.CancelledError:
-            if not forced:
+            if not signals.forced:
                 raise
             code = EXIT_FORCED
         except Exception:
