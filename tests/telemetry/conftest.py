@@ -53,7 +53,9 @@ async def node(kube_api: KubeApi, tmp_path: Path) -> AsyncIterator[Node]:
 
 
 def settings(broker: Broker, user: str, client_id: str = "") -> BrokerSettings:
-    return BrokerSettings(broker.url, client_id or f"test-{user}", user, PASSWORDS[user])
+    """``user``'s client settings; for a TLS broker they trust its CA (and nothing else)."""
+    ca_file = broker.tls.ca_file if broker.tls else None
+    return BrokerSettings(broker.url, client_id or f"test-{user}", user, PASSWORDS[user], ca_file=ca_file)
 
 
 async def telemetry_config(node: Node, broker: Broker, *, buffer_size: int = 1000,
