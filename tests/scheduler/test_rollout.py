@@ -175,8 +175,6 @@ async def _upgraded(kube: Kube, ns: str, names: list[str]) -> bool:
         and not m["status"].get("swarmCordonDrain") for m in machines)
 
 
-@pytest.mark.xfail(reason="known planner bug (issue 5 note): while a stuck machine keeps retrying, "
-                   "one plan sees no trouble and lets the next worker in", strict=False)
 async def test_a_failing_item_halts_the_rollout_until_it_succeeds(kube_api: KubeApi, kube: Kube) -> None:
     ns = kube_api.namespace
     names = await create_cluster(kube, ns, 3, maxWorkerDeployCount=2)
