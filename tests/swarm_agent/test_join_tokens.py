@@ -109,7 +109,8 @@ async def test_tokens_that_cannot_be_read_from_the_engine_fail_the_publishing_it
         failure = await node.failure("swarm-init")
     assert failure["message"].startswith(
         "the playbook succeeded, but cannot reach the Docker Engine at unix:///nonexistent/docker.sock")
-    assert len(node.runs("swarm-init")) == 1
+    # The failure is reported on the run that had it; the retry (short backoff here) may have begun since.
+    assert node.runs("swarm-init")[0] == "swarm-init 1"
 
 
 def engine_tokens(lab_node: Any) -> dict[str, str]:
