@@ -22,17 +22,16 @@ directory was built from, so an operator's rollback to a kept version needs no d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.adapters.atomic import fsync_dir, write_atomic
+from agent.adapters.runners.supervision import communicate_within
 
 MARKER = ".lcm-agent-wheel-sha256"
 """In a version directory: the sha256 of the wheel it was built from, written after its smoke test."""
@@ -171,12 +170,7 @@ async def _run(argv: Sequence[str], cwd: Path, limit: float) -> tuple[int, str]:
         *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), limit)
-    except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.shield(proc.wait())
-        if isinstance(exc, TimeoutError):
-            raise InstallError(f"{Path(argv[0]).name} timed out after {limit:.0f}s") from None
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")[-_OUTPUT_TAIL:]
+        out, _ = await communicate_within(proc, None, limit)
+    except TimeoutError:
+        raise InstallError(f"{Path(argv[0]).name} timed out after {limit:.0f}s") from None
+    return proc.returncode or 0, (out or b"").decode(errors="replace")[-_OUTPUT_TAIL:]

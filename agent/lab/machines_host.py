@@ -9,12 +9,12 @@ of failing half-way through a boot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from agent.adapters.runners.supervision import communicate_within
 
 COMMAND_TIMEOUT = 900.0
 """Seconds a host command may take: the slowest is debootstrap on a cold cache (about two minutes)."""
@@ -65,16 +65,11 @@ async def run(
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
-    except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.shield(proc.wait())
-        if isinstance(exc, TimeoutError):
-            raise LabError(f"{' '.join(argv[:3])} … timed out after {limit:.0f}s") from None
-        raise
+        out, err = await communicate_within(proc, stdin, limit)
+    except TimeoutError:
+        raise LabError(f"{' '.join(argv[:3])} … timed out after {limit:.0f}s") from None
     code = proc.returncode or 0
-    text = out.decode(errors="replace") + err.decode(errors="replace")
+    text = (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
     if check and code != 0:
         raise LabError(f"{' '.join(argv)} failed with exit code {code}: {text.strip()[-2000:]}")
     return code, text

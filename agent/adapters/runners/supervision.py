@@ -138,6 +138,20 @@ async def supervise(
     return await finish(work), reason
 
 
+async def communicate_within(
+    process: asyncio.subprocess.Process, stdin: bytes | None, limit: float,
+) -> tuple[bytes | None, bytes | None]:
+    """``process.communicate(stdin)`` within ``limit`` seconds. On timeout or cancellation the process's group
+    (it must have been started with ``start_new_session=True``) is SIGKILLed and reaped before the
+    TimeoutError or CancelledError propagates, so a bounded command never leaves its children behind."""
+    try:
+        return await asyncio.wait_for(process.communicate(stdin), limit)
+    except BaseException:
+        signal_group(process.pid, signal.SIGKILL)
+        await asyncio.shield(process.wait())
+        raise
+
+
 async def stop_process_group(process: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the process's tree, wait up to ``grace`` for the leader, then SIGKILL the whole tree.
 
