@@ -6,6 +6,8 @@ is it leaving); deriving the answers once keeps a 5,000-machine plan to one pass
 
 from __future__ import annotations
 
+import functools
+import weakref
 from dataclasses import dataclass
 
 from agent.api.models import AssignedMachineType, LCMMachine, LCMMachineSpec, LCMMachineStatus
@@ -60,11 +62,27 @@ class MachineView:
         return self.deleting and FINALIZER in self.machine.metadata.finalizers
 
 
-def view(machine: LCMMachine) -> MachineView | None:
-    """The view of an assigned machine; None for an ``unassigned`` one, which is not the planner's yet."""
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What ``view`` derives from a machine's items: the costly part (a hash per item), worth keeping."""
+
+    items_done: bool
+    swarm_item: str | None
+    swarm_done: bool
+
+
+_FACTS: dict[int, tuple[weakref.ref[LCMMachine], _Facts]] = {}
+"""``_facts`` per machine object, by identity: models are frozen, so an object's facts never change, and the
+scheduler plans again and again over the same cached objects while only a few of them are replaced. Entries
+leave with their object (the weak reference's callback), so the memo holds no machine alive."""
+
+
+def _facts(machine: LCMMachine) -> _Facts:
+    key = id(machine)
+    known = _FACTS.get(key)
+    if known is not None and known[0]() is machine:
+        return known[1]
     spec, status = machine.spec, machine.status
-    if spec.type == "unassigned":
-        return None
     done = {
         item.name
         for item in spec.state_items
@@ -72,8 +90,24 @@ def view(machine: LCMMachine) -> MachineView | None:
     }
     names = [item.name for item in spec.state_items]
     swarm_item = SWARM_INIT if SWARM_INIT in names else next((n for n in names if n in SWARM_ITEMS), None)
-    items_done = len(done) == len(names)
-    settled = bool(names) and items_done and not agent_upgrade_pending(spec, status)
+    facts = _Facts(items_done=len(done) == len(names), swarm_item=swarm_item, swarm_done=swarm_item in done)
+    _FACTS[key] = (weakref.ref(machine, functools.partial(_forget, key)), facts)
+    return facts
+
+
+def _forget(key: int, dead: weakref.ref[LCMMachine]) -> None:
+    known = _FACTS.get(key)
+    if known is not None and known[0] is dead:
+        _FACTS.pop(key, None)
+
+
+def view(machine: LCMMachine) -> MachineView | None:
+    """The view of an assigned machine; None for an ``unassigned`` one, which is not the planner's yet."""
+    spec, status = machine.spec, machine.status
+    if spec.type == "unassigned":
+        return None
+    facts = _facts(machine)
+    settled = bool(spec.state_items) and facts.items_done and not agent_upgrade_pending(spec, status)
     return MachineView(
         machine=machine,
         name=machine.metadata.name or "",
@@ -83,9 +117,9 @@ def view(machine: LCMMachine) -> MachineView | None:
         type=spec.type,
         order=order_key(machine),
         released=any(item.phase != "prepare" for item in spec.state_items),
-        items_done=items_done,
-        swarm_item=swarm_item,
-        swarm_done=swarm_item in done,
+        items_done=facts.items_done,
+        swarm_item=facts.swarm_item,
+        swarm_done=facts.swarm_done,
         settled=settled,
         ready=settled and not reboot_pending(spec, status),
         deleting=spec.prepare_deletion or machine.metadata.deletion_timestamp is not None,
