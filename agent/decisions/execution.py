@@ -102,6 +102,14 @@ def next_step(machine: LCMMachine, local: LocalRecord, now: datetime, backoff: B
     return Run(item, digest, attempt + 1, effective_params(item, spec.state_items_overwrites))
 
 
+def handover(after: LCMMachine, local: LocalRecord, now: datetime, backoff: Backoff) -> Run | None:
+    """The item to start in the very write that reports the one just finished, ``after`` being the machine
+    as that write leaves it: only a run can go along (its "started" mark joins the outcome); anything else
+    is decided once the write has landed, as always."""
+    step = next_step(after, local, now, backoff)
+    return step if isinstance(step, Run) else None
+
+
 def _last_attempt(name: str, digest: str, entry: StateItemStatus | None, local: LocalRecord) -> int:
     """The highest attempt either record knows for this very item (0 when it never ran at this hash)."""
     seen = entry.attempt if entry is not None and entry.hash == digest else 0

@@ -1,9 +1,11 @@
 """The status writes the agent makes, as JSON merge patches computed from values.
 
-Each item costs at most two writes (started, finished), and each write carries everything the printer
-columns and the scheduler read, recomputed from the status as it will be after the write: the item's slot,
-``state``, ``progress`` and ``observedGeneration``. A merge patch of one slot of ``stateItemStatuses`` leaves
-the other slots alone, so the agent never needs a read-modify-write cycle on the map.
+Each item costs at most two writes (started, finished), and one when the item before it just finished: the
+outcome of one item and the start of the next go out together (``slots_patch`` of both), which takes a
+fleet's agents from two writes per item to little more than one. Each write carries everything the printer
+columns and the scheduler read, recomputed from the status as it will be after the write: the items' slots,
+``state``, ``progress`` and ``observedGeneration``. A merge patch of some slots of ``stateItemStatuses``
+leaves the other slots alone, so the agent never needs a read-modify-write cycle on the map.
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ def clip(message: str, limit: int = MESSAGE_LIMIT) -> str:
     return message if len(message) <= limit else "…" + message[-(limit - 1):]
 
 
-def started_patch(machine: LCMMachine, name: str, digest: str, attempt: int, now: datetime) -> dict[str, Any]:
+Slot = Mapping[str, Any]
+"""One item's ``stateItemStatuses`` entry as a merge patch (None clears a field)."""
+
+
+def started_slot(digest: str, attempt: int, now: datetime) -> Slot:
     """The "in progress" mark: hash and attempt committed before the item runs."""
-    slot = {"hash": digest, "exitCode": EXIT_CODE_RUNNING, "attempt": attempt, "startedAt": rfc3339(now),
+    return {"hash": digest, "exitCode": EXIT_CODE_RUNNING, "attempt": attempt, "startedAt": rfc3339(now),
             "finishedAt": None, "message": "", "result": None}
-    return _slot_patch(machine, name, slot)
 
 
-def finished_patch(
-    machine: LCMMachine, name: str, digest: str, attempt: int, *, exit_code: int, result: str, message: str,
-    started_at: datetime | None, now: datetime,
-) -> dict[str, Any]:
+def finished_slot(
+    digest: str, attempt: int, *, exit_code: int, result: str, message: str, started_at: datetime | None,
+    now: datetime,
+) -> Slot:
     """The outcome of a run (or of a run found finished in the journal and not yet reported).
 
     ``result`` is an object in the API (free-form, item-specific); the runner's outcome goes under
@@ -47,7 +52,33 @@ def finished_patch(
                             "message": clip(message), "finishedAt": rfc3339(now)}
     if started_at is not None:
         slot["startedAt"] = rfc3339(started_at)
-    return _slot_patch(machine, name, slot)
+    return slot
+
+
+def started_patch(machine: LCMMachine, name: str, digest: str, attempt: int, now: datetime) -> dict[str, Any]:
+    return slots_patch(machine, {name: started_slot(digest, attempt, now)})
+
+
+def finished_patch(
+    machine: LCMMachine, name: str, digest: str, attempt: int, *, exit_code: int, result: str, message: str,
+    started_at: datetime | None, now: datetime,
+) -> dict[str, Any]:
+    slot = finished_slot(digest, attempt, exit_code=exit_code, result=result, message=message,
+                         started_at=started_at, now=now)
+    return slots_patch(machine, {name: slot})
+
+
+def slots_patch(machine: LCMMachine, slots: Mapping[str, Slot]) -> dict[str, Any]:
+    """The write of ``slots`` (item name → slot), with the fields derived from the status after it."""
+    status = _status_after(machine.status, slots)
+    return {"status": {"stateItemStatuses": {name: dict(slot) for name, slot in slots.items()},
+                       **_derived(machine, status)}}
+
+
+def with_slots(machine: LCMMachine, slots: Mapping[str, Slot]) -> LCMMachine:
+    """The machine as it will be once ``slots`` are written: what the next decision is made on when it
+    goes out in the same write."""
+    return machine.model_copy(update={"status": _status_after(machine.status, slots)})
 
 
 def summary_patch(machine: LCMMachine, status_fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,11 +87,11 @@ def summary_patch(machine: LCMMachine, status_fields: Mapping[str, Any]) -> dict
     return {"status": {**status_fields, **_derived(machine, status)}}
 
 
-def _slot_patch(machine: LCMMachine, name: str, slot: Mapping[str, Any]) -> dict[str, Any]:
-    after = dict(machine.status.state_item_statuses)
-    after[name] = StateItemStatus.model_validate({k: v for k, v in slot.items() if v is not None})
-    status = machine.status.model_copy(update={"state_item_statuses": after})
-    return {"status": {"stateItemStatuses": {name: dict(slot)}, **_derived(machine, status)}}
+def _status_after(status: LCMMachineStatus, slots: Mapping[str, Slot]) -> LCMMachineStatus:
+    after = dict(status.state_item_statuses)
+    for name, slot in slots.items():
+        after[name] = StateItemStatus.model_validate({k: v for k, v in slot.items() if v is not None})
+    return status.model_copy(update={"state_item_statuses": after})
 
 
 def _merged_status(status: LCMMachineStatus, fields: Mapping[str, Any]) -> LCMMachineStatus:

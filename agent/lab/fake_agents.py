@@ -3,8 +3,9 @@
 For the scheduler's tests and the fleet benchmark, which need many machines that act like real ones on the
 wire without a host each. A ``FakeAgent`` decides exactly as lcm-agent does (``next_step`` on its machine and
 an in-memory journal) and writes exactly what it writes (registration through ``summary_patch`` with an
-InternalIP chosen by ``choose_internal_ip`` from a made-up NIC; ``started_patch`` then ``finished_patch``
-per item, hashes from ``item_hash``), each over its own watch of its own LCMMachine. Only the run itself is
+InternalIP chosen by ``choose_internal_ip`` from a made-up NIC; a "started" mark, then each outcome written
+together with the next item's mark when ``handover`` says the next one runs straight away, hashes from
+``item_hash``), each over its own watch of its own LCMMachine. Only the run itself is
 replaced: a ``Script`` says how each attempt of each item ends, after ``item_seconds``.
 
 The ``FakeExecutor`` stands in for the control machine's agent carrying out LCMClusterStates (docs/swarm.md):
@@ -39,8 +40,17 @@ from agent.api.execution import ItemResult
 from agent.api.hostinfo import Cpu, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
 from agent.decisions.addressing import choose_internal_ip
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step
-from agent.decisions.reporting import finished_patch, started_patch, summary_patch
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step
+from agent.decisions.reporting import (
+    Slot,
+    finished_patch,
+    finished_slot,
+    slots_patch,
+    started_patch,
+    started_slot,
+    summary_patch,
+    with_slots,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,15 +196,23 @@ class FakeAgent:
         if self.fleet.settings.two_writes:
             mark = started_patch(machine, step.item.name, step.hash, step.attempt, started)
             await self._write(mark, "started")
-        if self.fleet.settings.item_seconds:
-            await asyncio.sleep(self.fleet.settings.item_seconds)
-        outcome = self.fleet.script(self.name, step.item, step.attempt)
-        self._finished[step.item.name] = (step.hash, outcome.exit_code)
-        newest = self.latest or machine
-        patch = finished_patch(newest, step.item.name, step.hash, step.attempt, exit_code=outcome.exit_code,
-                               result=outcome.result, message=outcome.message, started_at=started,
-                               now=datetime.now(UTC))
-        await self._write(patch, "finished")
+        current: Run | None = step
+        while current is not None:
+            if self.fleet.settings.item_seconds:
+                await asyncio.sleep(self.fleet.settings.item_seconds)
+            outcome = self.fleet.script(self.name, current.item, current.attempt)
+            self._finished[current.item.name] = (current.hash, outcome.exit_code)
+            newest, now = self.latest or machine, datetime.now(UTC)
+            slots: dict[str, Slot] = {current.item.name: finished_slot(
+                current.hash, current.attempt, exit_code=outcome.exit_code, result=outcome.result,
+                message=outcome.message, started_at=started, now=now)}
+            local = LocalRecord(dict(self._finished))
+            following = handover(with_slots(newest, slots), local, now, self.fleet.settings.backoff)
+            if following is not None and self.fleet.settings.two_writes:
+                started = now
+                slots[following.item.name] = started_slot(following.hash, following.attempt, started)
+            await self._write(slots_patch(newest, slots), "finished")
+            current = following
 
     async def _write(self, patch: dict[str, Any], kind: str) -> None:
         """A status write, retried until it lands (a 404 means the machine is gone: nothing to report)."""

@@ -1,10 +1,12 @@
-"""A machine's items run phase by phase to Ready, each reported with two status writes."""
+"""A machine's items run phase by phase to Ready: the first item's start is one write, then each outcome is
+written together with the next item's start."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
-from agent_harness import Node, slot, status
+from agent_harness import Node, running, slot, status
 
 from agent.adapters.watching import Change
 
@@ -39,5 +41,12 @@ async def test_items_run_in_phase_order_to_ready(node: Node) -> None:
     # Phases in order: each item started after the previous phase's item finished.
     order = sorted(("prep", "deploy", "reconf"), key=lambda n: slot(machine, n)["startedAt"])
     assert order == ["prep", "deploy", "reconf"]
-    # Registration plus two writes per item: nothing else touched the object.
-    assert sum(1 for _, e in events if e.type == "MODIFIED") <= 1 + 2 * 3
+    # Registration, the first start, then one write per item: nothing else touched the object.
+    assert sum(1 for _, e in events if e.type == "MODIFIED") <= 1 + 1 + 3
+    # The handover is visible to a provider: prep's outcome arrived in the same event as deploy's start.
+    objects = [e.object for _, e in events]
+    handovers = [after for before, after in itertools.pairwise(objects)
+                 if running(slot(before, "prep")) and slot(after, "prep").get("exitCode") == 0
+                 and running(slot(after, "deploy"))]
+    assert len(handovers) == 1
+    assert status(handovers[0])["state"] == "Deploy"

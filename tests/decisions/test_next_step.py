@@ -12,9 +12,17 @@ from hypothesis import strategies as st
 from agent.api.backoff import Backoff
 from agent.api.hostinfo import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step
 from agent.decisions.hashing import item_hash
-from agent.decisions.reporting import finished_patch, started_patch, summary_patch
+from agent.decisions.reporting import (
+    finished_patch,
+    finished_slot,
+    slots_patch,
+    started_patch,
+    started_slot,
+    summary_patch,
+    with_slots,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BACKOFF = Backoff(base=10.0, cap=600.0)
@@ -196,6 +204,9 @@ def test_every_status_patch_is_valid_for_the_crd() -> None:
                        started_at=NOW, now=NOW),
         summary_patch(m, {"addresses": [{"type": "InternalIP", "address": "10.0.0.9"}],
                           "agentVersion": "0.1.0"}),
+        slots_patch(m, {"engine": finished_slot(h("engine"), 1, exit_code=0, result="success", message="",
+                                                started_at=NOW, now=NOW),
+                        "labels": started_slot(h("labels"), 1, NOW)}),
     ]
     for patch in patches:
         # A merge patch's nulls delete keys; what is stored is the patch without them.
@@ -206,3 +217,36 @@ def test_every_status_patch_is_valid_for_the_crd() -> None:
         body = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "LCMMachine", "metadata": {"name": "m1"},
                 "spec": {"type": "worker"}, "status": status}
         assert schema.validate(body) == []
+
+
+def test_handover_starts_the_next_item_in_the_write_of_the_outcome() -> None:
+    """A finished item's outcome and the next item's start go out in one write, which says where the
+    machine is after both: the next phase, one item done."""
+    m = machine()
+    outcome = {"preflight": finished_slot(h("preflight"), 1, exit_code=0, result="success", message="",
+                                          started_at=NOW, now=NOW)}
+    local = LocalRecord(finished={"preflight": (h("preflight"), 0)})
+    following = handover(with_slots(m, outcome), local, NOW, BACKOFF)
+    assert isinstance(following, Run)
+    assert (following.item.name, following.attempt) == ("engine", 1)
+    patch = slots_patch(m, {**outcome, "engine": started_slot(following.hash, 1, NOW)})["status"]
+    assert (patch["state"], patch["progress"]) == ("Deploy", "1/3")
+    assert patch["stateItemStatuses"]["engine"]["exitCode"] == EXIT_CODE_RUNNING
+    assert patch["stateItemStatuses"]["preflight"]["exitCode"] == 0
+
+
+@pytest.mark.parametrize(
+    ("statuses", "finished", "exit_code"),
+    [
+        pytest.param({}, "preflight", 2, id="failed: its retry waits"),
+        pytest.param({"preflight": done("preflight"), "engine": done("engine")}, "labels", 0, id="last item"),
+    ],
+)
+def test_no_handover_when_nothing_runs_straight_away(
+    statuses: dict[str, dict[str, Any]], finished: str, exit_code: int,
+) -> None:
+    m = machine(statuses=statuses)
+    outcome = {finished: finished_slot(h(finished), 1, exit_code=exit_code, result="r", message="",
+                                       started_at=NOW, now=NOW)}
+    local = LocalRecord(finished={finished: (h(finished), exit_code)})
+    assert handover(with_slots(m, outcome), local, NOW, BACKOFF) is None
