@@ -305,7 +305,7 @@ class Registry:
         causes = [*found, *prepare(rt, obj, old)]
         schema = self._schemas.get(rt.key)
         if schema is not None:
-            obj, found_in_schema = schema.admit(obj, status_only=status_only)
+            obj, found_in_schema = schema.admit(obj, old, status_only=status_only)
             causes += found_in_schema
         causes += metadata_causes(obj["metadata"])
         if old is not None:

@@ -291,13 +291,17 @@ class TypeSchema:
         self._status = None if status is None else StructuralSchema(
             {"type": "object", "properties": {"status": status}})
 
-    def admit(self, obj: dict[str, Any], *, status_only: bool) -> tuple[dict[str, Any], list[Cause]]:
-        """``obj`` with defaults applied and unknown fields pruned, and every violation found."""
+    def admit(
+        self, obj: dict[str, Any], old: Mapping[str, Any] | None, *, status_only: bool,
+    ) -> tuple[dict[str, Any], list[Cause]]:
+        """``obj`` with defaults applied and unknown fields pruned, and every violation found; ``old`` is the
+        stored version an update starts from."""
         if not status_only or self._status is None:
-            admitted = self._full.default_and_prune(obj)
-            return admitted, self._full.validate(admitted)
+            admitted = self._full.default_and_prune(obj, old)
+            return admitted, self._full.validate(admitted, old)
         if "status" not in obj:
             return obj, []
-        part = self._status.default_and_prune({"status": obj["status"]})
+        before = None if old is None or "status" not in old else {"status": old["status"]}
+        part = self._status.default_and_prune({"status": obj["status"]}, before)
         rest = {k: v for k, v in obj.items() if k != "status"}
-        return {**rest, **part}, self._status.validate(part)
+        return {**rest, **part}, self._status.validate(part, before)

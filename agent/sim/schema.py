@@ -248,7 +248,9 @@ def _in_enum(node: _Node, value: Any) -> bool:
     return any(value == e and isinstance(value, bool) == isinstance(e, bool) for e in node.enum or ())
 
 
-def _validate(node: _Node, value: Any, path: str, out: list[Cause]) -> None:
+def _validate(node: _Node, value: Any, path: str, out: list[Cause], old: Any = None) -> None:
+    if old is not None and value is old:
+        return  # ratcheting: a value the update left as it was is not checked again
     vtype = type(value)
     if vtype is node.simple:
         return
@@ -271,7 +273,7 @@ def _validate(node: _Node, value: Any, path: str, out: list[Cause]) -> None:
         message = f"{path}: Unsupported value: {go_value(value)}{detail}"
         out.append(Cause(path, "FieldValueNotSupported", message))
     if kind == "object":
-        _validate_object(node, value, path, out)
+        _validate_object(node, value, path, out, old if isinstance(old, Mapping) else None)
 
 
 def _passes(node: _Node, value: Any, path: str) -> bool:
@@ -291,7 +293,9 @@ def _validate_composites(node: _Node, value: Any, path: str, out: list[Cause]) -
         out.append(_composite(path, "must not validate the schema (not)"))
 
 
-def _validate_object(node: _Node, value: Mapping[str, Any], path: str, out: list[Cause]) -> None:
+def _validate_object(
+    node: _Node, value: Mapping[str, Any], path: str, out: list[Cause], old: Mapping[str, Any] | None,
+) -> None:
     # kube-openapi stops at a property-count violation without looking at the properties themselves.
     if node.min_properties is not None and len(value) < node.min_properties:
         detail = f"{path} in body should have at least {node.min_properties} properties"
@@ -305,7 +309,7 @@ def _validate_object(node: _Node, value: Mapping[str, Any], path: str, out: list
     for key, item in value.items():
         child = properties.get(key, additional)
         if child is not None and type(item) is not child.simple:
-            _validate(child, item, prefix + key, out)
+            _validate(child, item, prefix + key, out, None if old is None else old.get(key))
     for key in node.required:
         if key not in value:
             field = _join(path, key)
@@ -327,14 +331,15 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _transform(node: _Node | None, value: Any, skip: bool) -> Any:
+def _transform(node: _Node | None, value: Any, skip: bool, old: Any = None) -> Any:
     """Prune, drop non-nullable nulls and default ``value``; ``skip`` is apiextensions' ``skipPrune``."""
     if type(value) in _SCALARS:
         return value
     if isinstance(value, Mapping):
         if node is None:
             return _copy(value) if skip else {}
-        return _transform_object(node, value, skip or node.preserve, node.embedded)
+        return _transform_object(node, value, skip or node.preserve, node.embedded,
+                                 old if isinstance(old, Mapping) else None)
     if not isinstance(value, list):
         return value
     items = node.items if node is not None else None
@@ -346,10 +351,19 @@ def _transform(node: _Node | None, value: Any, skip: bool) -> Any:
     return [_transform(items, v, skip) for v in value]
 
 
-def _transform_object(node: _Node, obj: Mapping[str, Any], preserve: bool, keep_meta: bool) -> dict[str, Any]:
+def _transform_object(
+    node: _Node, obj: Mapping[str, Any], preserve: bool, keep_meta: bool,
+    old: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``old``: the stored object at this path, already pruned and defaulted; what an update left as it was
+    (the very same subtree, as a merge patch leaves it) is taken over without another pass."""
     out: dict[str, Any] = {}
     properties, additional = node.properties, node.additional
     for key, value in obj.items():
+        before = None if old is None else old.get(key)
+        if before is not None and value is before:
+            out[key] = value
+            continue
         if keep_meta and key in _META_FIELDS:
             out[key] = _copy(value)
             continue
@@ -364,7 +378,7 @@ def _transform_object(node: _Node, obj: Mapping[str, Any], preserve: bool, keep_
             if child.default is not _MISSING:
                 out[key] = _transform(child, _copy(child.default), False)
             continue
-        out[key] = value if type(value) in _SCALARS else _transform(child, value, False)
+        out[key] = value if type(value) in _SCALARS else _transform(child, value, False, before)
     for key, child in node.defaulted:
         if key not in out:
             out[key] = _transform(child, _copy(child.default), False)
@@ -382,14 +396,19 @@ class StructuralSchema:
     def __init__(self, openapi_v3_schema: Mapping[str, Any]) -> None:
         self._root = _Node(openapi_v3_schema)
 
-    def default_and_prune(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """A new object with unknown fields pruned and defaults applied; apiVersion/kind/metadata are kept."""
-        return _transform_object(self._root, obj, self._root.preserve, keep_meta=True)
+    def default_and_prune(
+        self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A new object with unknown fields pruned and defaults applied; apiVersion/kind/metadata are kept.
+        ``old`` is the stored version an update starts from (its subtrees are done already)."""
+        return _transform_object(self._root, obj, self._root.preserve, keep_meta=True, old=old)
 
-    def validate(self, obj: Mapping[str, Any]) -> list[Cause]:
-        """Every violation, worded as the API server words it, ordered by field path."""
+    def validate(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[Cause]:
+        """Every violation, worded as the API server words it, ordered by field path. With ``old`` (an
+        update), values left exactly as stored are not checked again: the API server's validation ratcheting
+        (KEP-4008), and most of a status write's cost on large objects."""
         out: list[Cause] = []
-        _validate(self._root, obj, "", out)
+        _validate(self._root, obj, "", out, old)
         if not out:
             return out
         return sorted(set(out), key=_path_order)

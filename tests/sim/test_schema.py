@@ -478,3 +478,19 @@ def test_the_projects_crds_compile_and_accept_their_samples(crd: dict[str, Any])
     for sample in samples:
         assert schema.validate(schema.default_and_prune(sample)) == []
         assert schema.validate(sample) == []
+
+
+def test_an_update_leaving_a_value_as_stored_is_not_checked_again() -> None:
+    """Validation ratcheting (KEP-4008): a value that no longer passes a tightened schema survives updates
+    that leave it alone; changing it is checked. Unchanged subtrees are also kept as they were stored."""
+    schema = StructuralSchema({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "size": {"type": "integer", "maximum": 10},
+        "color": {"type": "string", "enum": ["red", "blue"]},
+        "extra": {"type": "object", "properties": {"kept": {"type": "string"}}}}}}})
+    stored = {"spec": {"size": 50, "color": "red", "extra": {"kept": "x"}}}  # admitted before "maximum"
+    recolored = {"spec": {**stored["spec"], "color": "blue"}}  # a merge patch shares the untouched parts
+    assert schema.validate(recolored, stored) == []
+    assert schema.default_and_prune(recolored, stored)["spec"]["extra"] is stored["spec"]["extra"]
+    assert [c.field for c in schema.validate(recolored)] == ["spec.size"]  # a create is checked whole
+    resized = {"spec": {**stored["spec"], "size": 60, "color": "green"}}
+    assert sorted(c.field for c in schema.validate(resized, stored)) == ["spec.color", "spec.size"]
