@@ -48,6 +48,13 @@ EXIT_CODE_RUNNING = -1
 reader, which takes a missing exit code for 0) mistakes a running item for a done one."""
 
 
+
+def shared(default: Any) -> Any:
+    """A default given to every object that lacks the field, as is. Pydantic deep-copies a model default for
+    each object otherwise (the models are frozen, so one empty value serves all): that copy was a third of
+    the scheduler's CPU spent parsing LCMMachines."""
+    return Field(default_factory=lambda: default)
+
 class InvalidObjectError(ValueError):
     """A raw object does not match the API; ``causes`` pairs each offending field path with what is wrong."""
 
@@ -118,7 +125,7 @@ class ApiObject(ApiModel):
 
     api_version: Literal["lcm.mirantis.com/v1alpha1"] = API_VERSION
     kind: str
-    metadata: ObjectMeta = ObjectMeta()
+    metadata: ObjectMeta = shared(ObjectMeta())
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Self:
@@ -244,7 +251,7 @@ class LCMMachineSpec(ApiModel):
     state_items: tuple[StateItem, ...] = ()
     state_items_overwrites: Mapping[str, Mapping[str, str]] = {}
     release: str = ""
-    agent_config: AgentConfig = AgentConfig()
+    agent_config: AgentConfig = shared(AgentConfig())
     interface: str = ""
     cidr: str = ""
     reboot_required: StrictBool = False
@@ -264,7 +271,7 @@ class LCMMachineStatus(ApiModel):
     release: str = ""
     interface: str = ""
     reboot: RebootStatus | None = None
-    host_info: HostInfo = HostInfo()
+    host_info: HostInfo = shared(HostInfo())
     swarm_cordon_drain: CordonDrain | None = None
     swarm_cordon_drain_error: str = ""
     lcm_operation_stuck: StrictBool = False
@@ -281,8 +288,8 @@ class LCMMachine(ApiObject):
     PLURAL: ClassVar[str] = "lcmmachines"
 
     kind: Literal["LCMMachine"] = "LCMMachine"
-    spec: LCMMachineSpec = LCMMachineSpec()
-    status: LCMMachineStatus = LCMMachineStatus()
+    spec: LCMMachineSpec = shared(LCMMachineSpec())
+    status: LCMMachineStatus = shared(LCMMachineStatus())
 
 
 def _unique_names_per_type(
@@ -320,8 +327,8 @@ class LCMCluster(ApiObject):
     PLURAL: ClassVar[str] = "lcmclusters"
 
     kind: Literal["LCMCluster"] = "LCMCluster"
-    spec: LCMClusterSpec = LCMClusterSpec()
-    status: LCMClusterStatus = LCMClusterStatus()
+    spec: LCMClusterSpec = shared(LCMClusterSpec())
+    status: LCMClusterStatus = shared(LCMClusterStatus())
 
 
 class LCMClusterStateSpec(ApiModel):
@@ -347,7 +354,7 @@ class LCMClusterState(ApiObject):
 
     kind: Literal["LCMClusterState"] = "LCMClusterState"
     spec: LCMClusterStateSpec
-    status: LCMClusterStateStatus = LCMClusterStateStatus()
+    status: LCMClusterStateStatus = shared(LCMClusterStateStatus())
 
 
 class ReleaseAgent(ApiModel):
