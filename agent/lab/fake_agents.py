@@ -81,17 +81,10 @@ class FleetSettings:
 
 async def fleet_client(kubeconfig: Path, connections: int) -> Kube:
     """One client for a whole process of simulated agents: its pool must hold a watch per agent plus the
-    writes in flight (kubernetes_asyncio's default of 100 connections would stall a larger fleet).
-
-    It also becomes the process's default configuration: kubernetes_asyncio's ``Watch`` builds a throwaway
-    ``ApiClient`` from the default for every stream, and with the stock default that loads the system's
-    whole CA store, about 80 ms of CPU. A real agent pays that on its own machine once per reconnect; a
-    thousand agents starting in one process would spend over a minute of one core on it. Trusting only
-    the simulator's CA it costs about 1.5 ms."""
+    writes in flight (kubernetes_asyncio's default of 100 connections would stall a larger fleet)."""
     cfg = client.Configuration()
     await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     cfg.connection_pool_maxsize = connections
-    client.Configuration.set_default(cfg)
     return Kube(client.ApiClient(cfg))
 
 
