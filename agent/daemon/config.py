@@ -47,6 +47,24 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
+SYSTEM_RELEASE_DIR = Path("/usr/share/lcm-agent/playbooks")
+"""Playbooks an operator or a distribution package put on the machine: they win when present."""
+BUNDLED_RELEASE_DIR = Path(__file__).resolve().parents[1] / "release" / "playbooks"
+"""The playbooks inside the agent's wheel (pyproject's force-include of ``playbooks/``): a release's agent
+build carries its own playbooks, so a machine installed by cloud-init has them and a self-upgrade brings
+the new release's."""
+CHECKOUT_RELEASE_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+"""A source checkout's playbooks (an editable install has no bundled tree)."""
+
+
+def default_release_dir(
+    candidates: tuple[Path, ...] = (SYSTEM_RELEASE_DIR, BUNDLED_RELEASE_DIR, CHECKOUT_RELEASE_DIR),
+) -> Path:
+    """The first of ``candidates`` that is a directory; the bundled tree when none is (the agent then
+    fails each ansible item naming that path, which says what is missing)."""
+    return next((path for path in candidates if path.is_dir()), BUNDLED_RELEASE_DIR)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, key or variable at fault."""
 
@@ -188,9 +206,9 @@ class AgentConfig:
     see docs/swarm.md); they win over the release's params of the same name."""
     state_dir: Path = Path("/var/lib/lcm-agent")
     """Where the journal, artifacts and the desired-state record live; created 0700 by the daemon."""
-    release_dir: Path = Path("/usr/share/lcm-agent/playbooks")
+    release_dir: Path = field(default_factory=default_release_dir)
     """Root of the release's playbooks: an ansible item's ``playbook`` param is resolved inside it only,
-    so an item can never run a file from elsewhere on the machine."""
+    so an item can never run a file from elsewhere on the machine. Default: ``default_release_dir()``."""
 
     def secret_values(self) -> tuple[str, ...]:
         """Every credential, for the log redaction registry."""

@@ -38,7 +38,8 @@ class Wheel:
 
 def build_wheel(work: Path, version: str, *, broken: bool = False) -> Wheel:
     tree = work / f"src-{version}"
-    shutil.copytree(SOURCE / "agent", tree / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("agent", "playbooks"):  # the wheel carries the playbooks (pyproject's force-include)
+        shutil.copytree(SOURCE / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(SOURCE / name, tree / name)
     init = tree / "agent" / "__init__.py"
