@@ -22,8 +22,11 @@ from pathlib import Path
 from agent.lab.machines_host import run
 from agent.lab.machines_rootfs import SUITE
 
-PACKAGES = ("docker.io",)
-"""What the release's playbooks install on a machine; apt adds the dependencies (containerd, runc, …)."""
+PACKAGES = ("docker.io", "curl", "python3-apt")
+"""What the release's playbooks install on a machine beyond the image; apt adds the dependencies
+(containerd, runc, iptables, …): ``docker.io`` (deploy/docker-engine), ``curl`` (prepare/packages' base
+packages; ca-certificates is in the image, iptables comes with docker.io) and ``python3-apt``, which
+Ansible's apt module needs and installs by itself from the same source before its first install."""
 
 
 def sources_line(url: str) -> str:
