@@ -31,9 +31,17 @@ from typing import Any
 from agent.adapters.kube import KubeError
 from agent.api.crds import crd_paths
 from agent.lab.machines import STATE_ROOT, Machine, known_machines
-from agent.lab.machines_fleet import Fleet, FleetSettings, RegionalApi, destroy_all, diagnose, registered
+from agent.lab.machines_fleet import (
+    Fleet,
+    FleetSettings,
+    RegionalApi,
+    destroy_all,
+    diagnose,
+    registered,
+    release_bridge,
+)
 from agent.lab.machines_host import LabError
-from agent.lab.machines_network import Subnet, remove_bridge
+from agent.lab.machines_network import Subnet
 from agent.sim.runner import Simulator
 
 LAB_FILE = "lab.json"
@@ -106,8 +114,7 @@ async def open_lab(
         await fleet.close()
         if sim is not None:
             await sim.stop()
-        if not known_machines():  # another run's machines still need the bridge
-            await remove_bridge(fleet.settings.subnet)
+        await release_bridge(fleet.settings.subnet)
 
 
 def save_lab_info(fleet: Fleet, state_dir: Path) -> LabInfo:
@@ -145,8 +152,7 @@ async def _down(args: argparse.Namespace) -> int:
         for name in args.names:
             await Machine(name).destroy()
         destroyed = list(args.names)
-        if not known_machines():
-            await destroy_all(Subnet())
+        await release_bridge(Subnet())
     else:
         destroyed = await destroy_all(Subnet())
     print("destroyed: " + (", ".join(destroyed) if destroyed else "nothing was left"))

@@ -43,6 +43,9 @@ _NSPAWN_OPTIONS = (
     "--private-network",
     # runc joins a session keyring and loads BPF device filters: nspawn's default seccomp filter refuses both.
     "--system-call-filter=add_key keyctl bpf",
+    # With --private-network nspawn's /sys is a tmpfs holding a few sysfs directories, not /sys/module: the
+    # release's preflight could not see which kernel modules (overlay, vxlan) the shared kernel has loaded.
+    "--bind-ro=/sys/module",
 )
 
 

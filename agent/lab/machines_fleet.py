@@ -67,6 +67,15 @@ class RegionalApi:
 
 
 @dataclass(frozen=True)
+class MqttAccess:
+    """A machine's broker account, for its user-data: the URL, its user name and password (a secret)."""
+
+    url: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class FleetSettings:
     run_dir: Path
     """This run's files: the mirror's document root (agent wheel, index, apt repository)."""
@@ -139,8 +148,12 @@ class Fleet:
         if create_namespace:
             await ensure_namespace(self._kube, self.settings.namespace)
 
-    async def add(self, name: str, *, machine_type: str = "worker", token: str | None = None) -> Machine:
-        """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential)."""
+    async def add(
+        self, name: str, *, machine_type: str = "worker", token: str | None = None,
+        mqtt: MqttAccess | None = None,
+    ) -> Machine:
+        """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential);
+        ``mqtt`` gives the agent its broker account."""
         kube, api, image = self._kube, self._api, self._image
         if kube is None or api is None or image is None:
             raise LabError("prepare the fleet and connect it to an API before adding machines")
@@ -148,7 +161,9 @@ class Fleet:
         issued = await provision(kube, s.namespace, name, cluster=s.cluster, machine_type=machine_type)
         user_data = render_user_data(MachineUserData(
             machine=name, namespace=s.namespace, api_server=api.server, token=token or issued,
-            ca_pem=api.ca_pem, agent=self.agent, unit=s.unit_file.read_text()))
+            ca_pem=api.ca_pem, agent=self.agent, unit=s.unit_file.read_text(),
+            mqtt_url=mqtt.url if mqtt else "", mqtt_username=mqtt.username if mqtt else "",
+            mqtt_password=mqtt.password if mqtt else ""))
         machine = Machine(name, s.machines_root)
         await machine.create(image, self._free_address(name), s.subnet, user_data=user_data)
         machine.boot()
@@ -240,3 +255,9 @@ async def destroy_all(subnet: Subnet, machines_root: Path = STATE_ROOT) -> list[
     await asyncio.gather(*(machine.destroy() for machine in machines))
     await remove_bridge(subnet)
     return [machine.name for machine in machines]
+
+
+async def release_bridge(subnet: Subnet, machines_root: Path = STATE_ROOT) -> None:
+    """Remove the bridge (and its forwarding rule) unless machines of another run still use it."""
+    if not known_machines(machines_root):
+        await remove_bridge(subnet)

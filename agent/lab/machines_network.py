@@ -6,14 +6,24 @@ lease would be, and nothing is needed from systemd-networkd on the host or in th
 reach the host's services (API simulator, package mirror) on the bridge address and nothing else: there is
 no route or NAT beyond the bridge, so they are air-gapped as production machines are.
 
-Names: the bridge ``lcmvm0``, namespaces and host-side veths ``lcmvm-<machine>``; teardown finds leftovers
-by that prefix. The subnet (10.79.0.0/24) is distinct from the network-namespace nodes' so both labs can
-run at once.
+Names: the bridge ``lcmvm0``, namespaces ``lcmvm-<machine>``; teardown finds leftovers by that prefix. The
+host-side veth is ``lcmvm-<machine>`` too when that fits an interface name (15 characters), else
+``lcmvm<10 hex digits of the name's digest>`` (``demo-control-0`` is too long). The subnet (10.79.0.0/24) is
+distinct from the network-namespace nodes' so both labs can run at once.
+
+**Forwarding between machines.** Traffic from one machine to another crosses the bridge; with
+``br_netfilter`` loaded (Docker on the host loads it) bridged frames go through the host's iptables FORWARD
+chain, whose policy the host's own dockerd sets to DROP, which would silently cut the swarm's ports (2377,
+7946, 4789) between machines. ``ensure_bridge`` therefore inserts one rule accepting traffic that enters and
+leaves the lab's bridge, and ``remove_bridge`` deletes it; nothing else of the host's firewall is touched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +31,7 @@ from agent.lab.machines_host import LabError, run
 
 PREFIX = "lcmvm-"
 IFNAMSIZ = 15
-"""Longest Linux interface name: it bounds machine names (``lcmvm-`` + up to 9 characters)."""
+"""Longest Linux interface name (the host-side veths)."""
 NETNS_DIR = Path("/run/netns")
 
 
@@ -44,13 +54,23 @@ class Subnet:
         return address
 
 
+_HOSTNAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def link_name(machine: str) -> str:
-    """The namespace and host-side veth of ``machine``; LabError if the name does not fit an interface."""
-    name = PREFIX + machine
-    if len(name) > IFNAMSIZ:
-        raise LabError(f"machine name {machine!r} is too long: at most {IFNAMSIZ - len(PREFIX)} characters, "
-                       "because it names the machine's network interface on the host")
-    return name
+    """The network namespace of ``machine``; LabError if the name cannot be a machine's host name."""
+    if not _HOSTNAME.fullmatch(machine):
+        raise LabError(f"machine name {machine!r} is not a host name: lower-case letters, digits and '-', "
+                       "at most 63 characters")
+    return PREFIX + machine
+
+
+def veth_name(machine: str) -> str:
+    """The host side of ``machine``'s veth: readable when it fits an interface name, else a digest."""
+    name = link_name(machine)
+    if len(name) <= IFNAMSIZ:
+        return name
+    return PREFIX.rstrip("-") + hashlib.sha256(machine.encode()).hexdigest()[:IFNAMSIZ - len(PREFIX) + 1]
 
 
 async def ensure_bridge(subnet: Subnet) -> None:
@@ -63,15 +83,29 @@ async def ensure_bridge(subnet: Subnet) -> None:
     if f" {cidr} " not in shown:
         await run(["ip", "addr", "add", cidr, "dev", subnet.bridge])
     await run(["ip", "link", "set", subnet.bridge, "up"])
+    await _forwarding(subnet, accept=True)
+
+
+async def _forwarding(subnet: Subnet, *, accept: bool) -> None:
+    """Insert (once) or delete the FORWARD rule that lets machines reach each other across the bridge."""
+    if shutil.which("iptables") is None:
+        return  # no iptables, no FORWARD chain to drop bridged frames
+    rule = ["FORWARD", "-i", subnet.bridge, "-o", subnet.bridge, "-j", "ACCEPT"]
+    present = (await run(["iptables", "-w", "-C", *rule], check=False))[0] == 0
+    if accept and not present:
+        await run(["iptables", "-w", "-I", *rule])
+    while not accept and present:
+        await run(["iptables", "-w", "-D", *rule])
+        present = (await run(["iptables", "-w", "-C", *rule], check=False))[0] == 0
 
 
 async def plug(machine: str, address: ipaddress.IPv4Address, subnet: Subnet) -> Path:
     """The machine's namespace, with ``eth0`` at ``address`` and a default route via the bridge."""
-    name = link_name(machine)
+    name, veth = link_name(machine), veth_name(machine)
     await unplug(machine)
     await run(["ip", "netns", "add", name])
-    await run(["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name])
-    await run(["ip", "link", "set", name, "master", subnet.bridge, "up"])
+    await run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name])
+    await run(["ip", "link", "set", veth, "master", subnet.bridge, "up"])
     inside = ["ip", "-n", name]
     await run([*inside, "addr", "add", f"{address}/{subnet.network.prefixlen}", "dev", "eth0"])
     await run([*inside, "link", "set", "lo", "up"])
@@ -85,7 +119,7 @@ async def unplug(machine: str) -> None:
     name = link_name(machine)
     if (NETNS_DIR / name).exists():
         await run(["ip", "netns", "delete", name])  # takes the veth pair with it
-    await run(["ip", "link", "delete", name], check=False)
+    await run(["ip", "link", "delete", veth_name(machine)], check=False)
 
 
 def leftover_namespaces() -> list[str]:
@@ -96,4 +130,5 @@ def leftover_namespaces() -> list[str]:
 
 
 async def remove_bridge(subnet: Subnet) -> None:
+    await _forwarding(subnet, accept=False)
     await run(["ip", "link", "delete", subnet.bridge], check=False)

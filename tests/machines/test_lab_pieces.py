@@ -14,7 +14,7 @@ import pytest
 
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError
-from agent.lab.machines_network import Subnet, link_name
+from agent.lab.machines_network import Subnet, link_name, veth_name
 from agent.lab.machines_rootfs import debian_mirror
 from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
 
@@ -105,9 +105,13 @@ def test_machines_get_addresses_after_the_bridge_and_names_that_fit_an_interface
     assert [str(subnet.address(i)) for i in (0, 1)] == ["10.79.0.10", "10.79.0.11"]
     with pytest.raises(LabError, match="no address left"):
         subnet.address(250)
-    assert link_name("worker-12") == "lcmvm-worker-12"
-    with pytest.raises(LabError, match="at most 9 characters"):
-        link_name("worker-123")
+    assert (link_name("worker-12"), veth_name("worker-12")) == ("lcmvm-worker-12", "lcmvm-worker-12")
+    # The demo's names are longer than an interface name allows: their veth gets a digest, 15 characters.
+    assert link_name("demo-control-0") == "lcmvm-demo-control-0"
+    assert [len(veth_name(n)) for n in ("demo-control-0", "demo-worker-0")] == [15, 15]
+    assert veth_name("demo-control-0") != veth_name("demo-worker-0")
+    with pytest.raises(LabError, match="not a host name"):
+        link_name("Worker_1")
 
 
 def test_up_on_a_host_without_the_tools_says_what_is_missing(tmp_path: Path) -> None:
