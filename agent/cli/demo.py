@@ -1,12 +1,16 @@
 """``lcmctl demo``: the README's first command, the whole rollout on this machine.
 
 The regional side (the API simulator with the CRDs, the samples of ``deploy/samples`` and the RBAC of
-``deploy/rbac``, the scheduler, Mosquitto) and three nodes (network namespaces with their own dockerd), each
-running the real agent; the rollout is shown live until every LCMMachine is Ready, then the swarm as its
-manager sees it. ``agent.lab.stack`` is the composition (the end-to-end test uses the same one); this module
-adds the API, the prerequisites check and the terminal. It installs nothing: ``./dev.sh demo`` does.
+``deploy/rbac``, the scheduler, Mosquitto) and three nodes, each running the real agent; the rollout is shown
+live until every LCMMachine is Ready, then the swarm as its manager sees it. The nodes are nspawn machines
+that cloud-init turns into nodes (``--nodes machines``: the agent installed from the lab's air-gapped
+mirror, systemd running it, Docker Engine from the lab's apt repository), or, on a host that cannot run
+machines, network namespaces with their own dockerd and the agent as a host process (``--nodes netns``);
+``auto`` (the default) picks machines when it can and says why when it cannot. ``agent.lab.stack`` is the
+composition (the end-to-end tests use the same one); this module adds the API, the prerequisites check and
+the terminal. It installs nothing: ``./dev.sh demo`` does.
 
-    lcmctl demo [--once] [--port 6443] [--state-dir .state/demo]
+    lcmctl demo [--nodes auto|machines|netns] [--once] [--port 6443] [--state-dir .state/demo]
     lcmctl demo --down
 
 Ctrl-C (or ``--once`` after the swarm is shown) takes everything down; ``--down`` does the same from
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 import sys
@@ -31,16 +36,19 @@ from rich.live import Live
 from agent.adapters.kube import Kube, connect
 from agent.api.crds import crd_paths
 from agent.cli.watch import Board
-from agent.lab import mosquitto, nodes
+from agent.lab import machines_host, mosquitto, nodes, stack_machines, stack_netns
+from agent.lab.machines_host import LabError as MachineLabError
 from agent.lab.netns import LabError
-from agent.lab.stack import REPO, Rollout, Stack, StackSettings, teardown
+from agent.lab.stack import REPO, NodeBackend, Rollout, Stack, StackSettings, stop_recorded
 from agent.sim.errors import ApiError
 from agent.sim.runner import Simulator
 
 SAMPLES = REPO / "deploy" / "samples"
 RBAC = REPO / "deploy" / "rbac"
-READY_WITHIN = 900.0
-"""Seconds the first rollout may take: three nodes run some twenty Ansible items on two shared cores."""
+READY_WITHIN = 1500.0
+"""Seconds the first rollout may take: three machines install the agent (some 50 wheels each), then run
+some twenty Ansible items, on two shared cores."""
+NODE_KINDS = ("auto", "machines", "netns")
 
 
 def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,83 +59,122 @@ def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser
     demo.add_argument("--port", type=int, default=6443, help="API port (default %(default)s; 0: any free)")
     demo.add_argument("--samples", type=Path, default=SAMPLES,
                       help="objects to load (default: deploy/samples)")
-    demo.add_argument("--prefix", default="lcmdemo", help="naming prefix of the nodes' namespaces and links")
+    demo.add_argument("--nodes", choices=NODE_KINDS, default="auto",
+                      help="nspawn machines, network-namespace nodes, or machines when this host can run "
+                           "them (default %(default)s)")
+    demo.add_argument("--prefix", default="lcmdemo", help="naming prefix of netns nodes (namespaces, links)")
     demo.add_argument("--once", action="store_true", help="exit (and clean up) once the swarm is shown")
     demo.add_argument("--down", action="store_true", help="remove everything the demo made, then exit")
     demo.set_defaults(func=run_demo)
 
 
-def missing_prerequisites() -> list[str]:
-    """What this host lacks for the demo, each with how to get it."""
+def missing_prerequisites(kind: str = "netns") -> list[str]:
+    """What this host lacks for the demo on ``kind`` nodes, each with how to get it."""
     missing = []
-    reason = nodes.missing_requirements()
-    if reason:
-        missing.append(f"{reason} (run as root; ./dev.sh setup installs docker.io, iproute2, util-linux)")
+    if kind == "machines":
+        missing += machines_host.missing_prerequisites()
+    else:
+        reason = nodes.missing_requirements()
+        if reason:
+            missing.append(f"{reason} (run as root; ./dev.sh setup installs docker.io, iproute2, util-linux)")
+        if shutil.which("docker") is None:
+            missing.append("the docker CLI (apt-get install docker.io)")
     reason = mosquitto.available()
     if reason:
         missing.append(reason)
-    if shutil.which("docker") is None:
-        missing.append("the docker CLI (apt-get install docker.io)")
     return missing
+
+
+def choose_nodes(requested: str, lacking: Sequence[str]) -> tuple[str, str]:
+    """The node kind to run and a line saying what it is (and, for ``auto`` falling back, why), given what
+    this host ``lacking`` to run machines."""
+    if requested != "auto":
+        return requested, _NODE_LINES[requested]
+    if not lacking:
+        return "machines", _NODE_LINES["machines"]
+    return "netns", (f"{_NODE_LINES['netns']}\n  not nspawn machines: this host lacks "
+                     f"{'; '.join(lacking)} (install those, or pass --nodes machines to insist)")
+
+
+_NODE_LINES = {
+    "machines": "nodes: systemd-nspawn machines; cloud-init installs the agent from the lab's mirror and "
+                "systemd runs it (docs/machines.md)",
+    "netns": "nodes: network namespaces, each with its own dockerd; the agents run on this host",
+}
+
+
+def node_backend(kind: str, settings: StackSettings) -> NodeBackend:
+    return stack_machines.MachineNodes(settings) if kind == "machines" else stack_netns.NetnsNodes(settings)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     if args.down:
-        removed = teardown(args.state_dir, args.prefix)
+        removed = asyncio.run(_down(args.state_dir, args.prefix))
         shutil.rmtree(args.state_dir, ignore_errors=True)
         print(f"removed {args.state_dir}" + (f" and {len(removed)} running part(s)" if removed else ""))
         return 0
     if not args.samples.is_dir():
         print(f"lcmctl demo: no sample objects at {args.samples} (give --samples DIR)", file=sys.stderr)
         return 2
-    missing = missing_prerequisites()
+    kind, line = choose_nodes(args.nodes, machines_host.missing_prerequisites())
+    missing = missing_prerequisites(kind)
     if missing:
         print("lcmctl demo: this host lacks:\n" + "\n".join(f"  - {m}" for m in missing), file=sys.stderr)
         return 2
-    print("nodes: network namespaces, each with its own dockerd "
-          "(nspawn machines booting the agent with cloud-init: `lcmctl machines up`, docs/machines.md)")
+    print(line, flush=True)
     settings = StackSettings(args.state_dir, prefix=args.prefix)
     try:
-        return asyncio.run(_demo(settings, args.port, [args.samples], once=args.once))
+        return asyncio.run(_demo(settings, kind, args.port, [args.samples], once=args.once))
     except OSError as exc:
         print(f"lcmctl demo: {exc} (a port in use? try --port 0)", file=sys.stderr)
         return 1
-    except (ApiError, LabError, RuntimeError, TimeoutError) as exc:
+    except (ApiError, LabError, MachineLabError, RuntimeError, TimeoutError) as exc:
         print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
 
 
+async def _down(state_dir: Path, prefix: str) -> list[str]:
+    """A running demo first (it takes its own parts down), then what a crashed one left, of either kind."""
+    run_dir = state_dir / "stack"
+    removed = await asyncio.to_thread(stop_recorded, run_dir)
+    removed += await stack_machines.remove_leftovers(run_dir)
+    return removed + await asyncio.to_thread(stack_netns.remove_leftovers, prefix)
+
+
 @contextlib.asynccontextmanager
 async def open_stack(
-    settings: StackSettings, *, port: int = 0, samples: Sequence[Path] = (SAMPLES,),
+    settings: StackSettings, *, nodes: str = "netns", port: int = 0, samples: Sequence[Path] = (SAMPLES,),
 ) -> AsyncIterator[tuple[Stack, Simulator]]:
     """Nodes, the API on their bridge with the CRDs, ``samples`` and the RBAC, then broker, scheduler and
     agents; all of it gone on exit, however the block ends."""
-    stack = Stack(settings)
+    # Resolved: the agents' configs take absolute paths only.
+    settings = dataclasses.replace(settings, state_dir=settings.state_dir.resolve())
+    stack = Stack(settings, node_backend(nodes, settings))
     sim: Simulator | None = None
     # The nodes are new on every run, so is the API: an old run's statuses would describe other nodes.
     shutil.rmtree(settings.state_dir / "sim", ignore_errors=True)
     try:
-        gateway = await asyncio.to_thread(stack.bring_up_nodes)
+        gateway = await stack.bring_up_nodes()
         sim = Simulator(settings.state_dir / "sim", host=gateway, port=port, crd_paths=crd_paths(),
                         kubeconfig_path=settings.state_dir / "kubeconfig")
         await sim.start()
-        sim.load([*samples, RBAC])
+        sim.load([*stack.nodes.objects(samples), RBAC])
         await stack.start(sim.kubeconfig_path)
         yield stack, sim
     finally:
-        await asyncio.to_thread(stack.down)
+        await stack.down()
         if sim is not None:
             await sim.stop()
 
 
-async def _demo(settings: StackSettings, port: int, samples: Sequence[Path], *, once: bool) -> int:
+async def _demo(settings: StackSettings, kind: str, port: int, samples: Sequence[Path], *, once: bool) -> int:
     stopping = _stop_on_signals()
     began = time.monotonic()
-    async with open_stack(settings, port=port, samples=samples) as (stack, sim):
+    async with open_stack(settings, nodes=kind, port=port, samples=samples) as (stack, sim):
         kubeconfig = sim.kubeconfig_path.resolve()
+        started = "agents started" if kind == "netns" else "machines booting"
         print(f"API simulator on {sim.url}; Mosquitto on {stack.broker.url if stack.broker else '-'}; "
-              f"lcm-scheduler and {len(settings.machines)} agents started (logs: {settings.run_dir})",
+              f"lcm-scheduler and {len(settings.machines)} {started} (logs: {settings.run_dir})",
               flush=True)
         async with await connect(kubeconfig=kubeconfig) as kube:
             release = (await stack.look(kube)).cluster["spec"]["release"]
@@ -140,7 +187,7 @@ async def _demo(settings: StackSettings, port: int, samples: Sequence[Path], *, 
                 return 130
             await waiting
         print(f"\nall {len(settings.machines)} machines Ready on {release} in {time.monotonic() - began:.0f}s"
-              f"\n\nThe swarm, from {stack.control_node().name}'s engine:\n{stack.swarm()}")
+              f"\n\nThe swarm, from {settings.control}'s engine:\n{await stack.swarm()}")
         _print_hints(stack, settings, kubeconfig)
         if not once:
             print("Serving until Ctrl-C, which takes everything down.", flush=True)
@@ -174,17 +221,16 @@ def _redraw(board: Board, live: Live) -> Callable[[Rollout], None]:
 
 
 def _print_hints(stack: Stack, settings: StackSettings, kubeconfig: Path) -> None:
-    control = stack.control_node()
     mqtt = ""
     if stack.broker is not None:
         mqtt = (f" \\\n      --mqtt-url {stack.broker.url} --mqtt-password-file "
                 f"{stack.regional_password_file.resolve()}")
+    nodes_lines = "\n".join(f"  {line}" for line in stack.nodes.hints(settings.control))
     print(f"""Look around from another shell:
   export KUBECONFIG={kubeconfig}
   kubectl get lcmm,lcmc,lcmcs -n {settings.namespace} -o wide
   lcmctl watch --namespace {settings.namespace} --cluster {settings.cluster}{mqtt}
-  docker -H {control.docker_host} node ls
-  {" ".join(control.nsenter("bash"))}      # a shell on {control.name}
+{nodes_lines}
   lcmctl demo --down --state-dir {settings.state_dir} --prefix {settings.prefix}      # remove everything
 """, flush=True)
 

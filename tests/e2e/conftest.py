@@ -10,5 +10,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if STAGES:
         terminalreporter.section("end-to-end wall time per stage")
         for name, seconds in STAGES:
-            terminalreporter.write_line(f"{name:<44} {seconds:7.1f}s")
-        terminalreporter.write_line(f"{'total':<44} {sum(s for _, s in STAGES):7.1f}s")
+            terminalreporter.write_line(f"{name:<52} {seconds:7.1f}s")
+        terminalreporter.write_line(f"{'total':<52} {sum(s for _, s in STAGES):7.1f}s")
