@@ -38,7 +38,10 @@ async def test_heartbeats_and_item_events_arrive_with_the_schema(node: Node, mqt
     current = beat.message["agent"]["item"]
     assert (current["phase"], current["attempt"], beat.message["agent"]["step"]) == ("deploy", 1, "running")
     assert beat.message["host"]["memory"]["total"] > 0
-    assert beat.message["telemetry"] == {"dropped": 0, "buffered": 0}
+    # Nothing lost; what is buffered at the instant of a heartbeat (an item event queued a moment before)
+    # varies with timing, so only that it is reported.
+    assert beat.message["telemetry"]["dropped"] == 0
+    assert set(beat.message["telemetry"]) == {"dropped", "buffered"}
 
     # Item events only: other work on this host (NICs created by other tests) makes hardware events too.
     events = [e for e in regional.messages("events", "node-1") if e["type"] == "item"]
