@@ -209,10 +209,11 @@ class MachineWorker:
             # State and progress are derived from the newest object known, not the one the item started from:
             # a spec changed meanwhile (an item added) must not make this write claim Ready.
             newest = self.latest or machine
-            slots: dict[str, Slot] = {current.item.name: finished_slot(
-                current.hash, current.attempt, exit_code=result.exit_code, result=result.result,
-                message=result.message, started_at=started, now=finished)}
-            following = self._following(newest, slots, stopping)
+            outcome = finished_slot(current.hash, current.attempt, exit_code=result.exit_code,
+                                    result=result.result, message=result.message, started_at=started,
+                                    now=finished)
+            slots: dict[str, Slot] = {current.item.name: outcome}
+            following = self._following(newest, current.item.name, outcome, stopping)
             if following is not None:
                 started = finished
                 slots[following.item.name] = started_slot(following.hash, following.attempt, started)
@@ -223,13 +224,14 @@ class MachineWorker:
             machine, current = written, following
 
     def _following(
-        self, newest: LCMMachine, slots: Mapping[str, Slot], stopping: asyncio.Event,
+        self, newest: LCMMachine, finished: str, slot: Slot, stopping: asyncio.Event,
     ) -> Run | None:
-        """The item to start along with the write of ``slots``; None while stopping or when host facts are
-        due (the main loop sees to those between items)."""
+        """The item to start along with the write of ``finished``'s ``slot``; None while stopping or when
+        host facts are due (the main loop sees to those between items)."""
         if stopping.is_set() or time.monotonic() >= self._refresh_due:
             return None
-        step = handover(with_slots(newest, slots), self._local(), self.clock(), self.settings.backoff)
+        after = with_slots(newest, {finished: slot})
+        step = handover(after, finished, self._local(), self.clock(), self.settings.backoff)
         if step is not None:
             self.step = step
             log.info("next step: %s", _describe(step), extra=self._fields)

@@ -102,12 +102,16 @@ def next_step(machine: LCMMachine, local: LocalRecord, now: datetime, backoff: B
     return Run(item, digest, attempt + 1, effective_params(item, spec.state_items_overwrites))
 
 
-def handover(after: LCMMachine, local: LocalRecord, now: datetime, backoff: Backoff) -> Run | None:
-    """The item to start in the very write that reports the one just finished, ``after`` being the machine
-    as that write leaves it: only a run can go along (its "started" mark joins the outcome); anything else
-    is decided once the write has landed, as always."""
+def handover(
+    after: LCMMachine, finished: str, local: LocalRecord, now: datetime, backoff: Backoff,
+) -> Run | None:
+    """The item to start in the very write that reports ``finished``, ``after`` being the machine as that
+    write leaves it: only a run of another item can go along (its "started" mark joins the outcome). A retry
+    of ``finished`` itself never does: its mark would replace the failure in the same slot, and the failed
+    attempt must reach the API (the scheduler counts failures to halt a rollout). Anything else is decided
+    once the write has landed, as always."""
     step = next_step(after, local, now, backoff)
-    return step if isinstance(step, Run) else None
+    return step if isinstance(step, Run) and step.item.name != finished else None
 
 
 def _last_attempt(name: str, digest: str, entry: StateItemStatus | None, local: LocalRecord) -> int:

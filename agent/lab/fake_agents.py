@@ -200,7 +200,8 @@ class FakeAgent:
                 current.hash, current.attempt, exit_code=outcome.exit_code, result=outcome.result,
                 message=outcome.message, started_at=started, now=now)}
             local = LocalRecord(dict(self._finished))
-            following = handover(with_slots(newest, slots), local, now, self.fleet.settings.backoff)
+            following = handover(with_slots(newest, slots), current.item.name, local, now,
+                                 self.fleet.settings.backoff)
             if following is not None and self.fleet.settings.two_writes:
                 started = now
                 slots[following.item.name] = started_slot(following.hash, following.attempt, started)

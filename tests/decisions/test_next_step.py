@@ -226,7 +226,7 @@ def test_handover_starts_the_next_item_in_the_write_of_the_outcome() -> None:
     outcome = {"preflight": finished_slot(h("preflight"), 1, exit_code=0, result="success", message="",
                                           started_at=NOW, now=NOW)}
     local = LocalRecord(finished={"preflight": (h("preflight"), 0)})
-    following = handover(with_slots(m, outcome), local, NOW, BACKOFF)
+    following = handover(with_slots(m, outcome), "preflight", local, NOW, BACKOFF)
     assert isinstance(following, Run)
     assert (following.item.name, following.attempt) == ("engine", 1)
     patch = slots_patch(m, {**outcome, "engine": started_slot(following.hash, 1, NOW)})["status"]
@@ -249,4 +249,18 @@ def test_no_handover_when_nothing_runs_straight_away(
     outcome = {finished: finished_slot(h(finished), 1, exit_code=exit_code, result="r", message="",
                                        started_at=NOW, now=NOW)}
     local = LocalRecord(finished={finished: (h(finished), exit_code)})
-    assert handover(with_slots(m, outcome), local, NOW, BACKOFF) is None
+    assert handover(with_slots(m, outcome), finished, local, NOW, BACKOFF) is None
+
+
+def test_a_retry_never_goes_along_with_the_failure_it_retries() -> None:
+    """Once the backoff is over the next step is the same item again; its "started" mark would overwrite
+    the failure in the same slot, so the failure is written alone (the scheduler counts failures)."""
+    failure = {"preflight": finished_slot(h("preflight"), 1, exit_code=2, result="failed", message="",
+                                          started_at=NOW, now=NOW)}
+    after = with_slots(machine(), failure)
+    local = LocalRecord(finished={"preflight": (h("preflight"), 2)})
+    later = NOW + timedelta(hours=1)
+    step = next_step(after, local, later, BACKOFF)
+    assert isinstance(step, Run)
+    assert (step.item.name, step.attempt) == ("preflight", 2)
+    assert handover(after, "preflight", local, later, BACKOFF) is None
