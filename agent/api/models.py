@@ -48,12 +48,12 @@ EXIT_CODE_RUNNING = -1
 reader, which takes a missing exit code for 0) mistakes a running item for a done one."""
 
 
-
 def shared(default: Any) -> Any:
     """A default given to every object that lacks the field, as is. Pydantic deep-copies a model default for
     each object otherwise (the models are frozen, so one empty value serves all): that copy was a third of
     the scheduler's CPU spent parsing LCMMachines."""
     return Field(default_factory=lambda: default)
+
 
 class InvalidObjectError(ValueError):
     """A raw object does not match the API; ``causes`` pairs each offending field path with what is wrong."""

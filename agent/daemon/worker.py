@@ -27,17 +27,8 @@ from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.following import LCMMACHINES, MachineFollower
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, handover, next_step
-from agent.decisions.reporting import (
-    Slot,
-    finished_patch,
-    finished_slot,
-    slots_patch,
-    started_patch,
-    started_slot,
-    summary_patch,
-    with_slots,
-)
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step, outcome_write
+from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
 
 log = logging.getLogger(__name__)
 
@@ -212,30 +203,19 @@ class MachineWorker:
             outcome = finished_slot(current.hash, current.attempt, exit_code=result.exit_code,
                                     result=result.result, message=result.message, started_at=started,
                                     now=finished)
-            slots: dict[str, Slot] = {current.item.name: outcome}
-            following = self._following(newest, current.item.name, outcome, stopping)
+            # Host facts due, or stopping: the main loop decides what comes next, after this write.
+            chain = not stopping.is_set() and time.monotonic() < self._refresh_due
+            patch, following = outcome_write(newest, current.item.name, outcome, self._local(), finished,
+                                             self.settings.backoff, chain=chain)
             if following is not None:
-                started = finished
-                slots[following.item.name] = started_slot(following.hash, following.attempt, started)
-            written = await self._write(newest, slots_patch(newest, slots), stopping)
+                self.step = following
+                log.info("next step: %s", _describe(following), extra=self._fields)
+            written = await self._write(newest, patch, stopping)
             if following is None or written is None:
                 return
+            started = finished
             self.journal.mark_started(following.item.name, following.hash, following.attempt, started)
             machine, current = written, following
-
-    def _following(
-        self, newest: LCMMachine, finished: str, slot: Slot, stopping: asyncio.Event,
-    ) -> Run | None:
-        """The item to start along with the write of ``finished``'s ``slot``; None while stopping or when
-        host facts are due (the main loop sees to those between items)."""
-        if stopping.is_set() or time.monotonic() >= self._refresh_due:
-            return None
-        after = with_slots(newest, {finished: slot})
-        step = handover(after, finished, self._local(), self.clock(), self.settings.backoff)
-        if step is not None:
-            self.step = step
-            log.info("next step: %s", _describe(step), extra=self._fields)
-        return step
 
     async def _run_item(self, step: Run, stopping: asyncio.Event) -> tuple[ItemResult, datetime]:
         """One run of ``step``'s item (its "started" mark already written), recorded in the journal."""

@@ -24,10 +24,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from agent.api.backoff import Backoff
 from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, StateItem, StateItemStatus
 from agent.decisions.hashing import effective_params, item_hash
+from agent.decisions.reporting import Slot, slots_patch, started_slot, with_slots
 from agent.decisions.state import current_phase, pending_items
 
 
@@ -112,6 +114,21 @@ def handover(
     once the write has landed, as always."""
     step = next_step(after, local, now, backoff)
     return step if isinstance(step, Run) and step.item.name != finished else None
+
+
+def outcome_write(
+    machine: LCMMachine, finished: str, outcome: Slot, local: LocalRecord, now: datetime, backoff: Backoff,
+    *, chain: bool = True,
+) -> tuple[dict[str, Any], Run | None]:
+    """The status patch reporting ``finished``'s ``outcome`` and, when ``chain`` and ``handover`` allow, the
+    item to run straight after it, whose "started" mark (at ``now``) goes out in the same patch. The agent
+    and the simulated agents both write through this, so they write the same."""
+    following = handover(with_slots(machine, {finished: outcome}), finished, local, now, backoff) \
+        if chain else None
+    slots = {finished: outcome}
+    if following is not None:
+        slots[following.item.name] = started_slot(following.hash, following.attempt, now)
+    return slots_patch(machine, slots), following
 
 
 def _last_attempt(name: str, digest: str, entry: StateItemStatus | None, local: LocalRecord) -> int:

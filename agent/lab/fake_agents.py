@@ -4,7 +4,7 @@ For the scheduler's tests and the fleet benchmark, which need many machines that
 wire without a host each. A ``FakeAgent`` decides exactly as lcm-agent does (``next_step`` on its machine and
 an in-memory journal) and writes exactly what it writes (registration through ``summary_patch`` with an
 InternalIP chosen by ``choose_internal_ip`` from a made-up NIC; a "started" mark, then each outcome written
-together with the next item's mark when ``handover`` says the next one runs straight away, hashes from
+through ``outcome_write`` with the next item's mark when that one runs straight away, hashes from
 ``item_hash``), each over its own watch of its own LCMMachine. Only the run itself is
 replaced: a ``Script`` says how each attempt of each item ends, after ``item_seconds``.
 
@@ -40,17 +40,8 @@ from agent.api.execution import ItemResult
 from agent.api.hostinfo import Cpu, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
 from agent.decisions.addressing import choose_internal_ip
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step
-from agent.decisions.reporting import (
-    Slot,
-    finished_patch,
-    finished_slot,
-    slots_patch,
-    started_patch,
-    started_slot,
-    summary_patch,
-    with_slots,
-)
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step, outcome_write
+from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +63,6 @@ class FleetSettings:
     """How long each simulated run takes."""
     drain_seconds: float = 0.0
     """How long a simulated drain takes between ``cordondraining`` and ``cordondrained``."""
-    two_writes: bool = True
-    """Write "started" and "finished" per item, as lcm-agent does; False writes "finished" only."""
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=2.0))
     """Retry delays of failed items (shorter than the agent's defaults, so tests see retries soon)."""
     watch: WatchSettings = field(default_factory=WatchSettings)
@@ -186,27 +175,21 @@ class FakeAgent:
 
     async def _execute(self, machine: LCMMachine, step: Run) -> None:
         started = datetime.now(UTC)
-        if self.fleet.settings.two_writes:
-            mark = started_patch(machine, step.item.name, step.hash, step.attempt, started)
-            await self._write(mark, "started")
+        await self._write(started_patch(machine, step.item.name, step.hash, step.attempt, started), "started")
         current: Run | None = step
         while current is not None:
             if self.fleet.settings.item_seconds:
                 await asyncio.sleep(self.fleet.settings.item_seconds)
-            outcome = self.fleet.script(self.name, current.item, current.attempt)
-            self._finished[current.item.name] = (current.hash, outcome.exit_code)
+            result = self.fleet.script(self.name, current.item, current.attempt)
+            self._finished[current.item.name] = (current.hash, result.exit_code)
             newest, now = self.latest or machine, datetime.now(UTC)
-            slots: dict[str, Slot] = {current.item.name: finished_slot(
-                current.hash, current.attempt, exit_code=outcome.exit_code, result=outcome.result,
-                message=outcome.message, started_at=started, now=now)}
+            outcome = finished_slot(current.hash, current.attempt, exit_code=result.exit_code,
+                                    result=result.result, message=result.message, started_at=started, now=now)
             local = LocalRecord(dict(self._finished))
-            following = handover(with_slots(newest, slots), current.item.name, local, now,
-                                 self.fleet.settings.backoff)
-            if following is not None and self.fleet.settings.two_writes:
-                started = now
-                slots[following.item.name] = started_slot(following.hash, following.attempt, started)
-            await self._write(slots_patch(newest, slots), "finished")
-            current = following
+            patch, current = outcome_write(newest, current.item.name, outcome, local, now,
+                                           self.fleet.settings.backoff)
+            await self._write(patch, "finished")
+            started = now
 
     async def _write(self, patch: dict[str, Any], kind: str) -> None:
         """A status write, retried until it lands (a 404 means the machine is gone: nothing to report)."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.api.backoff import Backoff
 from agent.api.hostinfo import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step
+from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step, outcome_write
 from agent.decisions.hashing import item_hash
 from agent.decisions.reporting import (
     finished_patch,
@@ -223,16 +223,21 @@ def test_handover_starts_the_next_item_in_the_write_of_the_outcome() -> None:
     """A finished item's outcome and the next item's start go out in one write, which says where the
     machine is after both: the next phase, one item done."""
     m = machine()
-    outcome = {"preflight": finished_slot(h("preflight"), 1, exit_code=0, result="success", message="",
-                                          started_at=NOW, now=NOW)}
+    outcome = finished_slot(h("preflight"), 1, exit_code=0, result="success", message="", started_at=NOW,
+                            now=NOW)
     local = LocalRecord(finished={"preflight": (h("preflight"), 0)})
-    following = handover(with_slots(m, outcome), "preflight", local, NOW, BACKOFF)
+    written, following = outcome_write(m, "preflight", outcome, local, NOW, BACKOFF)
     assert isinstance(following, Run)
     assert (following.item.name, following.attempt) == ("engine", 1)
-    patch = slots_patch(m, {**outcome, "engine": started_slot(following.hash, 1, NOW)})["status"]
+    patch = written["status"]
     assert (patch["state"], patch["progress"]) == ("Deploy", "1/3")
     assert patch["stateItemStatuses"]["engine"]["exitCode"] == EXIT_CODE_RUNNING
     assert patch["stateItemStatuses"]["preflight"]["exitCode"] == 0
+    # Not chaining (the agent is stopping, or host facts are due): the outcome goes out alone.
+    alone, nothing = outcome_write(m, "preflight", outcome, local, NOW, BACKOFF, chain=False)
+    assert nothing is None
+    assert set(alone["status"]["stateItemStatuses"]) == {"preflight"}
+    assert alone["status"]["state"] == "Deploy"
 
 
 @pytest.mark.parametrize(
