@@ -40,7 +40,7 @@ from agent.adapters.kube import Kube, Resource, connect
 from agent.api.models import GROUP, VERSION
 from agent.lab import mosquitto
 from agent.lab.machines_access import issue_token
-from agent.lab.machines_fleet import MqttAccess, RegionalApi
+from agent.lab.machines_fleet import MqttAccess, RegionalApi, registered
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
@@ -167,9 +167,7 @@ class Rollout:
 
     def unregistered(self) -> list[str]:
         """Machines whose agent has not reported an InternalIP yet."""
-        return sorted(name for name, m in self.machines.items()
-                      if not any(a.get("type") == "InternalIP"
-                                 for a in (m.get("status") or {}).get("addresses") or []))
+        return sorted(name for name, m in self.machines.items() if not registered(m))
 
     def summary(self) -> str:
         """One line: the cluster's progress and each machine's state and items."""
@@ -332,12 +330,18 @@ def _read_pid(run_dir: Path, name: str) -> int:
     return pid if pid and _start_time(pid) == record.get("start") else 0
 
 
-def _start_time(pid: int) -> str:
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); [] when the pid is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
-    return stat[stat.rindex(")") + 2:].split()[19]
+        return []
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _start_time(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[19] if fields else ""
 
 
 def _signal(pid: int, sig: signal.Signals) -> bool:
@@ -350,11 +354,8 @@ def _signal(pid: int, sig: signal.Signals) -> bool:
 
 def _running(pid: int) -> bool:
     """Alive and not a zombie: a demo started by another process (a test) stays one until it is reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def _wait_gone(pid: int, within: float) -> None:
