@@ -43,6 +43,7 @@ from agent.lab import machines_host, mosquitto, nodes, stack_machines, stack_net
 from agent.lab.kube.build import BuildError, ensure_built
 from agent.lab.kube.objects import apply_documents, documents
 from agent.lab.kube.plane import ControlPlane, PlaneError, PlaneSettings
+from agent.lab.kube.plane import stop_recorded as stop_plane
 from agent.lab.machines_host import LabError as MachineLabError
 from agent.lab.netns import LabError
 from agent.lab.stack import REPO, NodeBackend, Rollout, Stack, StackSettings, stop_recorded
@@ -148,6 +149,7 @@ async def _down(state_dir: Path, prefix: str) -> list[str]:
     """A running demo first (it takes its own parts down), then what a crashed one left, of either kind."""
     run_dir = state_dir / "stack"
     removed = await asyncio.to_thread(stop_recorded, run_dir)
+    removed += await asyncio.to_thread(stop_plane, PlaneSettings(state_dir / "kube"))
     removed += await stack_machines.remove_leftovers(run_dir)
     return removed + await asyncio.to_thread(stack_netns.remove_leftovers, prefix)
 
