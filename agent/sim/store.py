@@ -20,6 +20,7 @@ import collections
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -404,6 +405,9 @@ def _weight(change: _Change) -> int:
 
 
 def _open(path: Path) -> sqlite3.Connection:
+    # Created 0600 before sqlite opens it: the store holds tokens, and sqlite gives its -wal and -shm files
+    # the database file's mode (its own default would be 0644 for all three).
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     db = sqlite3.connect(str(path))
     db.execute("PRAGMA journal_mode=WAL")
     # Durable across a crash of the process (not of the machine), which is what a simulator needs, at a
