@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -86,11 +87,24 @@ def _envelope(kind: str, ts: float, seq: int) -> dict[str, Any]:
 
 
 def status_message(*, state: str, reason: str, agent_version: str, heartbeat_interval: float, ts: float,
-                   seq: int) -> dict[str, Any]:
+                   seq: int, connection: float = 0.0) -> dict[str, Any]:
     """The retained presence of a machine. ``reason``: ``connected``; ``stopped`` (a clean shutdown);
-    ``lost`` (the last will: the broker saw the connection die)."""
-    return {**_envelope("status", ts, seq), "state": state, "reason": reason, "agentVersion": agent_version,
-            "heartbeatInterval": heartbeat_interval}
+    ``lost`` (the last will: the broker saw the connection die). ``connection`` (unix seconds, when the
+    agent opened the connection the message belongs to) is the same in a connection's will and its
+    ``online``: a will of an older connection than the latest ``online`` is stale (a broker that was hung
+    delivers it late) and says nothing about the node."""
+    message = {**_envelope("status", ts, seq), "state": state, "reason": reason,
+               "agentVersion": agent_version, "heartbeatInterval": heartbeat_interval}
+    if connection:
+        message["connection"] = round(connection, 3)
+    return message
+
+
+def probe_topic(client_id: str) -> str:
+    """Where a regional subscriber sends itself probes and reads them back: a round trip proves its own
+    connection works. Four levels, so never a machine's topic; only the regional user may write there
+    (``deploy/mqtt/acl``)."""
+    return f"{ROOT}/_regional/{re.sub(r'[/+#]', '_', client_id) or '_'}/probe"
 
 
 @dataclass(frozen=True)
@@ -225,6 +239,8 @@ def _check_status(m: Mapping[str, Any]) -> None:
     _field(m, "reason", _text)
     _field(m, "agentVersion", _text)
     _field(m, "heartbeatInterval", lambda v: _number(v) and v > 0)
+    if "connection" in m:
+        _field(m, "connection", _number)
 
 
 def _check_heartbeat(m: Mapping[str, Any]) -> None:
