@@ -138,10 +138,11 @@ class HostLoad:
 
 def heartbeat_message(*, host: HostLoad, machine_state: str, step: str, item: CurrentItem | None,
                       interval: float, agent_uptime: float, dropped: int, buffered: int, ts: float,
-                      seq: int) -> dict[str, Any]:
+                      seq: int, connection: float = 0.0) -> dict[str, Any]:
     """The periodic sign of life. ``dropped`` counts every message this agent dropped since it started
-    (a counter, so a lost heartbeat loses no information); ``buffered`` is what waits for the broker."""
-    return {
+    (a counter, so a lost heartbeat loses no information); ``buffered`` is what waits for the broker.
+    ``connection`` is the status messages' (the connection open when the heartbeat was built)."""
+    message = {
         **_envelope("heartbeat", ts, seq), "interval": interval,
         "host": {"load": [round(v, 2) for v in host.load], "uptime": round(host.uptime),
                  "memory": {"total": host.memory_total, "available": host.memory_available},
@@ -150,6 +151,9 @@ def heartbeat_message(*, host: HostLoad, machine_state: str, step: str, item: Cu
                   "uptime": round(agent_uptime)},
         "telemetry": {"dropped": dropped, "buffered": buffered},
     }
+    if connection:
+        message["connection"] = round(connection, 3)
+    return message
 
 
 def event_message(*, type: str, event: str, data: Mapping[str, Any], ts: float, seq: int,
@@ -245,6 +249,8 @@ def _check_status(m: Mapping[str, Any]) -> None:
 
 def _check_heartbeat(m: Mapping[str, Any]) -> None:
     _field(m, "interval", lambda v: _number(v) and v > 0)
+    if "connection" in m:
+        _field(m, "connection", _number)
     host = _field(m, "host", _mapping)
     _field(host, "load", lambda v: isinstance(v, list) and len(v) == 3 and all(map(_number, v)), "host.")
     _field(host, "uptime", _number, "host.")

@@ -180,7 +180,7 @@ class Telemetry:
         return self._message(
             t.heartbeat_message, host=host, machine_state=state or "Unknown", step=_step_name(step),
             item=self._current(step), interval=period, agent_uptime=time.monotonic() - self._started,
-            dropped=self.outbox.dropped, buffered=len(self.outbox),
+            dropped=self.outbox.dropped, buffered=len(self.outbox), connection=self._connection,
         )
 
     def _current(self, step: Step) -> t.CurrentItem | None:

@@ -17,8 +17,8 @@ dead) keeps the TCP connection open for a keepalive or more, and no heartbeat ar
 subscriber sends itself a probe through the broker every ``probe_period`` and judges silence only up to
 the last probe that came back: while none does, nobody is called unreachable, and once probes come back
 after such a gap, the book settles again as after a reconnect. A last will of an older connection than the
-machine's latest ``online`` (``connection`` in both) is stale, delivered late by a broker that was hung or
-restarted, and is ignored.
+machine's latest ``online`` or heartbeat (``connection`` in each) is stale, delivered late by a broker that
+was hung or restarted, and is ignored.
 
 The book of who was heard when is pure (``LivenessBook``, times passed in); ``run_liveness`` is the I/O.
 """
@@ -87,7 +87,7 @@ class _Machine:
     interval: float = 10.0
     offline_reason: str = ""
     connection: float = 0.0
-    """``connection`` of the newest ``online`` status: wills of older connections are stale."""
+    """``connection`` of the newest ``online`` status or heartbeat: wills of older connections are stale."""
     since: float = 0.0
     """When the current verdict first held: transitions are written oldest first."""
 
@@ -125,7 +125,7 @@ class LivenessBook:
     def heard(self, key: Key, now: float, *, interval: float | None = None, online: bool = True,
               reason: str = "", connection: float = 0.0) -> None:
         """A heartbeat (``online``) or a status message arrived for ``key``; a will of a connection older
-        than the machine's latest ``online`` is ignored."""
+        than the one of the machine's latest ``online`` or heartbeat is ignored."""
         machine = self.machines.setdefault(key, _Machine(interval=self.default_interval, since=now))
         if not online and reason == "lost" and connection and connection < machine.connection:
             log.info("%s/%s: ignored a stale last will (connection %.3f, latest %.3f)", *key, connection,
@@ -229,7 +229,7 @@ class Liveness:
             return
         key, now = (where[0].namespace, where[0].machine), time.monotonic()
         if message["kind"] == "heartbeat":
-            self.book.heard(key, now, interval=message["interval"])
+            self.book.heard(key, now, interval=message["interval"], connection=message.get("connection", 0.0))
         elif message["kind"] == "status":
             online = message["state"] == "online"
             self.book.heard(key, now, interval=message["heartbeatInterval"], online=online,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import signal
@@ -147,3 +148,37 @@ async def test_a_hung_broker_makes_no_machine_unreachable(node: Node, mqtt_broke
             beating.cancel()
     assert _condition(machine)["status"] == "True"
     assert liveness.writes == written
+
+
+async def _none_left(outbox: Outbox) -> bool:
+    return not len(outbox)
+
+
+def _status(state: str, reason: str, connection: float, seq: int) -> bytes:
+    return t.encode(t.status_message(state=state, reason=reason, agent_version="0.1.0",
+                                     heartbeat_interval=0.2, ts=time.time(), seq=seq, connection=connection))
+
+
+async def test_a_late_will_of_a_replaced_connection_is_ignored(node: Node, mqtt_broker: Broker) -> None:
+    """What a broker that was hung delivers once it resumes: the will of a connection the agent has since
+    replaced (its newer connection said online and beats). node-2 stays reachable; node-1's will of its
+    current connection, sent after it, is taken (the event proving the subscriber read past node-2's)."""
+    for name in ("node-1", "node-2"):
+        await node.admin.create(LCMMACHINES, node.namespace, lcm_machine(name, node.namespace))
+    status_2, status_1 = (f"lcm/{node.namespace}/demo/{m}/status" for m in ("node-2", "node-1"))
+    async with asyncio.timeout(60), _liveness(node, mqtt_broker) as liveness:
+        async with publishing(settings(mqtt_broker, "node-1")) as node_1, \
+                publishing(settings(mqtt_broker, "node-2")) as node_2:
+            node_1.put(Outgoing(status_1, _status("online", "connected", 2000.0, 0), 1, True))
+            node_2.put(Outgoing(status_2, _status("online", "connected", 1000.0, 0), 1, True))
+            for name in ("node-1", "node-2"):
+                await _until(functools.partial(node.admin.get, LCMMACHINES, node.namespace, name),
+                             lambda o: _condition(o).get("status") == "True")
+            node_2.put(Outgoing(status_2, _status("offline", "lost", 400.0, 1), 1, True))
+            await _until(lambda: _none_left(node_2), bool)  # acknowledged: the broker passed it on first
+            node_1.put(Outgoing(status_1, _status("offline", "lost", 2000.0, 1), 1, True))
+            await _until(lambda: node.admin.get(LCMMACHINES, node.namespace, "node-1"),
+                         lambda o: _condition(o).get("reason") == "AgentOffline")
+        stale = await node.admin.get(LCMMACHINES, node.namespace, "node-2")
+    assert _condition(stale)["status"] == "True"
+    assert liveness.writes == 3  # both True, then node-1 False
