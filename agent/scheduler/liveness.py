@@ -202,7 +202,7 @@ class Liveness:
         """Whether this replica may write now: a standby scheduler listens (its book stays warm for a
         takeover) but never writes, so two replicas never both act."""
         self.book = LivenessBook(settings.grace, settings.settle, settings.default_interval,
-                                 probe_period=settings.probe_period)
+                                 probe_period=max(settings.probe_period, settings.tick))  # sent on ticks
         self.limiter = RateLimiter(settings.writes_per_second, settings.burst)
         self.observe = observe
         """Called with every valid message taken (the benchmark's latency probe)."""
