@@ -44,6 +44,6 @@ def write_kubeconfig(
 ) -> Path:
     """Writes a kubeconfig for ``token`` (the admin's, or a ServiceAccount's for an agent)."""
     doc = kubeconfig_document(server, token, ca_pem=ca_pem, user=user, namespace=namespace, cluster=cluster)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(path, yaml.safe_dump(doc, sort_keys=False).encode())
     return path

@@ -47,7 +47,7 @@ def ensure_certificate(directory: Path, extra_hosts: Sequence[str] = ()) -> Serv
     ca_path, cert_path, key_path = directory / "ca.crt", directory / "server.crt", directory / "server.key"
     if ca_path.exists() and cert_path.exists() and key_path.exists() and _covers(cert_path, hosts):
         return ServerCertificate(ca_path.read_bytes(), cert_path, key_path)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key)
     key = ec.generate_private_key(ec.SECP256R1())

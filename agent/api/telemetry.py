@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -86,11 +87,24 @@ def _envelope(kind: str, ts: float, seq: int) -> dict[str, Any]:
 
 
 def status_message(*, state: str, reason: str, agent_version: str, heartbeat_interval: float, ts: float,
-                   seq: int) -> dict[str, Any]:
+                   seq: int, connection: float = 0.0) -> dict[str, Any]:
     """The retained presence of a machine. ``reason``: ``connected``; ``stopped`` (a clean shutdown);
-    ``lost`` (the last will: the broker saw the connection die)."""
-    return {**_envelope("status", ts, seq), "state": state, "reason": reason, "agentVersion": agent_version,
-            "heartbeatInterval": heartbeat_interval}
+    ``lost`` (the last will: the broker saw the connection die). ``connection`` (unix seconds, when the
+    agent opened the connection the message belongs to) is the same in a connection's will and its
+    ``online``: a will of an older connection than the latest ``online`` is stale (a broker that was hung
+    delivers it late) and says nothing about the node."""
+    message = {**_envelope("status", ts, seq), "state": state, "reason": reason,
+               "agentVersion": agent_version, "heartbeatInterval": heartbeat_interval}
+    if connection:
+        message["connection"] = round(connection, 3)
+    return message
+
+
+def probe_topic(client_id: str) -> str:
+    """Where a regional subscriber sends itself probes and reads them back: a round trip proves its own
+    connection works. Four levels, so never a machine's topic; only the regional user may write there
+    (``deploy/mqtt/acl``)."""
+    return f"{ROOT}/_regional/{re.sub(r'[/+#]', '_', client_id) or '_'}/probe"
 
 
 @dataclass(frozen=True)
@@ -124,10 +138,11 @@ class HostLoad:
 
 def heartbeat_message(*, host: HostLoad, machine_state: str, step: str, item: CurrentItem | None,
                       interval: float, agent_uptime: float, dropped: int, buffered: int, ts: float,
-                      seq: int) -> dict[str, Any]:
+                      seq: int, connection: float = 0.0) -> dict[str, Any]:
     """The periodic sign of life. ``dropped`` counts every message this agent dropped since it started
-    (a counter, so a lost heartbeat loses no information); ``buffered`` is what waits for the broker."""
-    return {
+    (a counter, so a lost heartbeat loses no information); ``buffered`` is what waits for the broker.
+    ``connection`` is the status messages' (the connection open when the heartbeat was built)."""
+    message = {
         **_envelope("heartbeat", ts, seq), "interval": interval,
         "host": {"load": [round(v, 2) for v in host.load], "uptime": round(host.uptime),
                  "memory": {"total": host.memory_total, "available": host.memory_available},
@@ -136,6 +151,9 @@ def heartbeat_message(*, host: HostLoad, machine_state: str, step: str, item: Cu
                   "uptime": round(agent_uptime)},
         "telemetry": {"dropped": dropped, "buffered": buffered},
     }
+    if connection:
+        message["connection"] = round(connection, 3)
+    return message
 
 
 def event_message(*, type: str, event: str, data: Mapping[str, Any], ts: float, seq: int,
@@ -225,10 +243,14 @@ def _check_status(m: Mapping[str, Any]) -> None:
     _field(m, "reason", _text)
     _field(m, "agentVersion", _text)
     _field(m, "heartbeatInterval", lambda v: _number(v) and v > 0)
+    if "connection" in m:
+        _field(m, "connection", _number)
 
 
 def _check_heartbeat(m: Mapping[str, Any]) -> None:
     _field(m, "interval", lambda v: _number(v) and v > 0)
+    if "connection" in m:
+        _field(m, "connection", _number)
     host = _field(m, "host", _mapping)
     _field(host, "load", lambda v: isinstance(v, list) and len(v) == 3 and all(map(_number, v)), "host.")
     _field(host, "uptime", _number, "host.")

@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config_path: Path) -> int:
+    # What systemd's UMask=0077 gives the unit, outside systemd too (a lab node, a shell): the state
+    # directory, the journal and whatever ansible-runner writes are owner-only from the moment they exist.
+    os.umask(0o077)
     secrets = SecretRegistry()
     setup_logging("INFO", json=True, secrets=secrets)
     try:

@@ -28,6 +28,8 @@ from agent.adapters.engine_checks import EngineAccess
 from agent.adapters.host import collect_host_info
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError, connect
+from agent.adapters.runners import leftovers
+from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.api.execution import EventSink
@@ -73,6 +75,19 @@ class Hooks:
     on_reconcile: ReconcileSink = field(default=lambda event, data: None)
 
 
+async def _end_predecessors_run(journal: Journal, machine: str) -> None:
+    """A half-run item in the journal means the agent before this one died mid-item; outside systemd its
+    processes may still run. They end before anything else happens, so the re-run never runs beside them."""
+    mark = journal.in_progress
+    if mark is None:
+        return
+    ended = await asyncio.to_thread(leftovers.end_run, leftovers.run_mark(machine, mark.item, mark.attempt),
+                                    grace=RunnerSettings().grace)
+    if ended:
+        log.warning("ended %d processes the previous agent left running for its item", len(ended),
+                    extra={"machine": machine, "item": mark.item, "attempt": mark.attempt})
+
+
 async def run_daemon(
     cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | None = None, *,
     secrets: SecretRegistry | None = None,
@@ -83,6 +98,7 @@ async def run_daemon(
     secrets = secrets or SecretRegistry()
     os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     journal = Journal.load(cfg.state_dir / "journal.json")
+    await _end_predecessors_run(journal, cfg.api.machine_name)
     who = Identity(cfg.api.namespace, cfg.api.machine_name, cfg.api.create_if_missing)
     kube = await _client(cfg)
     async with kube:

@@ -76,6 +76,8 @@ class Telemetry:
         """Every payload is redacted like a log line: the config's credentials and the join tokens learned
         at run time never reach the broker, whatever a task name or device property carries."""
         self._seq = itertools.count()
+        self._connection = 0.0
+        """When the current broker connection was opened (``_will``)."""
         self._started = time.monotonic()
         self._progress: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -112,8 +114,15 @@ class Telemetry:
 
     def _presence(self, subtree: t.Subtree, state: str, reason: str) -> Outgoing:
         status = self._message(t.status_message, state=state, reason=reason, agent_version=__version__,
-                               heartbeat_interval=self.cfg.timings.heartbeat_period)
+                               heartbeat_interval=self.cfg.timings.heartbeat_period,
+                               connection=self._connection)
         return self._outgoing(subtree, "status", status)
+
+    def _will(self, subtree: t.Subtree) -> Outgoing:
+        """Built on every connect, before the connection opens: it stamps the connection, so that its
+        ``online`` and its will carry the same ``connection``."""
+        self._connection = time.time()
+        return self._presence(subtree, "offline", "lost")
 
     # The connection, re-made when the machine's cluster changes
 
@@ -127,7 +136,7 @@ class Telemetry:
             self.subtree = t.Subtree(api.namespace, machine.spec.cluster_name, api.machine_name)
             link = MqttLink(
                 broker_settings(self.cfg), outbox=self.outbox,
-                will=functools.partial(self._presence, self.subtree, "offline", "lost"),
+                will=functools.partial(self._will, self.subtree),
                 hello=functools.partial(self._presence, self.subtree, "online", "connected"),
                 subscriptions=[(self.subtree.topic("cmd"), t.QOS["cmd"])], on_message=self.on_command,
             )
@@ -171,7 +180,7 @@ class Telemetry:
         return self._message(
             t.heartbeat_message, host=host, machine_state=state or "Unknown", step=_step_name(step),
             item=self._current(step), interval=period, agent_uptime=time.monotonic() - self._started,
-            dropped=self.outbox.dropped, buffered=len(self.outbox),
+            dropped=self.outbox.dropped, buffered=len(self.outbox), connection=self._connection,
         )
 
     def _current(self, step: Step) -> t.CurrentItem | None:

@@ -23,12 +23,19 @@ from typing import Any, Protocol
 
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError
+from agent.adapters.runners import artifacts
 from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step, outcome_write
-from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
+from agent.decisions.reporting import (
+    catch_up_patch,
+    finished_patch,
+    finished_slot,
+    started_patch,
+    summary_patch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,11 @@ class MachineWorker:
         self._refresh_due = time.monotonic() + settings.host_info_period
         self._nudged = asyncio.Event()
         self._running: tuple[str, asyncio.Task[ItemResult]] | None = None
+        self._caught_up: str | None = None
+        """resourceVersion of the last catch-up write's result."""
+        self._spec_names: frozenset[str] | None = None
+        """Item names of the spec last looked at: removed items are cleaned up once, when they go."""
+        """resourceVersion of the last catch-up write's result."""
         self.step: Step = Idle("starting")
         self._fields = {"machine": settings.name, "namespace": settings.namespace}
 
@@ -141,10 +153,27 @@ class MachineWorker:
                 await self._execute(machine, step, stopping)
             elif isinstance(step, Report):
                 await self._report(machine, step)
+            elif await self._catch_up(machine, stopping):
+                continue
             elif isinstance(step, Wait):
                 await self._wait(stopping, (step.until - self.clock()).total_seconds(), seen)
             else:
                 await self._wait(stopping, None, seen)
+
+    async def _catch_up(self, machine: LCMMachine, stopping: asyncio.Event) -> bool:
+        """With nothing to run or report, write what a spec change left stale in the status (slots of
+        removed items, state, progress, release); True when a write landed and the next decision is due."""
+        if machine.status.internal_ip is None or machine.metadata.resource_version == self._caught_up:
+            return False  # registration writes first; a server that kept something else is not asked twice
+        patch = catch_up_patch(machine)
+        if patch is None:
+            return False
+        log.info("status catches up with the spec", extra=self._fields)
+        written = await self._write(machine, patch, stopping, attempts=1)
+        if written is None:
+            return False
+        self._caught_up = written.metadata.resource_version
+        return True
 
     async def _wait(self, stopping: asyncio.Event, seconds: float | None, seen: int) -> None:
         """Until the object moves past ``seen``, ``stopping`` is set, ``seconds`` pass, or host facts are
@@ -172,9 +201,14 @@ class MachineWorker:
                 self.host_facts.written(fields)
 
     def _forget_removed(self, machine: LCMMachine) -> None:
-        """Drop the journal's record of items no longer in the spec: an in-progress mark of an item that
-        was removed while the agent was down would otherwise stay "in progress" forever."""
-        names = {item.name for item in machine.spec.state_items}
+        """Drop the journal's record and the artifacts of items no longer in the spec: an in-progress mark
+        of an item that was removed while the agent was down would otherwise stay "in progress" forever,
+        and artifact directories of churned items would pile up on disk."""
+        names = frozenset(item.name for item in machine.spec.state_items)
+        if names != self._spec_names:
+            self._spec_names = names
+            if removed := artifacts.forget_others(self.settings.work_dir, names):
+                log.info("removed artifacts of %d items gone from the spec", len(removed), extra=self._fields)
         mark = self.journal.in_progress
         known = set(self.journal.finished) | ({mark.item} if mark is not None else set())
         for name in known - names:

@@ -4,8 +4,10 @@ Each item costs at most two writes (started, finished), and one when the item be
 outcome of one item and the start of the next go out together (``slots_patch`` of both), which takes a
 fleet's agents from two writes per item to little more than one. Each write carries everything the printer
 columns and the scheduler read, recomputed from the status as it will be after the write: the items' slots,
-``state``, ``progress`` and ``observedGeneration``. A merge patch of some slots of ``stateItemStatuses``
-leaves the other slots alone, so the agent never needs a read-modify-write cycle on the map.
+``state``, ``progress``, ``release`` (once Ready) and ``observedGeneration``. Each also removes the slots of
+items no longer in the spec, so item churn cannot grow the object without bound. A merge patch of some
+slots of ``stateItemStatuses`` leaves the other slots alone, so the agent never needs a read-modify-write
+cycle on the map.
 """
 
 from __future__ import annotations
@@ -69,26 +71,64 @@ def finished_patch(
 
 
 def slots_patch(machine: LCMMachine, slots: Mapping[str, Slot]) -> dict[str, Any]:
-    """The write of ``slots`` (item name → slot), with the fields derived from the status after it."""
-    status = _status_after(machine.status, slots)
-    return {"status": {"stateItemStatuses": {name: dict(slot) for name, slot in slots.items()},
-                       **_derived(machine, status)}}
+    """The write of ``slots`` (item name → slot), with the fields derived from the status after it. Slots
+    of items no longer in the spec are removed by the same write (a slot for such an item, the outcome of a
+    run cancelled by its removal, is not written at all)."""
+    kept = {name: slot for name, slot in slots.items() if name in _spec_names(machine)}
+    status = _status_after(machine, kept)
+    written: dict[str, Any] = dict.fromkeys(stale_slots(machine))
+    written.update((name, dict(slot)) for name, slot in kept.items())
+    return {"status": {"stateItemStatuses": written, **_derived(machine, status)}}
 
 
 def with_slots(machine: LCMMachine, slots: Mapping[str, Slot]) -> LCMMachine:
     """The machine as it will be once ``slots`` are written: what the next decision is made on when it
     goes out in the same write."""
-    return machine.model_copy(update={"status": _status_after(machine.status, slots)})
+    return machine.model_copy(update={"status": _status_after(machine, slots)})
 
 
 def summary_patch(machine: LCMMachine, status_fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A status write of other fields (addresses, hostInfo, agentVersion) with state and progress updated."""
-    status = _merged_status(machine.status, status_fields)
-    return {"status": {**status_fields, **_derived(machine, status)}}
+    """A status write of other fields (addresses, hostInfo, agentVersion) with state and progress updated,
+    and the slots of items no longer in the spec removed."""
+    status = _status_after(machine, {}, _merged_status(machine.status, status_fields))
+    patch: dict[str, Any] = {**status_fields, **_derived(machine, status)}
+    if stale := stale_slots(machine):
+        patch["stateItemStatuses"] = dict.fromkeys(stale)
+    return {"status": patch}
 
 
-def _status_after(status: LCMMachineStatus, slots: Mapping[str, Slot]) -> LCMMachineStatus:
-    after = dict(status.state_item_statuses)
+def catch_up_patch(machine: LCMMachine) -> dict[str, Any] | None:
+    """The write the agent owes when it has nothing to run or report: the spec changed without giving it an
+    item to run (items removed, or ones already done restored), so the status still has slots of items
+    gone from the spec, or a state, progress or release computed from an older spec. None when the status
+    is up to date."""
+    patch = summary_patch(machine, {})
+    written, status = patch["status"], machine.status
+    current = (status.state, status.progress, status.release)
+    if "stateItemStatuses" not in written and \
+            (written["state"], written["progress"], written.get("release", status.release)) == current:
+        return None
+    return patch
+
+
+def stale_slots(machine: LCMMachine) -> list[str]:
+    """Items with a status slot and no place in the spec: the slot only grows the object (a real API server
+    refuses objects over about 1.5 MiB, and every write and watch event carries it)."""
+    names = _spec_names(machine)
+    return sorted(name for name in machine.status.state_item_statuses if name not in names)
+
+
+def _spec_names(machine: LCMMachine) -> set[str]:
+    return {item.name for item in machine.spec.state_items}
+
+
+def _status_after(
+    machine: LCMMachine, slots: Mapping[str, Slot], status: LCMMachineStatus | None = None,
+) -> LCMMachineStatus:
+    """``status`` (the machine's by default) once ``slots`` are written and stale slots removed."""
+    status = machine.status if status is None else status
+    names = _spec_names(machine)
+    after = {name: entry for name, entry in status.state_item_statuses.items() if name in names}
     for name, slot in slots.items():
         after[name] = StateItemStatus.model_validate({k: v for k, v in slot.items() if v is not None})
     return status.model_copy(update={"state_item_statuses": after})
@@ -100,11 +140,11 @@ def _merged_status(status: LCMMachineStatus, fields: Mapping[str, Any]) -> LCMMa
 
 
 def _derived(machine: LCMMachine, status: LCMMachineStatus) -> dict[str, Any]:
-    derived: dict[str, Any] = {
-        "state": machine_state(machine.spec, status),
-        "progress": progress_text(machine.spec, status),
-    }
+    state = machine_state(machine.spec, status)
+    derived: dict[str, Any] = {"state": state, "progress": progress_text(machine.spec, status)}
+    if state == "Ready" and machine.spec.release:
+        # docs/api.md: the release the machine was last Ready with; it stays while the next one rolls out.
+        derived["release"] = machine.spec.release
     if machine.metadata.generation is not None:
         derived["observedGeneration"] = machine.metadata.generation
     return derived
-

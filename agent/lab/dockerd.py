@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,13 +47,23 @@ def seed_config(node: LabNode) -> dict[str, str]:
 
 def pid(node: LabNode) -> int | None:
     """The running dockerd's pid, from its pidfile, checked against the process table."""
+    return _live(node.pid_file, b"dockerd")
+
+
+def _containerd_pid_file(node: LabNode) -> Path:
+    """Where dockerd keeps the pid of the containerd it started (``<exec-root>/containerd``)."""
+    return node.exec_root / "containerd" / "containerd.pid"
+
+
+def _live(pid_file: Path, program: bytes) -> int | None:
+    """The pid in ``pid_file`` if that process runs ``program`` (a zombie has no command line)."""
     try:
-        value = int(node.pid_file.read_text().strip())
+        value = int(pid_file.read_text().strip())
         with open(f"/proc/{value}/cmdline", "rb") as f:
             argv0 = f.read().split(b"\0")[0]
     except (OSError, ValueError):
         return None
-    return value if argv0.endswith(b"dockerd") else None
+    return value if argv0.endswith(program) else None
 
 
 def ping(node: LabNode) -> bool:
@@ -68,26 +79,38 @@ def ping(node: LabNode) -> bool:
 
 
 def start(node: LabNode, *, timeout: float = START_TIMEOUT) -> None:
-    """Start dockerd (a no-op when it runs) and wait until it answers; a dockerd that exits instead (a bad
-    daemon.json) raises LabError with the end of its log."""
-    if pid(node) is not None and ping(node):
-        return
+    """Start dockerd (a no-op when it runs) and wait until it answers. A dockerd that exits instead (a bad
+    daemon.json) raises LabError with its exit status and the end of its log as soon as it has exited."""
+    if pid(node) is not None:
+        if ping(node):
+            return
+    else:
+        _drop_stale_pid_files(node)
     offset = node.log_file.stat().st_size if node.log_file.exists() else 0
     with open(node.log_file, "ab") as log:
-        # setsid -f: dockerd is orphaned at once (nobody's child to reap) and leads its own session.
-        subprocess.run(["setsid", "-f", *dockerd_argv(node)], stdin=subprocess.DEVNULL, stdout=log,
-                       stderr=log, check=True)
+        # A session of its own, so that the caller's Ctrl-C or exit does not reach it; the child is ours,
+        # so its exit is seen at once and reaped (a zombie's pid would look alive to the next dockerd).
+        process = subprocess.Popen(dockerd_argv(node), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   start_new_session=True)
+    threading.Thread(target=process.wait, name=f"reap-dockerd-{node.name}", daemon=True).start()
     deadline = time.monotonic() + timeout
-    seen_pid = False
     while time.monotonic() < deadline:
         if ping(node):
             return
-        running = pid(node) is not None
-        seen_pid = seen_pid or running
-        if seen_pid and not running:
-            break
+        if process.poll() is not None:
+            raise LabError(f"dockerd of {node.name} did not start, it exited with status "
+                           f"{process.returncode}: {_log_since(node, offset)}")
         time.sleep(_POLL)
-    raise LabError(f"dockerd of {node.name} did not start: {_log_since(node, offset)}")
+    raise LabError(f"dockerd of {node.name} did not start within {timeout:g} s: {_log_since(node, offset)}")
+
+
+def _drop_stale_pid_files(node: LabNode) -> None:
+    """Pidfiles left by a killed dockerd and its containerd make the next dockerd refuse to start (or wait
+    for a containerd that is not there) while the number is alive: a zombie nobody reaps, or another
+    process that reused it. A file whose pid runs no such program is stale."""
+    for pid_file, program in ((node.pid_file, b"dockerd"), (_containerd_pid_file(node), b"containerd")):
+        if _live(pid_file, program) is None:
+            pid_file.unlink(missing_ok=True)
 
 
 def _log_since(node: LabNode, offset: int) -> str:

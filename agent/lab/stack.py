@@ -196,7 +196,9 @@ class Stack:
 
     async def bring_up_nodes(self) -> str:
         """The nodes' network (netns nodes: the nodes too); returns the bridge's address for the API."""
-        self.settings.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The state directory holds the admin kubeconfig and the simulator's store: owner-only from the start.
+        self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.settings.run_dir.mkdir(mode=0o700, exist_ok=True)
         write_pid(self.settings.run_dir, "stack", os.getpid())
         self._bridge = await self.nodes.up()
         return self._bridge

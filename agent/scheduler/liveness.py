@@ -12,6 +12,14 @@ subscriber (re)connects, nobody is called unreachable for ``settle`` seconds: af
 retained statuses are the broker's wills of the whole fleet, and the agents need their reconnect backoff to
 come back; calling them all dead would be a write storm telling nothing true.
 
+Silence is only evidence while the subscriber's own connection works. A broker that hangs (stopped, not
+dead) keeps the TCP connection open for a keepalive or more, and no heartbeat arrives meanwhile. So the
+subscriber sends itself a probe through the broker every ``probe_period`` and judges silence only up to
+the last probe that came back: while none does, nobody is called unreachable, and once probes come back
+after such a gap, the book settles again as after a reconnect. A last will of an older connection than the
+machine's latest ``online`` or heartbeat (``connection`` in each) is stale, delivered late by a broker that
+was hung or restarted, and is ignored.
+
 The book of who was heard when is pure (``LivenessBook``, times passed in); ``run_liveness`` is the I/O.
 """
 
@@ -27,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.adapters.kube import Kube, KubeError, Resource
-from agent.adapters.mqtt import BrokerSettings, MqttLink
+from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
 from agent.scheduler.throttling import RateLimiter
@@ -60,6 +68,9 @@ class LivenessSettings:
     own status writes."""
     default_interval: float = 10.0
     """A machine's heartbeat interval until its status or a heartbeat names its own."""
+    probe_period: float = 1.0
+    """How often the subscriber's own probe goes through the broker; silence is judged up to the last one
+    back, so a missed heartbeat is noticed up to this much later."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class _Machine:
     seen: float = 0.0
     interval: float = 10.0
     offline_reason: str = ""
+    connection: float = 0.0
+    """``connection`` of the newest ``online`` status or heartbeat: wills of older connections are stale."""
     since: float = 0.0
     """When the current verdict first held: transitions are written oldest first."""
 
@@ -90,21 +103,44 @@ class LivenessBook:
     recorded: dict[Key, bool] = field(default_factory=dict)
     """The condition's value on each LCMMachine, as read at start or last written."""
     settled_at: float = 0.0
+    probe_period: float = 1.0
+    proven_at: float | None = None
+    """When the subscriber's own probe last came back through the broker; None: not yet on this connection."""
 
     def connected(self, now: float) -> None:
         self.settled_at = now + self.settle
+        self.proven_at = None
+
+    def proven(self, now: float) -> None:
+        """A probe came back. After a gap of several periods the broker was hung: the machines need their
+        reconnects and heartbeats to come through before silence means anything again."""
+        if self.proven_at is not None and now - self.proven_at > 3 * self.probe_period:
+            self.settled_at = max(self.settled_at, now + self.settle)
+        self.proven_at = now
+
+    def judged_at(self, now: float) -> float:
+        """The time up to which silence is evidence: the last proof that the broker passes messages."""
+        return now if self.proven_at is None else min(now, self.proven_at)
 
     def heard(self, key: Key, now: float, *, interval: float | None = None, online: bool = True,
-              reason: str = "") -> None:
-        """A heartbeat (``online``) or a status message arrived for ``key``."""
+              reason: str = "", connection: float = 0.0) -> None:
+        """A heartbeat (``online``) or a status message arrived for ``key``; a will of a connection older
+        than the one of the machine's latest ``online`` or heartbeat is ignored."""
         machine = self.machines.setdefault(key, _Machine(interval=self.default_interval, since=now))
+        if not online and reason == "lost" and connection and connection < machine.connection:
+            log.info("%s/%s: ignored a stale last will (connection %.3f, latest %.3f)", *key, connection,
+                     machine.connection)
+            return
         if interval:
             machine.interval = interval
         if online:
             machine.seen = now
+            machine.connection = max(machine.connection, connection)
         machine.online, machine.offline_reason = online, reason
 
     def verdict(self, key: Key, now: float) -> Verdict:
+        """``key``'s reachability, silence counted up to ``judged_at(now)``."""
+        now = self.judged_at(now)
         machine = self.machines[key]
         if not machine.online:
             if machine.offline_reason == "stopped":
@@ -133,7 +169,8 @@ class LivenessBook:
         """The verdict to write for ``key`` now, or None when the recorded condition is right (or the news
         is bad and the book has not settled)."""
         verdict = self.verdict(key, now)
-        if self.recorded.get(key) == verdict.reachable or not (verdict.reachable or now >= self.settled_at):
+        judging = self.proven_at is not None and now >= self.settled_at
+        if self.recorded.get(key) == verdict.reachable or not (verdict.reachable or judging):
             return None
         return verdict
 
@@ -164,17 +201,24 @@ class Liveness:
         self.leading = leading
         """Whether this replica may write now: a standby scheduler listens (its book stays warm for a
         takeover) but never writes, so two replicas never both act."""
-        self.book = LivenessBook(settings.grace, settings.settle, settings.default_interval)
+        self.book = LivenessBook(settings.grace, settings.settle, settings.default_interval,
+                                 probe_period=max(settings.probe_period, settings.tick))  # sent on ticks
         self.limiter = RateLimiter(settings.writes_per_second, settings.burst)
         self.observe = observe
         """Called with every valid message taken (the benchmark's latency probe)."""
         self.writes = 0
+        self.probe_topic = t.probe_topic(settings.broker.client_id)
+        self.outbox = Outbox(1)
+        """Only probes go out; an unsent one is replaced by the next."""
         self.link = MqttLink(
-            settings.broker, on_message=self.on_message,
+            settings.broker, on_message=self.on_message, outbox=self.outbox,
             subscriptions=[(t.topic_filter("status"), t.QOS["status"]),
-                           (t.topic_filter("heartbeat"), t.QOS["heartbeat"])])
+                           (t.topic_filter("heartbeat"), t.QOS["heartbeat"]), (self.probe_topic, 0)])
 
     def on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.probe_topic:
+            self.book.proven(time.monotonic())
+            return
         where = t.parse_topic(topic)
         if where is None or not payload:  # an empty retained status: a machine's topics moved
             return
@@ -185,11 +229,11 @@ class Liveness:
             return
         key, now = (where[0].namespace, where[0].machine), time.monotonic()
         if message["kind"] == "heartbeat":
-            self.book.heard(key, now, interval=message["interval"])
+            self.book.heard(key, now, interval=message["interval"], connection=message.get("connection", 0.0))
         elif message["kind"] == "status":
             online = message["state"] == "online"
             self.book.heard(key, now, interval=message["heartbeatInterval"], online=online,
-                            reason=message["reason"])
+                            reason=message["reason"], connection=message.get("connection", 0.0))
         if self.observe is not None:
             self.observe(where[0], message)
 
@@ -227,13 +271,18 @@ class Liveness:
 
     async def _write_loop(self, stopping: asyncio.Event) -> None:
         was_connected = False
+        probe_due = 0.0
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.settings.tick)
             connected = self.link.connected.is_set()
+            now = time.monotonic()
             if connected and not was_connected:
-                self.book.connected(time.monotonic())
+                self.book.connected(now)
             was_connected = connected
+            if connected and now >= probe_due:
+                self.outbox.put(Outgoing(self.probe_topic, b"probe", 0, False), latest_only=True)
+                probe_due = now + self.settings.probe_period
             if connected and self.leading():
                 await self._write_batch(self.book.due(time.monotonic()), stopping)
 

@@ -69,7 +69,8 @@ class Simulator:
         return self._server
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only from the start: sim.sqlite holds every agent's bearer token and the join tokens.
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         registry = Registry(Store(self.state_dir / "sim.sqlite"), crd_paths=self.crd_paths)
         self._server = ApiServer(registry, admin_token=self.admin_token,
                                  bookmark_interval=self.bookmark_interval)
@@ -122,7 +123,7 @@ def _stored_token(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     token = new_token()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(path, token.encode())
     return token
 

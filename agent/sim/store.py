@@ -20,6 +20,7 @@ import collections
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -206,12 +207,15 @@ class Watcher:
 class Store:
     """Objects of every resource, keyed by (resource key, namespace, name), with history and watchers.
 
-    ``path`` None keeps everything in memory. ``history_limit`` events are kept for watch replay and
-    paginated lists; ``queue_size`` bounds each watcher's backlog.
+    ``path`` None keeps everything in memory. At most ``history_limit`` events, and at most
+    ``history_bytes`` of their JSON, are kept for watch replay and paginated lists: a count alone lets a
+    few large objects written often (a machine with thousands of item slots) take gigabytes. Older ones
+    are forgotten as a compaction would, so a watch from before them gets 410. ``queue_size`` bounds each
+    watcher's backlog.
     """
 
     def __init__(self, path: Path | str | None = None, *, history_limit: int = 10_000,
-                 queue_size: int = 10_000) -> None:
+                 history_bytes: int = 64 << 20, queue_size: int = 10_000) -> None:
         self._db = None if path is None else _open(Path(path))
         self._rv = 0
         self._objects: dict[str, dict[ObjectKey, Stored]] = collections.defaultdict(dict)
@@ -224,7 +228,11 @@ class Store:
                 obj = json.loads(body)
                 stored = Stored(obj, body, int(obj["metadata"]["resourceVersion"]))
                 self._remember(resource, namespace, name, stored)
-        self._history: collections.deque[_Change] = collections.deque(maxlen=history_limit)
+        self._history: collections.deque[_Change] = collections.deque()
+        self._history_limit = history_limit
+        self._history_bytes_limit = history_bytes
+        self._history_bytes = 0
+        """Characters of JSON the history holds (bodies and previous versions)."""
         self._floor = self._rv
         """Every change with a resourceVersion above this is still in the history."""
         self._revisions: dict[str, int] = {}
@@ -300,9 +308,15 @@ class Store:
         self._record(_Delivery(change, prev.obj, prev.obj))
         return prev
 
+    @property
+    def history_size(self) -> tuple[int, int]:
+        """(events, characters of JSON) the watch history holds."""
+        return len(self._history), self._history_bytes
+
     def compact(self) -> None:
         """Forget the history: watches and continue tokens from before now get 410."""
         self._history.clear()
+        self._history_bytes = 0
         self._floor = self._rv
 
     def close_watchers(self, resource: str | None = None) -> None:
@@ -372,9 +386,12 @@ class Store:
 
     def _record(self, delivery: _Delivery) -> None:
         change = delivery.change
-        if len(self._history) == self._history.maxlen:
-            self._floor = self._history[0].rv if self._history else change.rv
         self._history.append(change)
+        self._history_bytes += _weight(change)
+        while len(self._history) > self._history_limit or self._history_bytes > self._history_bytes_limit:
+            dropped = self._history.popleft()
+            self._history_bytes -= _weight(dropped)
+            self._floor = dropped.rv
         self._revisions[change.resource] = change.rv
         for key in ((change.resource, None), (change.resource, change.name)):
             for watcher in self._watchers.get(key, ()):
@@ -383,7 +400,14 @@ class Store:
                     watcher.push(event)
 
 
+def _weight(change: _Change) -> int:
+    return len(change.body) + len(change.prev or "")
+
+
 def _open(path: Path) -> sqlite3.Connection:
+    # Created 0600 before sqlite opens it: the store holds tokens, and sqlite gives its -wal and -shm files
+    # the database file's mode (its own default would be 0644 for all three).
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     db = sqlite3.connect(str(path))
     db.execute("PRAGMA journal_mode=WAL")
     # Durable across a crash of the process (not of the machine), which is what a simulator needs, at a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 
 from agent_harness import Node, pid_alive, running, slot
@@ -85,3 +86,29 @@ async def test_sigterm_lets_the_running_item_finish_and_reports_it(node: Node) -
     journal = json.loads((node.state_dir / "journal.json").read_text())
     assert journal["finished"]["slow"]["exitCode"] == 0
     assert journal["inProgress"] is None
+
+
+async def test_a_killed_agents_playbook_is_ended_before_its_item_runs_again(node: Node) -> None:
+    """Outside systemd (no unit whose cgroup is killed with it), kill -9 of the agent leaves its playbook
+    running, re-parented to init; the next agent ends it before it starts the item's next attempt."""
+    await node.configure()
+    pidfile = node.tmp / "slow.pid"
+    await node.create([node.item("slow", "prepare", seconds="600", pidfile=str(pidfile))])
+    agent = await node.spawn()
+    sleeper = 0
+    try:
+        await node.wait_for(lambda _: pidfile.exists() and pidfile.read_text().strip() != "",
+                            describe="slow's sleep started")
+        sleeper = int(pidfile.read_text())
+        agent.kill()
+        assert await agent.wait() == -signal.SIGKILL
+        assert pid_alive(sleeper), "nothing but the agent ends its playbook"
+        agent = await node.spawn()
+        await node.wait_for(lambda _: node.runs("slow") == ["slow 1", "slow 2"], describe="attempt 2 runs")
+        assert not pid_alive(sleeper), "the first attempt's playbook was still running beside the second"
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        if sleeper and pid_alive(sleeper):
+            os.kill(sleeper, signal.SIGKILL)

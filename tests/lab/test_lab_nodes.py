@@ -4,6 +4,8 @@ script the playbooks drive, and a teardown that leaves nothing behind, even afte
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,11 +96,35 @@ def test_the_service_script_stops_starts_reloads_and_reports(lab_nodes: LabFacto
 
 
 def test_a_dockerd_that_cannot_start_fails_with_its_own_words(lab_nodes: LabFactory) -> None:
+    """As soon as the new dockerd has exited, not at the end of the start timeout (which the old code waited
+    out when dockerd died before writing its pidfile)."""
     node = lab_nodes("eps")["eps"]
     dockerd.stop(node)
     configure(node, **{"no-such-option": 1})
-    with pytest.raises(LabError, match=r"did not start: (.|\n)*no-such-option"):
-        dockerd.start(node, timeout=20)
+    with pytest.raises(LabError, match=r"did not start, it exited with status 1: (.|\n)*no-such-option"):
+        dockerd.start(node)
+
+
+def test_an_engine_killed_with_its_pidfile_left_behind_restarts(lab_nodes: LabFactory) -> None:
+    """kill -9 leaves dockerd's pidfile; when its number is alive again (a zombie nobody reaps, or a pid
+    reused), a new dockerd refuses to start until the file is gone. The service script's restart, which the
+    reconciler runs after a killed engine, must start it anyway."""
+    node = lab_nodes("theta")["theta"]
+    killed = dockerd.pid(node)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    assert _eventually(lambda: dockerd.pid(node) is None)
+    squatter = subprocess.Popen(["sleep", "infinity"])
+    try:
+        node.pid_file.write_text(f"{squatter.pid}\n")
+        restarted = subprocess.run([str(node.service_script), "restart"], capture_output=True, text=True,
+                                   check=False)
+        assert restarted.returncode == 0, restarted.stderr
+        assert dockerd.ping(node)
+        assert dockerd.pid(node) not in (None, killed, squatter.pid)
+    finally:
+        squatter.kill()
+        squatter.wait()
 
 
 def test_an_imported_busybox_image_runs(lab_nodes: LabFactory, tmp_path: Path) -> None:

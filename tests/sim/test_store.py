@@ -76,6 +76,23 @@ def test_history_is_bounded_and_older_versions_are_gone() -> None:
     assert [e.object["metadata"]["name"] for e in replayed.backlog] == ["c", "d", "e"]
 
 
+def test_history_of_large_objects_is_bounded_by_size_too() -> None:
+    """One object of 100 KB written 50 times: a count of 10,000 events would keep 10 MB of it (twice:
+    each change keeps the version it replaced); a 1 MB budget keeps the newest few and expires the rest."""
+    store = Store(None, history_bytes=1 << 20)
+    for n in range(50):
+        store.put("configmaps", obj("big", data={"blob": f"{n:03d}" + "x" * 100_000}))
+    events, size = store.history_size
+    assert size <= 1 << 20
+    assert 0 < events < 50
+    with pytest.raises(ApiError) as caught:
+        store.watch("configmaps", since=1)
+    assert caught.value.code == 410
+    replayed = store.watch("configmaps", since=store.resource_version - events)
+    kept = [f"{n:03d}" for n in range(50 - events, 50)]
+    assert [e.object["data"]["blob"][:3] for e in replayed.backlog] == kept
+
+
 def test_compaction_expires_every_earlier_version() -> None:
     store = Store(None)
     store.put("configmaps", obj("a"))

@@ -17,6 +17,16 @@ def _book(settle: float = 0.0) -> LivenessBook:
     return book
 
 
+def due(book: LivenessBook, now: float) -> list[tuple[tuple[str, str], Verdict]]:
+    """``book.due(now)`` with the subscriber's own probes back every period until ``now``: the broker
+    works."""
+    at = book.proven_at if book.proven_at is not None else 0.0
+    while at < now:
+        at = min(now, at + book.probe_period)
+        book.proven(at)
+    return book.due(now)
+
+
 @pytest.mark.parametrize(("events", "now", "reachable", "reason"), [
     ([("beat", 0.0)], 14.9, True, "HeartbeatReceived"),
     ([("beat", 0.0)], 15.1, False, "HeartbeatMissed"),
@@ -50,14 +60,14 @@ def test_only_transitions_are_due_and_each_once_written() -> None:
     book.recorded[A] = True
     book.heard(A, 0.0, interval=10.0)
     book.heard(B, 0.0, interval=10.0)
-    assert book.due(1.0) == [(B, Verdict(True, "HeartbeatReceived", "heartbeats every 10s"))]
+    assert due(book, 1.0) == [(B, Verdict(True, "HeartbeatReceived", "heartbeats every 10s"))]
     book.recorded[B] = True
     for second in range(2, 15):
         book.heard(A, float(second), interval=10.0)
         book.heard(B, float(second), interval=10.0)
-        assert book.due(float(second)) == [], "steady heartbeats cost no writes"
+        assert due(book, float(second)) == [], "steady heartbeats cost no writes"
     book.heard(A, 15.0, online=False, reason="lost")
-    assert [(key, v.reachable) for key, v in book.due(15.0)] == [(A, False)]
+    assert [(key, v.reachable) for key, v in due(book, 15.0)] == [(A, False)]
 
 
 def test_after_connecting_bad_news_waits_for_the_fleet_to_come_back() -> None:
@@ -65,11 +75,11 @@ def test_after_connecting_bad_news_waits_for_the_fleet_to_come_back() -> None:
     book.recorded.update({A: True, B: True})
     book.heard(A, 0.0, online=False, reason="lost")  # the broker's retained will from before its restart
     book.heard(B, 0.0, online=False, reason="lost")
-    assert book.due(10.0) == []
+    assert due(book, 10.0) == []
     book.heard(A, 20.0)  # A reconnects: it says online, then beats
     book.heard(A, 30.0, interval=10.0)
-    assert book.due(39.0) == []
-    assert [(key, v.reason) for key, v in book.due(40.0)] == [(B, "AgentOffline")]
+    assert due(book, 39.0) == []
+    assert [(key, v.reason) for key, v in due(book, 40.0)] == [(B, "AgentOffline")]
 
 
 def test_the_condition_patch_keeps_other_conditions_and_guards_the_version() -> None:
@@ -89,6 +99,33 @@ def test_a_queued_write_is_checked_again_when_its_turn_comes() -> None:
     book = _book()
     book.recorded[A] = True
     book.heard(A, 0.0, interval=10.0)
-    assert [key for key, _ in book.due(16.0)] == [A], "silent past the grace: due"
+    assert [key for key, _ in due(book, 16.0)] == [A], "silent past the grace: due"
     book.heard(A, 17.0, interval=10.0)  # it beats again while the write waits for its token
     assert book.still_due(A, 17.5) is None
+
+
+def test_silence_counts_only_up_to_the_last_probe_back() -> None:
+    """The broker hangs at 2 s (stopped: the connection stays open, nothing moves). Nobody is called
+    unreachable however long it lasts; when probes come back the book settles again before judging."""
+    book = _book(settle=10.0)
+    book.recorded.update({A: True, B: True})
+    book.heard(A, 0.0, interval=10.0)
+    book.heard(B, 0.0, interval=10.0)
+    assert due(book, 2.0) == []
+    assert book.due(16.0) == [], "no probe back since 2 s: silence is no evidence"
+    assert book.due(300.0) == []
+    book.proven(301.0)  # the broker resumes
+    book.heard(A, 302.0, interval=10.0)  # A's heartbeats come through again, B's do not
+    assert due(book, 310.0) == [], "settling again, as after a reconnect"
+    assert [(key, v.reason) for key, v in due(book, 316.0)] == [(B, "HeartbeatMissed")]
+
+
+def test_a_will_of_an_older_connection_than_the_latest_online_is_ignored() -> None:
+    book = _book()
+    book.recorded[A] = True
+    book.heard(A, 0.0, online=True, reason="connected", connection=1000.0)
+    book.heard(A, 5.0, online=False, reason="lost", connection=400.0)  # a hung broker's late delivery
+    assert book.verdict(A, 5.0).reachable
+    assert due(book, 5.0) == []
+    book.heard(A, 6.0, online=False, reason="lost", connection=1000.0)  # the current connection's own will
+    assert [(key, v.reason) for key, v in due(book, 6.0)] == [(A, "AgentOffline")]

@@ -46,6 +46,7 @@ from ansible_runner.runner import Runner
 
 from agent.adapters.runners import artifacts, playbook_shim
 from agent.adapters.runners.environment import SECRET_PREFIX, NameCollisionError, inherited, named_variables
+from agent.adapters.runners.leftovers import RUN_MARK, run_mark
 from agent.adapters.runners.progress import PlaybookProgress
 from agent.adapters.runners.redaction import RedactedLog, Redactor
 from agent.adapters.runners.settings import RunnerSettings
@@ -194,6 +195,7 @@ def _execute(run: _Run, item: ItemInput, run_dir: Path, playbook: Path, secret_e
     host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     artifacts.write_private(inventory, json.dumps({"all": {"hosts": {"localhost": host}}}))
     envvars = _ansible_environment(item.work_dir)
+    envvars[RUN_MARK] = run_mark(item.machine, item.name, item.attempt)
     passwords: dict[str, str] = {}
     if secret_env:
         prompt = f"lcm-agent: handing over {len(secret_env)} secret(s) [{tokens.token_hex(8)}]: "

@@ -1,7 +1,8 @@
 """Per-item, per-attempt artifact directories: ``work_dir/artifacts/<item>/<attempt>``, private and rotated.
 
 Artifacts are what an operator reads after a failure (the full log, Ansible's job events), so the last few
-attempts of each item are kept; older ones are removed so a flapping item cannot fill the disk. Everything
+attempts of each item are kept; older ones are removed so a flapping item cannot fill the disk, and an item
+that leaves the spec takes its directory with it, so item churn cannot either. Everything
 is owner-only (dirs 0700, files 0600): logs of a node's provisioning are nobody else's business.
 """
 
@@ -11,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -67,6 +69,19 @@ def rotate(item_dir: Path, *, keep: int) -> None:
     attempts.sort()
     for _, stale in attempts[:-keep]:
         _remove(stale)
+
+
+def forget_others(work_dir: Path, items: Collection[str]) -> list[str]:
+    """Remove the artifact directories of every item but ``items`` (those left the spec): their attempts
+    are history the status no longer shows, and item churn must not fill the disk. The names removed."""
+    keep = {directory_name(item) for item in items}
+    try:
+        stale = [entry for entry in (work_dir / "artifacts").iterdir() if entry.name not in keep]
+    except FileNotFoundError:
+        return []
+    for entry in stale:
+        _remove(entry)
+    return sorted(entry.name for entry in stale)
 
 
 def _remove(entry: Path) -> None:

@@ -29,6 +29,7 @@ from agent.adapters.runners.environment import (
     inherited,
     named_variables,
 )
+from agent.adapters.runners.leftovers import RUN_MARK, run_mark
 from agent.adapters.runners.redaction import RedactedLog, Redactor
 from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.runners.supervision import outcome, stop_process_group, supervise
@@ -65,6 +66,7 @@ def environment(item: ItemInput) -> dict[str, str]:
         "LCM_MACHINE": item.machine,
         "LCM_ITEM": item.name,
         "LCM_ATTEMPT": str(item.attempt),
+        RUN_MARK: run_mark(item.machine, item.name, item.attempt),
         "LCM_RELEASE_DIR": str(item.release_dir),
         **named_variables(SECRET_PREFIX, item.secrets),
     }
