@@ -23,7 +23,7 @@ LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 
 async def provision(kube_api: KubeApi, machine: str, token: Path) -> subprocess.CompletedProcess[str]:
     argv = [LCMCTL, "cloud-init", "provision", "--kubeconfig", str(kube_api.kubeconfig_path),
-            "--namespace", kube_api.namespace, "--machine", machine, "--type", "control", "--cluster", "c1",
+            "--namespace", kube_api.namespace, "--machine", machine, "--type", "worker", "--cluster", "c1",
             "--token-file", str(token)]
     return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
                                    check=False)
@@ -42,7 +42,7 @@ async def test_the_token_reaches_its_own_machine_only(kube_api: KubeApi, tmp_pat
     ca = (await kube_api.client()).configuration.ssl_ca_cert
     async with await connect(server=server, ca_file=Path(ca) if ca else None, token_file=token) as agent:
         mine = await agent.get(LCMMACHINES, kube_api.namespace, "ctl-1")
-        assert (mine["spec"]["clusterName"], mine["spec"]["type"]) == ("c1", "control")
+        assert (mine["spec"]["clusterName"], mine["spec"]["type"]) == ("c1", "worker")
         with pytest.raises(KubeError) as refused:
             await agent.get(LCMMACHINES, kube_api.namespace, "ctl-2")
         assert refused.value.status == 403
