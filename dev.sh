@@ -2,7 +2,7 @@
 # One entry point for newcomers and CI: installs what is missing, then runs the demo or the tests.
 #   ./dev.sh demo     set up, start the regional API simulator with the sample objects, show them (Ctrl-C stops)
 #   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter) and the whole test suite
-#   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv)
+#   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv, the real control plane)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,7 +38,11 @@ install_python() {
   rm -f "$VENV"/.installed-* && touch "$stamp"
 }
 
-setup() { install_apt; install_python; }
+# The tests' real API server (etcd, kube-apiserver, kube-controller-manager) is built from testbed/kube's Go
+# module into a cache keyed by go.mod+go.sum (agent/lab/kube/build.py); it says so, and how long, when it builds.
+build_kube() { "$VENV/bin/python" -m agent.lab.kube.build >/dev/null; }
+
+setup() { install_apt; install_python; build_kube; }
 
 run_tests() {
   setup
@@ -51,6 +55,6 @@ run_tests() {
 case "${1:-}" in
   setup) setup ;;
   test) shift; run_tests "$@" ;;
-  demo) shift; setup; exec "$VENV/bin/lcmctl" demo "$@" ;;
+  demo) shift; install_apt; install_python; exec "$VENV/bin/lcmctl" demo "$@" ;;
   *) sed -n '2,6p' "$0" >&2; exit 2 ;;
 esac

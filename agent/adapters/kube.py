@@ -192,6 +192,21 @@ class Kube:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         return await self._call("POST", _path(SERVICE_ACCOUNTS, namespace, account, "token"), body=body)
 
+    async def health(self, endpoint: str = "/readyz") -> str:
+        """The text of a health endpoint (``/readyz``, ``/livez``); a failing check raises ``KubeError``."""
+        try:
+            resp = await self._raw("GET", endpoint, query=[("verbose", "true")],
+                                   read_timeout=self.request_timeout)
+            async with resp:
+                text = (await resp.read()).decode(errors="replace")
+        except ApiException as exc:
+            raise KubeError.from_api(exc) from exc
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(0, "Unreachable", str(exc) or type(exc).__name__) from exc
+        if resp.status != 200:
+            raise KubeError(resp.status, resp.reason or "", text[-2000:])
+        return text
+
     async def _raw(
         self, method: str, path: str, *, query: list[tuple[str, str]] | None = None, body: Any = None,
         content_type: str = "application/json", read_timeout: float | None = None,

@@ -26,6 +26,7 @@ from kubernetes_asyncio import client, config
 from agent.api.crds import crd_paths
 from agent.cli.cloudinit import add_cloudinit_commands
 from agent.cli.demo import add_demo_commands
+from agent.cli.kube import add_kube_commands
 from agent.cli.lab import add_lab_commands
 from agent.cli.machines import add_machines_commands
 from agent.cli.watch import add_watch_commands
@@ -80,7 +81,7 @@ def add_sim_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]
 
 COMMAND_GROUPS: tuple[CommandGroup, ...] = (add_sim_commands, add_demo_commands, add_lab_commands,
                                              add_cloudinit_commands, add_machines_commands,
-                                             add_watch_commands)
+                                             add_watch_commands, add_kube_commands)
 """Every ``lcmctl`` command group; a new group is one function added here."""
 
 

@@ -22,15 +22,15 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from agent.adapters.kubeconfig import write_kubeconfig
+from agent.adapters.tls import ensure_certificate, write_private
 from agent.sim.auth import new_token
 from agent.sim.errors import ApiError
 from agent.sim.faults import Faults
-from agent.sim.kubeconfig import write_kubeconfig
 from agent.sim.registry import Registry
 from agent.sim.resources import ResourceType
 from agent.sim.server import ApiServer
 from agent.sim.store import Store
-from agent.sim.tls import ensure_certificate, write_private
 from agent.sim.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,11 @@
-"""The ``kube_api`` test handle: a fresh simulator per test, or a real cluster when one is given.
+"""The ``kube_api`` test handle: a fresh simulator per test, or a real API server shared by the session.
 
-With ``LCM_TEST_KUBECONFIG`` set, the same tests run against that cluster (kind, k3s): the handle then has
-no simulator and no fault injection, and each test still gets its own namespace, deleted afterwards, so runs
-do not see each other's objects. Clients come from kubeconfig files through kubernetes_asyncio, never from
-the simulator's internals, so a test exercises exactly what the agent and scheduler use.
+Against a real server (the project's own control plane, ``agent.lab.kube``, or the user's cluster of
+``LCM_TEST_KUBECONFIG``) the handle has no simulator and no fault injection; each test gets its own
+namespace, deleted afterwards, and every cluster-scoped object the test made (ClusterReleases, ClusterRoles
+and their bindings, other namespaces) is deleted too, so tests sharing a server do not see each other's
+objects. Clients come from kubeconfig files through kubernetes_asyncio, never from the simulator's
+internals, so a test exercises exactly what the agent and scheduler use.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,14 +22,22 @@ from typing import Any
 import yaml
 from kubernetes_asyncio import client, config
 
-from agent.api.crds import crd_paths
+from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.kubeconfig import write_kubeconfig
+from agent.api.crds import crd_paths, load_crds
 from agent.sim.faults import Faults
-from agent.sim.kubeconfig import write_kubeconfig
 from agent.sim.runner import Simulator
 
-ENV_KUBECONFIG = "LCM_TEST_KUBECONFIG"
 LCM_GROUP, LCM_VERSION, MACHINES = "lcm.mirantis.com", "v1alpha1", "lcmmachines"
 MERGE_PATCH = "application/merge-patch+json"
+CLUSTER_SCOPED = (
+    Resource("", "v1", "namespaces", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False),
+    *(Resource(crd["spec"]["group"], crd["spec"]["versions"][0]["name"], crd["spec"]["names"]["plural"],
+               namespaced=False) for crd in load_crds() if crd["spec"]["scope"] == "Cluster"),
+)
+"""What a test may create outside its namespace; on a shared server, whatever it made is deleted after it."""
 TEST_BOOKMARK_INTERVAL = 0.2
 """Seconds between bookmarks in tests: fast enough that a test sees one without waiting a minute."""
 
@@ -40,8 +49,10 @@ class KubeApi:
         self.kubeconfig_path = kubeconfig_path
         self.simulator = simulator
         self.namespace = f"lcm-test-{secrets.token_hex(3)}"
-        self._workdir = workdir
+        self.workdir = workdir
+        """The test's own temporary folder: whatever it writes (kubeconfigs, manifests, caches) goes here."""
         self._clients: list[client.ApiClient] = []
+        self._before: set[tuple[Resource, str]] = set()
 
     @property
     def admin_token(self) -> str:
@@ -82,7 +93,7 @@ class KubeApi:
         cluster = _current(self.kubeconfig_path)[0]
         ca = cluster.get("certificate-authority-data")
         ca_pem = base64.b64decode(ca) if ca else _read_optional(cluster.get("certificate-authority"))
-        path = self._workdir / f"kubeconfig-{namespace}-{name}"
+        path = self.workdir / f"kubeconfig-{namespace}-{name}"
         return write_kubeconfig(path, cluster["server"], token, ca_pem=ca_pem, user=name)
 
     async def restart(self) -> None:
@@ -92,15 +103,36 @@ class KubeApi:
         await self.simulator.stop()
         await self.simulator.start()
 
+    async def _cluster_objects(self) -> set[tuple[Resource, str]]:
+        kube = Kube(await self.client())
+        found = set()
+        for res in CLUSTER_SCOPED:
+            try:
+                listed = await kube.list_objects(res)
+            except KubeError as exc:  # a kind this cluster does not serve (yet) holds nothing of ours
+                if exc.status == 404:
+                    continue
+                raise
+            found |= {(res, item["metadata"]["name"]) for item in listed.get("items", [])}
+        return found
+
     async def create_namespace(self) -> None:
         core = client.CoreV1Api(await self.client())
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
 
-    async def close(self) -> None:
-        """Deletes the test's namespace on a real cluster, closes the clients, stops the simulator."""
+    async def remember_cluster_objects(self) -> None:
+        """Notes the cluster-scoped objects present before the test, so ``close`` deletes only its own."""
         if self.simulator is None:
-            with contextlib.suppress(client.ApiException):
-                await client.CoreV1Api(await self.client()).delete_namespace(self.namespace)
+            self._before = await self._cluster_objects()
+
+    async def close(self) -> None:
+        """On a real server deletes the test's namespace and cluster-scoped objects; closes the clients and
+        stops the simulator."""
+        if self.simulator is None:
+            kube = Kube(await self.client())
+            for (res, name) in sorted(await self._cluster_objects() - self._before, key=str):
+                with contextlib.suppress(KubeError):
+                    await kube.delete(res, "", name)
         for api in self._clients:
             await api.close()
         if self.simulator is not None:
@@ -108,18 +140,18 @@ class KubeApi:
 
 
 @contextlib.asynccontextmanager
-async def open_kube_api(workdir: Path) -> AsyncIterator[KubeApi]:
-    """A running simulator in ``workdir`` (or the cluster of ``LCM_TEST_KUBECONFIG``) for one test."""
-    real = os.environ.get(ENV_KUBECONFIG)
-    if real:
-        simulator, kubeconfig = None, Path(real)
-    else:
+async def open_kube_api(workdir: Path, server: Path | None = None) -> AsyncIterator[KubeApi]:
+    """For one test: the real API server whose admin kubeconfig is ``server``, else a simulator of its own
+    in ``workdir``."""
+    simulator = None
+    if server is None:
         simulator = Simulator(workdir / "sim", port=0, crd_paths=crd_paths(),
                               bookmark_interval=TEST_BOOKMARK_INTERVAL)
         await simulator.start()
-        kubeconfig = simulator.kubeconfig_path
-    api = KubeApi(kubeconfig, simulator=simulator, workdir=workdir)
+        server = simulator.kubeconfig_path
+    api = KubeApi(server, simulator=simulator, workdir=workdir)
     try:
+        await api.remember_cluster_objects()
         await api.create_namespace()
         yield api
     finally:

@@ -1,4 +1,11 @@
-"""Fixtures for the registry's tests: an in-memory registry serving two small inline CRDs.
+"""The differential conformance tests, and fixtures for the registry's tests.
+
+Every test of ``test_conformance_*.py`` and ``test_kubectl.py`` that uses ``kube_api`` runs twice, on the real
+API server and on the simulator (``api_backend`` "kube" and "sim"): each must pass on both, or be marked
+``simulator("why")``; what the simulator does not implement at all is marked ``real_server("what")``. Where
+the two disagree the real server is right.
+
+The registry's tests use an in-memory registry serving two small inline CRDs.
 
 ``widgets`` (namespaced, with a status subresource) and ``gadgets`` (cluster-scoped, status an ordinary
 field) cover both generation and status rules without depending on the project's real CRDs.
@@ -17,6 +24,15 @@ from agent.sim.resources import ResourceType
 from agent.sim.store import Store
 
 GROUP = "example.com"
+DIFFERENTIAL = ("test_conformance_", "test_kubectl")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    differential = metafunc.module.__name__.rsplit(".", 1)[-1].startswith(DIFFERENTIAL)
+    marks = {m.name for m in metafunc.definition.iter_markers()}
+    if differential and "simulator" not in marks and "kube_api" in metafunc.fixturenames:
+        backends = ["kube"] if "real_server" in marks else ["kube", "sim"]
+        metafunc.parametrize("api_backend", backends, indirect=True)
 
 
 def crd(kind: str, plural: str, *, namespaced: bool, status_subresource: bool) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, watch
 
-from agent.sim.kubeconfig import write_kubeconfig
+from agent.adapters.kubeconfig import write_kubeconfig
 from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, api_status, lcm_machine, merge_patch
 
 pytestmark = pytest.mark.kube

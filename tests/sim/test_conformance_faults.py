@@ -1,5 +1,5 @@
 """Injected faults as clients meet them (errors with Retry-After, latency, the CLI), and the simulator keeping
-its objects across a restart. These need the simulator: on a real cluster they skip."""
+its objects across a restart. A real server does none of this on demand: these run on the simulator only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from agent.sim.faults import Faults
 from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, api_status, lcm_machine, merge_patch
 
-pytestmark = pytest.mark.kube
+pytestmark = [pytest.mark.kube, pytest.mark.simulator("injected errors and latency, restarts of the server")]
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 
 
@@ -93,8 +93,6 @@ async def test_fault_endpoint_is_for_admins_only(kube_api: KubeApi, faults: Faul
 
 
 async def test_objects_survive_a_simulator_restart(kube_api: KubeApi, tmp_path: Path) -> None:
-    if kube_api.simulator is None:
-        pytest.skip("restarting the API server needs the simulator")
     created = await create_machine(kube_api)
     await kube_api.restart()
     got = await get_machine(kube_api)

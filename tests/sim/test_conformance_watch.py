@@ -77,6 +77,7 @@ async def test_watch_by_field_selector_sees_only_that_object(kube_api: KubeApi) 
     assert summary(events) == [("ADDED", "mine")]
 
 
+@pytest.mark.simulator("compacting the history at once; a real etcd compacts every 5 minutes")
 async def test_watch_from_a_compacted_version_raises_410(kube_api: KubeApi, faults: Faults) -> None:
     objs, ns = await setup(kube_api)
     created = await create(objs, ns, "m1")
@@ -87,9 +88,8 @@ async def test_watch_from_a_compacted_version_raises_410(kube_api: KubeApi, faul
     assert err.value.status == 410
 
 
+@pytest.mark.simulator("bookmarks within seconds: a real API server sends one about once a minute")
 async def test_bookmarks_arrive_when_allowed(kube_api: KubeApi) -> None:
-    if kube_api.simulator is None:
-        pytest.skip("a real API server sends bookmarks about once a minute; the simulator's interval is set")
     objs, ns = await setup(kube_api)
     rv = (await objs.list_namespaced_custom_object(LCM_GROUP, LCM_VERSION, ns, MACHINES))["metadata"][
         "resourceVersion"]
@@ -109,6 +109,7 @@ async def test_timeout_seconds_ends_the_stream(kube_api: KubeApi) -> None:
     assert 0.9 <= time.monotonic() - start < 5
 
 
+@pytest.mark.simulator("dropping every open watch on demand")
 async def test_dropped_watches_end_and_resuming_misses_nothing(kube_api: KubeApi, faults: Faults) -> None:
     objs, ns = await setup(kube_api)
     await create(objs, ns, "m1")

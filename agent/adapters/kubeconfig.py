@@ -1,4 +1,5 @@
-"""Kubeconfig files for the simulator: what kubectl, kubernetes_asyncio and the agents load to reach it.
+"""Kubeconfig files for the simulator and the real control plane: what kubectl, kubernetes_asyncio and the
+agents load to reach them.
 
 A kubeconfig carries a bearer token, so it is written atomically with mode 0600, like any credential.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from agent.sim.tls import write_private
+from agent.adapters.tls import write_private
 
 
 def kubeconfig_document(
@@ -39,10 +40,10 @@ def kubeconfig_document(
 
 def write_kubeconfig(
     path: Path, server: str, token: str, *, ca_pem: bytes | None = None, user: str = "admin",
-    namespace: str = "",
+    namespace: str = "", cluster: str = "lcm-sim",
 ) -> Path:
     """Writes a kubeconfig for ``token`` (the admin's, or a ServiceAccount's for an agent)."""
-    doc = kubeconfig_document(server, token, ca_pem=ca_pem, user=user, namespace=namespace)
+    doc = kubeconfig_document(server, token, ca_pem=ca_pem, user=user, namespace=namespace, cluster=cluster)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, yaml.safe_dump(doc, sort_keys=False).encode())
     return path
