@@ -20,6 +20,8 @@ from agent.lab.machines_access import LCMMACHINES, ROLES, agent_rules, credentia
 from agent.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
+BOTH_SERVERS = pytest.mark.parametrize("api_backend", ["kube", "sim"], indirect=True)
+"""The real API server's RBAC decides; the simulator must agree with it."""
 
 ME, OTHER, CLUSTER = "w-1", "w-2", "c1"
 EVENTS = Resource("", "v1", "events")
@@ -117,6 +119,7 @@ async def outcome(call: Call, kube: Kube, ns: str) -> int:
     return 200
 
 
+@BOTH_SERVERS
 async def test_a_worker_token_does_its_job_and_nothing_else(kube_api: KubeApi, node_client: Kube) -> None:
     ns = kube_api.namespace
     async with node_client:
@@ -131,6 +134,7 @@ async def test_a_worker_token_does_its_job_and_nothing_else(kube_api: KubeApi, n
     assert "labels" not in mine["metadata"]
 
 
+@BOTH_SERVERS
 async def test_the_status_subresource_takes_status_only(kube_api: KubeApi, node_client: Kube) -> None:
     """What the Role allows (patch of ``/status``) cannot carry spec or metadata either: the API server
     keeps everything but the status of the object as it was."""

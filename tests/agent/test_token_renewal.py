@@ -26,6 +26,8 @@ from agent.daemon.renewal import CONDITION
 from agent.lab.machines_access import credential_secret, provision
 
 pytestmark = pytest.mark.kube
+BOTH_SERVERS = pytest.mark.parametrize("api_backend", ["kube", "sim"], indirect=True)
+"""The real API server issues and checks tokens; the simulator must behave the same."""
 
 REVOCATION_WAIT = 30.0
 """Seconds a real API server may take to see a deletion (its informers)."""
@@ -93,6 +95,7 @@ async def legacy_token(admin: Kube, namespace: str, account: str) -> str:
     pytest.fail("the token controller never filled the legacy token Secret")
 
 
+@BOTH_SERVERS
 async def test_a_token_without_expiry_is_replaced_and_the_new_one_used_from_then_on(
     node: Node, tmp_path: Path,
 ) -> None:
@@ -122,6 +125,7 @@ async def test_a_token_without_expiry_is_replaced_and_the_new_one_used_from_then
     assert node.runs("after-renewal") == ["after-renewal 1"]
 
 
+@BOTH_SERVERS
 async def test_a_revoked_token_is_named_in_the_log_and_a_new_one_recovers_the_agent(
     node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -154,14 +158,12 @@ async def test_a_revoked_token_is_named_in_the_log_and_a_new_one_recovers_the_ag
     assert fresh not in caplog.text
 
 
+@pytest.mark.simulator("the token is issued in the past and then expired by moving the simulator's clock")
 async def test_a_token_near_its_expiry_is_renewed_and_the_agent_outlives_it(
     node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Simulator only: the provisioned token is issued in the past by moving the simulator's clock, then
-    the clock passes its expiry; a real server's clock cannot be moved."""
     simulator = node.kube_api.simulator
-    if simulator is None:
-        pytest.skip("issuing a token in the past needs the simulator's clock")
+    assert simulator is not None
     admin, ns, issuer = node.admin, node.namespace, simulator.token_issuer
     issuer.clock = lambda: time.time() - 500
     provisioned = await provision(admin, ns, node.name, cluster="demo", machine_type="worker", lifetime=600)

@@ -116,10 +116,9 @@ async def test_deleting_the_bound_secret_or_the_account_revokes_the_token(
     await until(refused, REVOCATION_WAIT)
 
 
+@pytest.mark.simulator("a real server's shortest token lives ten minutes, and its clock cannot be moved")
 async def test_an_expired_token_is_refused(kube_api: KubeApi, admin: Kube) -> None:
-    """Simulator only: a real server's shortest token lives ten minutes, and its clock cannot be moved."""
-    if kube_api.simulator is None:
-        pytest.skip("moving the clock past a token's expiry needs the simulator")
+    assert kube_api.simulator is not None
     issuer = kube_api.simulator.token_issuer
     token = (await admin.request_token(kube_api.namespace, ACCOUNT, seconds=600))["status"]["token"]
     expires = claims(token)["exp"]
