@@ -72,6 +72,7 @@ async def provision(
     lifetime: int = BOOTSTRAP_LIFETIME,
 ) -> str:
     """Create the LCMMachine and its access (each step tolerates an earlier run); returns a new token."""
+    await _check_unique(kube, namespace, machine)
     await _create(kube, LCMMACHINES, namespace, {
         "apiVersion": f"{LCM_GROUP}/v1alpha1", "kind": "LCMMachine",
         "metadata": {"name": machine, "namespace": namespace},
@@ -107,6 +108,25 @@ async def issue_token(kube: Kube, namespace: str, account: str, *, lifetime: int
     if not token:
         raise LabError(f"the API answered the token request of {namespace}/{account} without a token")
     return token
+
+
+async def _check_unique(kube: Kube, namespace: str, machine: str) -> None:
+    """A machine's name is also its broker user (``deploy/mqtt/acl`` pins a node's topics to ``%u``, its
+    name, and leaves the namespace segment open): two machines of one name in two namespaces would share
+    one broker identity, and either could speak for the other on the MQTT plane. Refused here; a machine
+    being deleted (or in a namespace being deleted) no longer counts."""
+    try:
+        found = await kube.list_objects(LCMMACHINES, field_selector=f"metadata.name={machine}")
+        candidates = {m["metadata"]["namespace"] for m in found.get("items", [])
+                      if not m["metadata"].get("deletionTimestamp")} - {namespace}
+        elsewhere = [ns for ns in sorted(candidates)
+                     if not (await kube.get(NAMESPACES, "", ns))["metadata"].get("deletionTimestamp")]
+    except KubeError as exc:
+        raise LabError(f"cannot check that the machine name {machine!r} is unique: {exc}") from None
+    if elsewhere:
+        raise LabError(f"an LCMMachine {machine!r} already exists in namespace {elsewhere[0]}: a machine's "
+                       "name is its MQTT broker user, so it must be unique across the namespaces one broker "
+                       "serves; choose another name")
 
 
 async def _create(kube: Kube, res: Resource, namespace: str, body: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ TokenRequest token), and the Role is the one it creates, so this is the node's r
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ async def _replace_own(kube: Kube, ns: str) -> Any:
 
 
 @pytest.fixture
-async def node_client(kube_api: KubeApi, tmp_path: Path) -> Kube:
+async def node_client(kube_api: KubeApi, tmp_path: Path) -> AsyncIterator[Kube]:
     """The worker ``ME`` provisioned as ``lcmctl cloud-init provision`` does, beside ``OTHER``, with the
     cluster's join tokens published; a client with ``ME``'s token, read from its file as the agent does."""
     ns = kube_api.namespace
@@ -107,8 +107,10 @@ async def node_client(kube_api: KubeApi, tmp_path: Path) -> Kube:
     token_file.write_text(token)
     token_file.chmod(0o600)
     cfg = admin.api.configuration
-    return await connect(server=cfg.host, ca_file=Path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None,
-                         token_file=token_file)
+    yield await connect(server=cfg.host, ca_file=Path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None,
+                        token_file=token_file)
+    # Nothing removes this finalizer on the test's behalf: left, it would keep the namespace from going.
+    await admin.patch(LCMMACHINES, ns, ME, {"metadata": {"finalizers": None}})
 
 
 async def outcome(call: Call, kube: Kube, ns: str) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.kube import KubeError, connect
-from agent.lab.machines_access import LCMMACHINES
+from agent.adapters.kube import Kube, KubeError, connect
+from agent.lab.machines_access import LCMMACHINES, NAMESPACES
 from agent.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
@@ -46,3 +46,27 @@ async def test_the_token_reaches_its_own_machine_only(kube_api: KubeApi, tmp_pat
         with pytest.raises(KubeError) as refused:
             await agent.get(LCMMACHINES, kube_api.namespace, "ctl-2")
         assert refused.value.status == 403
+
+
+async def test_a_machine_name_taken_in_another_namespace_is_refused(
+    kube_api: KubeApi, tmp_path: Path,
+) -> None:
+    """A machine's name is its MQTT broker user: a second machine of that name elsewhere could speak for it
+    on the MQTT plane, so provisioning refuses it and writes no token."""
+    assert (await provision(kube_api, "w-1", tmp_path / "first.token")).returncode == 0
+    admin = Kube(await kube_api.client())
+    other = f"{kube_api.namespace}-b"
+    await admin.create(NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    try:
+        argv = [LCMCTL, "cloud-init", "provision", "--kubeconfig", str(kube_api.kubeconfig_path),
+                "--namespace", other, "--machine", "w-1", "--token-file", str(tmp_path / "second.token")]
+        done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
+                                       check=False)
+        assert done.returncode == 1
+        assert f"already exists in namespace {kube_api.namespace}" in done.stderr
+        assert not (tmp_path / "second.token").exists()
+        with pytest.raises(KubeError) as absent:
+            await admin.get(LCMMACHINES, other, "w-1")
+        assert absent.value.status == 404
+    finally:
+        await admin.delete(NAMESPACES, "", other)
