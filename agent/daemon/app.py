@@ -130,7 +130,7 @@ async def run_daemon(
         if kube.credentials is not None:
             roots["token-renewal"] = TokenRenewal(kube, kube.credentials, follower, RenewalSettings(
                 namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,
-                backoff=_watch_settings(cfg).backoff)).run(stopping)
+                backoff=cfg.timings.backoff)).run(stopping)
         roots["reconcile"] = Reconciling(
             kube, follower, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
             access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),
