@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import os
 import stat
@@ -17,13 +16,13 @@ from typing import Any
 
 import pytest
 from agent_harness import Node, status
-from kubernetes_asyncio import client
 
 from agent.adapters.atomic import write_atomic
-from agent.adapters.kube import SECRETS, Kube, KubeError
+from agent.adapters.kube import SECRETS, Kube
 from agent.api.names import agent_account
 from agent.daemon.renewal import CONDITION
 from agent.lab.machines_access import credential_secret, provision
+from agent.sim.testing import token_answer, token_claims
 
 pytestmark = pytest.mark.kube
 BOTH_SERVERS = pytest.mark.parametrize("api_backend", ["kube", "sim"], indirect=True)
@@ -33,29 +32,12 @@ REVOCATION_WAIT = 30.0
 """Seconds a real API server may take to see a deletion (its informers)."""
 
 
-def claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    parsed: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return parsed
-
-
 def condition(obj: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in status(obj).get("conditions") or [] if c.get("type") == CONDITION), {})
 
 
 async def answer(admin: Kube, token: str, namespace: str) -> int:
-    """The status of a request with ``token`` that a node may not make: 403 if the token authenticates,
-    401 if it does not."""
-    cfg = admin.api.configuration
-    mine = client.Configuration()
-    mine.host, mine.ssl_ca_cert, mine.verify_ssl = cfg.host, cfg.ssl_ca_cert, cfg.verify_ssl
-    mine.api_key, mine.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
-    async with Kube(client.ApiClient(mine)) as kube:
-        try:
-            await kube.list_objects(SECRETS, namespace)
-        except KubeError as exc:
-            return exc.status
-    return 200
+    return (await token_answer(admin, token, namespace))[0]
 
 
 async def until_refused(admin: Kube, token: str, namespace: str) -> None:
@@ -110,7 +92,7 @@ async def test_a_token_without_expiry_is_replaced_and_the_new_one_used_from_then
         new = token_file.read_text().strip()
         assert new != old
         assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
-        said = claims(new)
+        said = token_claims(new)
         assert said["sub"] == f"system:serviceaccount:{ns}:{agent_account(node.name)}"
         assert said["exp"] - said["iat"] == cfg.api.token_lifetime
         assert "valid until" in condition(renewed)["message"]

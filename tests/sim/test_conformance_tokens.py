@@ -5,18 +5,15 @@ simulator, refused once expired. Each test but the last runs on both servers."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from agent.adapters.kube import SECRETS, SERVICE_ACCOUNTS, Kube, KubeError
-from agent.sim.testing import KubeApi
+from agent.sim.testing import KubeApi, token_answer, token_claims
 from agent.sim.tokens import LEEWAY
 
 pytestmark = pytest.mark.kube
@@ -24,12 +21,6 @@ pytestmark = pytest.mark.kube
 ACCOUNT, BOUND = "node-a", "node-a-credential"
 REVOCATION_WAIT = 30.0
 """Seconds a real API server may take to see a deletion (its informers); the simulator sees it at once."""
-
-
-def claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    parsed: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return parsed
 
 
 @pytest.fixture
@@ -41,18 +32,7 @@ async def admin(kube_api: KubeApi) -> Kube:
 
 
 async def whoami(kube_api: KubeApi, token: str) -> tuple[int, str]:
-    """The status of a request the account may not make, and its message: 403 naming the user when the
-    token authenticates, 401 when it does not."""
-    cfg = (await kube_api.client()).configuration
-    mine = client.Configuration()
-    mine.host, mine.ssl_ca_cert, mine.verify_ssl = cfg.host, cfg.ssl_ca_cert, cfg.verify_ssl
-    mine.api_key, mine.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
-    async with Kube(client.ApiClient(mine)) as kube:
-        try:
-            await kube.list_objects(SECRETS, kube_api.namespace)
-        except KubeError as exc:
-            return exc.status, exc.message
-    return 200, ""
+    return await token_answer(Kube(await kube_api.client()), token, kube_api.namespace)
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float) -> None:
@@ -72,7 +52,7 @@ async def test_a_token_request_gives_a_bound_token_of_the_asked_lifetime(
     assert answer["spec"]["expirationSeconds"] == 1200
     assert answer["spec"]["audiences"]
     token = answer["status"]["token"]
-    said = claims(token)
+    said = token_claims(token)
     assert said["exp"] - said["iat"] == 1200
     expires = datetime.fromisoformat(answer["status"]["expirationTimestamp"].replace("Z", "+00:00"))
     assert abs(expires.timestamp() - said["exp"]) <= 1
@@ -121,7 +101,7 @@ async def test_an_expired_token_is_refused(kube_api: KubeApi, admin: Kube) -> No
     assert kube_api.simulator is not None
     issuer = kube_api.simulator.token_issuer
     token = (await admin.request_token(kube_api.namespace, ACCOUNT, seconds=600))["status"]["token"]
-    expires = claims(token)["exp"]
+    expires = token_claims(token)["exp"]
     issuer.clock = lambda: expires + LEEWAY - 1
     assert (await whoami(kube_api, token))[0] == 403  # go-jose's minute of leeway, as on the real server
     issuer.clock = lambda: expires + LEEWAY
