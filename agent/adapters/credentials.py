@@ -110,9 +110,12 @@ class Credentials:
         if self.generation == generation:
             await self._moved.wait()
 
-    def rejected(self) -> None:
-        """The API answered 401. A different token in the file (an operator's) is used from the next
-        request on; otherwise the first 401 of an episode logs why and what to do."""
+    def rejected(self, sent: str) -> None:
+        """The API answered 401 to a request that carried ``sent``. A different token in the file (an
+        operator's) is used from the next request on; otherwise the first 401 of an episode logs why and
+        what to do. A 401 for a token already replaced says nothing about the current one."""
+        if sent != self.token:
+            return
         try:
             on_disk = self.path.read_text().strip()
         except OSError as exc:

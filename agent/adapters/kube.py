@@ -212,6 +212,7 @@ class Kube:
         content_type: str = "application/json", read_timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """One request through the client's own auth, TLS and pool; the response is not read yet."""
+        sent = self.credentials.token if self.credentials is not None else ""
         resp: aiohttp.ClientResponse = await self.api.call_api(
             path, method, query_params=query or [], body=body,
             header_params={"Accept": "application/json", "Content-Type": content_type},
@@ -220,7 +221,7 @@ class Kube:
         )
         if self.credentials is not None:
             if resp.status == 401:
-                self.credentials.rejected()
+                self.credentials.rejected(sent)
             elif 200 <= resp.status <= 299:
                 self.credentials.accepted()
         return resp
