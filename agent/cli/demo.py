@@ -1,16 +1,18 @@
 """``lcmctl demo``: the README's first command, the whole rollout on this machine.
 
-The regional side (the API simulator with the CRDs, the samples of ``deploy/samples`` and the RBAC of
-``deploy/rbac``, the scheduler, Mosquitto) and three nodes, each running the real agent; the rollout is shown
-live until every LCMMachine is Ready, then the swarm as its manager sees it. The nodes are nspawn machines
-that cloud-init turns into nodes (``--nodes machines``: the agent installed from the lab's air-gapped
-mirror, systemd running it, Docker Engine from the lab's apt repository), or, on a host that cannot run
-machines, network namespaces with their own dockerd and the agent as a host process (``--nodes netns``);
+The regional side (the API simulator, or with ``--api kube`` the real control plane of ``agent.lab.kube``,
+with the CRDs, the samples of ``deploy/samples`` and the RBAC of ``deploy/rbac``; the scheduler, Mosquitto)
+and three nodes, each running the real agent; the rollout is shown live until every LCMMachine is Ready,
+then the swarm as its manager sees it. The nodes are nspawn machines that cloud-init turns into nodes
+(``--nodes machines``: the agent installed from the lab's air-gapped mirror, systemd running it, Docker
+Engine from the lab's apt repository), or, on a host that cannot run machines, network namespaces with their
+own dockerd and the agent as a host process (``--nodes netns``);
 ``auto`` (the default) picks machines when it can and says why when it cannot. ``agent.lab.stack`` is the
 composition (the end-to-end tests use the same one); this module adds the API, the prerequisites check and
 the terminal. It installs nothing: ``./dev.sh demo`` does.
 
-    lcmctl demo [--nodes auto|machines|netns] [--once] [--port 6443] [--state-dir .state/demo]
+    lcmctl demo [--nodes auto|machines|netns] [--api sim|kube] [--once] [--port 6443]
+                [--state-dir .state/demo]
     lcmctl demo --down
 
 Ctrl-C (or ``--once`` after the swarm is shown) takes everything down; ``--down`` does the same from
@@ -29,14 +31,19 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.live import Live
 
-from agent.adapters.kube import Kube, connect
+from agent.adapters.kube import Kube, KubeError, connect
 from agent.api.crds import crd_paths
 from agent.cli.watch import Board
 from agent.lab import machines_host, mosquitto, nodes, stack_machines, stack_netns
+from agent.lab.kube.build import BuildError, ensure_built
+from agent.lab.kube.objects import apply_documents, documents
+from agent.lab.kube.plane import ControlPlane, PlaneError, PlaneSettings
+from agent.lab.kube.plane import stop_recorded as stop_plane
 from agent.lab.machines_host import LabError as MachineLabError
 from agent.lab.netns import LabError
 from agent.lab.stack import REPO, NodeBackend, Rollout, Stack, StackSettings, stop_recorded
@@ -49,6 +56,7 @@ READY_WITHIN = 1500.0
 """Seconds the first rollout may take: three machines install the agent (some 50 wheels each), then run
 some twenty Ansible items, on two shared cores."""
 NODE_KINDS = ("auto", "machines", "netns")
+API_KINDS = ("sim", "kube")
 
 
 def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,6 +71,9 @@ def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser
                       help="nspawn machines, network-namespace nodes, or machines when this host can run "
                            "them (default %(default)s)")
     demo.add_argument("--prefix", default="lcmdemo", help="naming prefix of netns nodes (namespaces, links)")
+    demo.add_argument("--api", choices=API_KINDS, default="sim",
+                      help="the embedded API simulator (fast), or the real control plane (etcd, "
+                           "kube-apiserver, controller manager; built on first use); default %(default)s")
     demo.add_argument("--once", action="store_true", help="exit (and clean up) once the swarm is shown")
     demo.add_argument("--down", action="store_true", help="remove everything the demo made, then exit")
     demo.set_defaults(func=run_demo)
@@ -124,11 +135,12 @@ def run_demo(args: argparse.Namespace) -> int:
     print(line, flush=True)
     settings = StackSettings(args.state_dir, prefix=args.prefix)
     try:
-        return asyncio.run(_demo(settings, kind, args.port, [args.samples], once=args.once))
+        return asyncio.run(_demo(settings, kind, args.port, [args.samples], once=args.once, api=args.api))
     except OSError as exc:
         print(f"lcmctl demo: {exc} (a port in use? try --port 0)", file=sys.stderr)
         return 1
-    except (ApiError, LabError, MachineLabError, RuntimeError, TimeoutError) as exc:
+    except (ApiError, KubeError, BuildError, PlaneError, LabError, MachineLabError, RuntimeError,
+            TimeoutError) as exc:
         print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
 
@@ -137,43 +149,84 @@ async def _down(state_dir: Path, prefix: str) -> list[str]:
     """A running demo first (it takes its own parts down), then what a crashed one left, of either kind."""
     run_dir = state_dir / "stack"
     removed = await asyncio.to_thread(stop_recorded, run_dir)
+    removed += await asyncio.to_thread(stop_plane, PlaneSettings(state_dir / "kube"))
     removed += await stack_machines.remove_leftovers(run_dir)
     return removed + await asyncio.to_thread(stack_netns.remove_leftovers, prefix)
+
+
+class RegionalServer(Protocol):
+    """The demo's API, simulated or real: where it listens and its admin kubeconfig."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def kubeconfig_path(self) -> Path: ...
 
 
 @contextlib.asynccontextmanager
 async def open_stack(
     settings: StackSettings, *, nodes: str = "netns", port: int = 0, samples: Sequence[Path] = (SAMPLES,),
-) -> AsyncIterator[tuple[Stack, Simulator]]:
-    """Nodes, the API on their bridge with the CRDs, ``samples`` and the RBAC, then broker, scheduler and
-    agents; all of it gone on exit, however the block ends."""
+    api: str = "sim",
+) -> AsyncIterator[tuple[Stack, RegionalServer]]:
+    """Nodes, the API (the simulator, or with ``api="kube"`` the real control plane) on their bridge with the
+    CRDs, ``samples`` and the RBAC, then broker, scheduler and agents; all of it gone on exit, however the
+    block ends."""
     # Resolved: the agents' configs take absolute paths only.
     settings = dataclasses.replace(settings, state_dir=settings.state_dir.resolve())
     stack = Stack(settings, node_backend(nodes, settings))
-    sim: Simulator | None = None
-    # The nodes are new on every run, so is the API: an old run's statuses would describe other nodes.
-    shutil.rmtree(settings.state_dir / "sim", ignore_errors=True)
     try:
         gateway = await stack.bring_up_nodes()
-        sim = Simulator(settings.state_dir / "sim", host=gateway, port=port, crd_paths=crd_paths(),
-                        kubeconfig_path=settings.state_dir / "kubeconfig")
-        await sim.start()
-        sim.load([*stack.nodes.objects(samples), RBAC])
-        await stack.start(sim.kubeconfig_path)
-        yield stack, sim
+        objects = [*stack.nodes.objects(samples), RBAC]
+        async with _serve_api(api, settings.state_dir, gateway, port, objects) as server:
+            try:
+                await stack.start(server.kubeconfig_path)
+                yield stack, server
+            finally:
+                await stack.down()  # before the API goes: agents and scheduler stop cleanly
     finally:
         await stack.down()
-        if sim is not None:
-            await sim.stop()
 
 
-async def _demo(settings: StackSettings, kind: str, port: int, samples: Sequence[Path], *, once: bool) -> int:
+@contextlib.asynccontextmanager
+async def _serve_api(
+    api: str, state_dir: Path, host: str, port: int, objects: Sequence[Path],
+) -> AsyncIterator[RegionalServer]:
+    """The API on ``host`` holding the CRDs and ``objects``. The nodes are new on every run, so is the API's
+    state: an old run's statuses would describe other nodes."""
+    if api == "kube":
+        plane_dir = state_dir / "kube"
+        shutil.rmtree(plane_dir, ignore_errors=True)
+        plane = ControlPlane(PlaneSettings(plane_dir, host=host, port=port, crds=crd_paths()),
+                             ensure_built(lambda line: print(f"lcmctl demo: {line}", flush=True)))
+        try:
+            await plane.start()
+            async with await connect(kubeconfig=plane.kubeconfig_path) as kube:
+                await apply_documents(kube, documents(objects))
+            yield plane
+        finally:
+            plane.stop()
+        return
+    shutil.rmtree(state_dir / "sim", ignore_errors=True)
+    sim = Simulator(state_dir / "sim", host=host, port=port, crd_paths=crd_paths(),
+                    kubeconfig_path=state_dir / "kubeconfig")
+    await sim.start()
+    try:
+        sim.load(objects)
+        yield sim
+    finally:
+        await sim.stop()
+
+
+async def _demo(settings: StackSettings, kind: str, port: int, samples: Sequence[Path], *, once: bool,
+                api: str = "sim") -> int:
     stopping = _stop_on_signals()
     began = time.monotonic()
-    async with open_stack(settings, nodes=kind, port=port, samples=samples) as (stack, sim):
-        kubeconfig = sim.kubeconfig_path.resolve()
+    async with open_stack(settings, nodes=kind, port=port, samples=samples, api=api) as (stack, server):
+        kubeconfig = server.kubeconfig_path.resolve()
         started = "agents started" if kind == "netns" else "machines booting"
-        print(f"API simulator on {sim.url}; Mosquitto on {stack.broker.url if stack.broker else '-'}; "
+        what = "kube-apiserver (etcd, kube-controller-manager)" if api == "kube" else "API simulator"
+        print(f"{what} on {server.url}; Mosquitto on {stack.broker.url if stack.broker else '-'}; "
               f"lcm-scheduler and {len(settings.machines)} {started} (logs: {settings.run_dir})",
               flush=True)
         async with await connect(kubeconfig=kubeconfig) as kube:

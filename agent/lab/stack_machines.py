@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.lab.kube.objects import documents
 from agent.lab.machines import STATE_ROOT, Machine
 from agent.lab.machines_fleet import Fleet, FleetSettings, RegionalApi, release_bridge
 from agent.lab.machines_network import Subnet
@@ -47,7 +48,7 @@ class MachineNodes:
 
     def objects(self, paths: Sequence[Path]) -> list[Path]:
         dest = self.settings.run_dir / "objects.yaml"
-        docs = [with_apt_source(doc, self.fleet.apt_source) for doc in _documents(paths)]
+        docs = [with_apt_source(doc, self.fleet.apt_source) for doc in documents(paths)]
         dest.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return [dest]
 
@@ -125,11 +126,3 @@ async def remove_leftovers(run_dir: Path, machines_root: Path = STATE_ROOT) -> l
     await release_bridge(Subnet(), machines_root)
     (run_dir / RECORD).unlink(missing_ok=True)
     return [f"machine {name}" for name in names]
-
-
-def _documents(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) \
-            if path.is_dir() else [path]
-        for file in files:
-            yield from (doc for doc in yaml.safe_load_all(file.read_text()) if isinstance(doc, dict))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from aiohttp import web
 
-from agent.sim.auth import MASTERS, AccessControl, Authenticator
+from agent.sim.auth import ANONYMOUS, MASTERS, AccessControl, Authenticator
 from agent.sim.discovery import discovery_document, not_found_path
 from agent.sim.errors import ApiError, bad_request
 from agent.sim.faults import Faults
@@ -135,9 +135,7 @@ def _non_negative(q: Mapping[str, str], key: str) -> int:
         value = int(raw)
     except ValueError:
         raise bad_request(f'{key}: Invalid value: "{raw}": must be an integer') from None
-    if value < 0:
-        raise bad_request(f'{key}: Invalid value: {value}: must be greater than or equal to 0')
-    return value
+    return max(value, 0)  # as kube-apiserver: a negative limit or timeout is none
 
 
 def _boolean(q: Mapping[str, str], key: str) -> bool:
@@ -210,6 +208,9 @@ class ApiServer:
         if not isinstance(target, Target):
             if request.method != "GET":
                 raise method_not_allowed()
+            if user == ANONYMOUS:  # system:discovery is bound to authenticated users only
+                raise ApiError(403, "Forbidden", f'forbidden: User "{user.name}" cannot get path '
+                                                 f'"{request.path}"')
             await self.faults.apply(verb="get", resource="", path=request.path, user=user.name)
             return json_response(discovery_document(target, self.registry.resource_types()))
         rt = self.registry.resolve(target.group, target.version, target.plural)

@@ -1,5 +1,6 @@
 """The API misbehaves while items run: expired watches, an outage, refused writes. The machine still
-reaches Ready, and no item runs twice because of it."""
+reaches Ready, and no item runs twice because of it. A real server does none of this on demand: these run on
+the simulator (and skip against LCM_TEST_KUBECONFIG's cluster)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from agent_harness import Node, running, slot
 
 from agent.sim.faults import Faults
 from agent.sim.testing import KubeApi
+
+pytestmark = pytest.mark.simulator("watch expiry, outages and refused writes on demand")
 
 
 async def test_watch_expiring_mid_phase_relists_and_reaches_ready(node: Node, faults: Faults) -> None:

@@ -25,13 +25,13 @@ ZONE = "swarm.lcm.mirantis.com/zone"
 
 @contextlib.asynccontextmanager
 async def staged_stack(settings: StackSettings, nodes: str) -> AsyncIterator[tuple[Stack, Kube]]:
-    """The demo's stack on ``nodes``, its set-up (caches, API, broker, scheduler, nodes started) and its
-    teardown timed as stages of their own."""
-    running = open_stack(settings, nodes=nodes)
+    """The demo's stack on ``nodes`` with the real control plane as its API, its set-up (caches, API, broker,
+    scheduler, nodes started) and its teardown timed as stages of their own."""
+    running = open_stack(settings, nodes=nodes, api="kube")
     with stage(f"set-up ({nodes}): caches, API, broker, scheduler"):
-        stack, sim = await running.__aenter__()
+        stack, server = await running.__aenter__()
     try:
-        async with await connect(kubeconfig=sim.kubeconfig_path) as kube:
+        async with await connect(kubeconfig=server.kubeconfig_path) as kube:
             yield stack, kube
     finally:
         with stage("teardown"):

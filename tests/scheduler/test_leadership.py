@@ -108,6 +108,7 @@ async def _held_by(kube: Kube, ns: str, identity: str) -> bool:
     return await holder(kube, ns) == identity
 
 
+@pytest.mark.simulator("a network partition of one replica: 503s for its lease requests only")
 async def test_a_leader_cut_off_from_the_lease_stops_writing_before_the_standby_starts(
         kube_api: KubeApi, kube: Kube, faults: Faults) -> None:
     ns = kube_api.namespace

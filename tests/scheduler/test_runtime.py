@@ -96,6 +96,8 @@ async def test_a_patch_the_server_prunes_is_not_sent_again(kube_api: KubeApi, ku
     assert sched.writes["patch lcmclusters"] == 1
 
 
+@pytest.mark.simulator("storing a machine its CRD refuses (two items named x): a real server never does, "
+                        "the simulator does not model list-type uniqueness")
 async def test_a_malformed_machine_is_skipped_with_its_reason_and_the_others_go_on(
         kube_api: KubeApi, kube: Kube, caplog: pytest.LogCaptureFixture) -> None:
     ns = kube_api.namespace
@@ -129,6 +131,7 @@ def drain_request(ns: str) -> Create:
         reason="drain m0")
 
 
+@pytest.mark.simulator("a create refused with 409 on demand")
 async def test_a_create_refused_with_a_conflict_is_planned_again(kube_api: KubeApi, kube: Kube,
                                                                  faults: Faults) -> None:
     ns = kube_api.namespace

@@ -1,9 +1,9 @@
 """The differential conformance tests, and fixtures for the registry's tests.
 
-Every test of ``test_conformance_*.py`` and ``test_kubectl.py`` that uses ``kube_api`` runs twice, on the real
-API server and on the simulator (``api_backend`` "kube" and "sim"): each must pass on both, or be marked
-``simulator("why")``; what the simulator does not implement at all is marked ``real_server("what")``. Where
-the two disagree the real server is right.
+Every test of ``test_conformance_*.py``, ``test_kubectl.py`` and ``test_server_http.py`` that uses
+``kube_api`` runs twice, on the real API server and on the simulator (``api_backend`` "kube" and "sim"): each
+must pass on both, or be marked ``simulator("why")``; what the simulator does not implement at all is marked
+``real_server("what")``. Where the two disagree the real server is right.
 
 The registry's tests use an in-memory registry serving two small inline CRDs.
 
@@ -24,7 +24,7 @@ from agent.sim.resources import ResourceType
 from agent.sim.store import Store
 
 GROUP = "example.com"
-DIFFERENTIAL = ("test_conformance_", "test_kubectl")
+DIFFERENTIAL = ("test_conformance_", "test_kubectl", "test_server_http")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from agent_harness import Node, pid_alive
 from conftest import Received, kind, listening, publishing, settings, telemetry_config
 
@@ -49,6 +50,7 @@ async def test_cancel_aborts_the_running_attempt_and_names_it(node: Node, mqtt_b
     assert not pid_alive(int(pidfile.read_text())), "the playbook's processes are gone"
 
 
+@pytest.mark.simulator("an API outage for the agent's reads and writes, and its watch dropped")
 async def test_wake_rereads_the_machine_when_the_watch_cannot(node: Node, mqtt_broker: Broker,
                                                               faults: Faults) -> None:
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)

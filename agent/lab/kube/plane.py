@@ -196,9 +196,12 @@ class ControlPlane:
                 [str(self.binaries / name), *args], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
+    def pids(self) -> dict[str, int]:
+        """Component → pid, of what this object started (for CPU and memory figures)."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
     def _record_pids(self) -> None:
-        pids = {name: proc.pid for name, proc in self._procs.items()}
-        self.settings.pids_path.write_text(json.dumps({"url": self.url, "pids": pids}) + "\n")
+        self.settings.pids_path.write_text(json.dumps({"url": self.url, "pids": self.pids()}) + "\n")
 
     def stop(self) -> None:
         """Stops what this object started (controller manager, apiserver, then etcd); idempotent."""
