@@ -19,6 +19,8 @@ import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from agent.adapters.credentials import Credentials
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -36,6 +38,7 @@ class Resource:
 
 
 SECRETS = Resource("", "v1", "secrets")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
 
 
 class KubeError(Exception):
@@ -68,29 +71,37 @@ async def connect(
     *, kubeconfig: Path | None = None, server: str = "", ca_file: Path | None = None,
     token_file: Path | None = None,
 ) -> Kube:
-    """A client from a kubeconfig, or from a server URL, CA file and token file (the agent's config)."""
+    """A client from a kubeconfig, or from a server URL, CA file and token file (the agent's config); the
+    latter's ``credentials`` follow the file and the agent's renewals."""
     cfg = client.Configuration()
     if kubeconfig is not None:
         await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    else:
-        if not server or token_file is None:
-            raise ValueError("either a kubeconfig or a server URL and a token file are needed")
-        cfg.host = server.rstrip("/")
-        if ca_file is not None:
-            cfg.ssl_ca_cert = str(ca_file)
-        # The token is read here and kept only in the client's memory: never logged, never on argv.
-        cfg.api_key = {"BearerToken": (await asyncio.to_thread(token_file.read_text)).strip()}
-        cfg.api_key_prefix = {"BearerToken": "Bearer"}
-    return Kube(client.ApiClient(cfg))
+        return Kube(client.ApiClient(cfg))
+    if not server or token_file is None:
+        raise ValueError("either a kubeconfig or a server URL and a token file are needed")
+    cfg.host = server.rstrip("/")
+    if ca_file is not None:
+        cfg.ssl_ca_cert = str(ca_file)
+    # The token is read here and kept only in the client's memory: never logged, never on argv.
+    credentials = await asyncio.to_thread(Credentials.load, token_file)
+    cfg.api_key = {"BearerToken": credentials.token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    cfg.refresh_api_key_hook = credentials.refresh
+    return Kube(client.ApiClient(cfg), credentials=credentials)
 
 
 class Kube:
     """Dict-in, dict-out calls over one ``ApiClient`` (one connection pool), for any kind, core or custom."""
 
-    def __init__(self, api: client.ApiClient, *, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, request_timeout: float = 30.0, credentials: Credentials | None = None,
+    ) -> None:
         self.api = api
         self.request_timeout = request_timeout
         """Seconds a non-watch request may wait for the server to connect or answer."""
+        self.credentials = credentials
+        """The token the client sends, when it came from a token file (None with a kubeconfig); told of
+        every 401 and every success."""
 
     async def close(self) -> None:
         await self.api.close()
@@ -170,6 +181,17 @@ class Kube:
     async def delete(self, res: Resource, namespace: str, name: str) -> Object:
         return await self._call("DELETE", _path(res, namespace, name))
 
+    async def request_token(
+        self, namespace: str, account: str, *, seconds: int, bound_secret: str = "",
+    ) -> Object:
+        """A TokenRequest for ServiceAccount ``account``, valid ``seconds`` (the server may shorten it: the
+        answer's ``status.expirationTimestamp`` is the truth), bound to Secret ``bound_secret`` if given."""
+        spec: dict[str, Any] = {"expirationSeconds": seconds}
+        if bound_secret:
+            spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Secret", "name": bound_secret}
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        return await self._call("POST", _path(SERVICE_ACCOUNTS, namespace, account, "token"), body=body)
+
     async def health(self, endpoint: str = "/readyz") -> str:
         """The text of a health endpoint (``/readyz``, ``/livez``); a failing check raises ``KubeError``."""
         try:
@@ -190,12 +212,18 @@ class Kube:
         content_type: str = "application/json", read_timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """One request through the client's own auth, TLS and pool; the response is not read yet."""
+        sent = self.credentials.token if self.credentials is not None else ""
         resp: aiohttp.ClientResponse = await self.api.call_api(
             path, method, query_params=query or [], body=body,
             header_params={"Accept": "application/json", "Content-Type": content_type},
             auth_settings=["BearerToken"], _preload_content=False,
             _request_timeout=aiohttp.ClientTimeout(sock_connect=read_timeout, sock_read=read_timeout),
         )
+        if self.credentials is not None:
+            if resp.status == 401:
+                self.credentials.rejected(sent)
+            elif 200 <= resp.status <= 299:
+                self.credentials.accepted()
         return resp
 
     async def _call(

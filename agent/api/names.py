@@ -31,3 +31,9 @@ def cluster_state_name(operation: MachineOperation, machine: str) -> str:
     """
     prefix = CLUSTER_STATE_PREFIXES[operation]
     return prefix + machine.lower()[-(NAME_LENGTH - len(prefix)) :]
+
+
+def agent_account(machine: str) -> str:
+    """The ServiceAccount of machine ``machine``'s agent, as provisioning (``lcmctl cloud-init provision``)
+    creates it; the agent renews tokens for it when its token does not name its account."""
+    return f"lcm-agent-{machine}"

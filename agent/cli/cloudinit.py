@@ -1,7 +1,7 @@
 """``lcmctl cloud-init``: what a provider needs to hand a new machine its user-data.
 
     lcmctl cloud-init provision --kubeconfig ADMIN --namespace cluster-a --machine worker-07 \
-        [--type worker] [--cluster lab] --token-file worker-07.token
+        [--type worker] [--cluster lab] [--token-lifetime 604800] --token-file worker-07.token
     lcmctl cloud-init index --dest /srv/mirror/pypi [--project .]
 
     lcmctl cloud-init render --machine worker-07 --namespace cluster-a \\
@@ -10,9 +10,12 @@
         --index-url https://mirror.example.net/pypi/simple/ [--mqtt-url mqtts://… --mqtt-username …
         --mqtt-password-file F --mqtt-ca-file F] [--output user-data.yaml]
 
-``provision`` creates the LCMMachine, a ServiceAccount whose Role allows that object only, and writes the
-account's token (0600). ``index`` builds the agent's wheel from a checkout and a PEP 503 index of it and its
-dependencies, and prints the wheel's path and sha256: what a release publishes on its mirror.
+``provision`` creates the LCMMachine, a ServiceAccount whose Role allows that object (and the machine's
+swarm join token) only, and writes a bound token of the account (0600) that expires after
+``--token-lifetime`` seconds (7 days): the machine must boot before then; its agent renews the token
+itself from then on. Run again, it issues a new token (e.g. after a revocation, docs/security.md).
+``index`` builds the agent's wheel from a checkout and a PEP 503 index of it and its dependencies, and
+prints the wheel's path and sha256: what a release publishes on its mirror.
 
 The agent URL, digest and index are the release's (ClusterRelease ``spec.agent``); the token is the
 machine's own. The output carries the token, so ``--output`` writes it 0600; without it the document goes
@@ -30,7 +33,7 @@ from pathlib import Path
 from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import KubeError, connect
 from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from agent.lab.machines_access import ensure_namespace, provision
+from agent.lab.machines_access import BOOTSTRAP_LIFETIME, ensure_namespace, provision
 from agent.lab.machines_host import LabError
 from agent.lab.machines_rootfs import CACHE_ROOT
 from agent.lab.mirror_pypi import CHECKOUT, build_index
@@ -66,6 +69,9 @@ def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentP
     prov.add_argument("--type", default="worker", choices=("control", "worker", "bastion", "unassigned"))
     prov.add_argument("--cluster", default="", help="spec.clusterName of the LCMMachine")
     prov.add_argument("--token-file", type=Path, required=True, help="where to write the token (mode 0600)")
+    prov.add_argument("--token-lifetime", type=int, default=BOOTSTRAP_LIFETIME, metavar="SECONDS",
+                      help="how long the token is valid if the machine never renews it (at least 600; "
+                           "default: 7 days, the time the machine has to boot)")
     prov.set_defaults(func=_provision)
 
     index = commands.add_parser("index", help="the agent's wheel and a PEP 503 index of its dependencies")
@@ -99,7 +105,7 @@ def _provision(args: argparse.Namespace) -> int:
         async with await connect(kubeconfig=args.kubeconfig) as kube:
             await ensure_namespace(kube, args.namespace)
             return await provision(kube, args.namespace, args.machine, cluster=args.cluster,
-                                   machine_type=args.type)
+                                   machine_type=args.type, lifetime=args.token_lifetime)
     try:
         token = asyncio.run(provisioned())
     except (OSError, LabError, KubeError) as exc:

@@ -4,7 +4,8 @@ Start: state dir (0700), journal, API client, registration (retried until the AP
 systemd. Run: the one watch of the machine's LCMMachine (``MachineFollower``), the item worker (which also
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
-(``reconciling``), the self-upgrade loop and the watchdog pinger, each guarded: a root
+(``reconciling``), the self-upgrade loop, the API token's renewal (``renewal``, with a token file) and the
+watchdog pinger, each guarded: a root
 task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
 no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
@@ -40,6 +41,7 @@ from agent.daemon.following import MachineFollower
 from agent.daemon.logs import SecretRegistry
 from agent.daemon.reconciling import ReconcileSink, Reconciling
 from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
+from agent.daemon.renewal import RenewalSettings, TokenRenewal
 from agent.daemon.stopping import until_stopped
 from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
@@ -101,6 +103,8 @@ async def run_daemon(
     await _end_predecessors_run(journal, cfg.api.machine_name)
     who = Identity(cfg.api.namespace, cfg.api.machine_name, cfg.api.create_if_missing)
     kube = await _client(cfg)
+    if kube.credentials is not None:
+        kube.credentials.on_token = secrets.add
     async with kube:
         host_facts = await until_stopped(_register(kube, who, cfg, hooks), stopping)
         if host_facts is None:
@@ -139,6 +143,10 @@ async def run_daemon(
                                          restart=restart_into_new_version)}
         if telemetry is not None:
             roots["telemetry"] = telemetry.run(stopping, worker)
+        if kube.credentials is not None:
+            roots["token-renewal"] = TokenRenewal(kube, kube.credentials, follower, RenewalSettings(
+                namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,
+                backoff=cfg.timings.backoff)).run(stopping)
         roots["reconcile"] = Reconciling(
             kube, follower, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
             access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),

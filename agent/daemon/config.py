@@ -40,6 +40,9 @@ CONFIG_PATH_ENV = "LCM_AGENT_CONFIG"
 DOCKER_HOST_VAR = "lcm_docker_host"
 """The extra var carrying ``docker.host`` to the playbooks."""
 
+MIN_TOKEN_LIFETIME = 600
+"""kube-apiserver refuses a TokenRequest for less than 10 minutes."""
+
 _LOADED = "loaded"  # field metadata: filled from a file the config names, not a key of its own
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOCKER_HOST = re.compile(r"unix:///\S+|tcp://[^/\s]+")
@@ -93,7 +96,8 @@ class ApiSettings:
     ca_file: Path | None = None
     """PEM bundle that signs the API server's certificate; None trusts the system's CAs."""
     token_file: Path | None = None
-    """File holding the machine's bearer token (0600); re-read on every reload, so it can be rotated."""
+    """File holding the machine's bearer token (0600). The agent renews a ServiceAccount token itself and
+    writes the new one here; a token an operator writes here is picked up when the API refuses the old one."""
     kubeconfig: Path | None = None
     """A kubeconfig instead of server + token (a developer's laptop, a kind cluster). 0600."""
     namespace: str = ""
@@ -102,6 +106,10 @@ class ApiSettings:
     """Name of the LCMMachine; the host name (lowercased) when empty."""
     create_if_missing: bool = False
     """Create the LCMMachine as ``type: unassigned`` when it does not exist, instead of waiting for it."""
+    token_lifetime: int = 86400
+    """Seconds each renewed token is asked to live (at least 600, the API server's minimum; its
+    ``--service-account-max-token-expiration`` may shorten it). A token is renewed after 80% of its life,
+    so a machine that is off for longer than that needs re-provisioning (docs/security.md)."""
     token: Secret | None = field(default=None, metadata={_LOADED: True})
     """The content of ``token_file``."""
 
@@ -394,6 +402,9 @@ def _validate(cfg: AgentConfig) -> AgentConfig:
         raise ConfigError("api.kubeconfig and api.server/api.token_file exclude each other: set one way in")
     if api.kubeconfig is None and not (api.server and api.token_file is not None):
         raise ConfigError("set api.server and api.token_file, or api.kubeconfig")
+    if api.token_lifetime < MIN_TOKEN_LIFETIME:
+        raise ConfigError(f"api.token_lifetime must be at least {MIN_TOKEN_LIFETIME} seconds (the API "
+                          f"server's shortest token), got {api.token_lifetime}")
     if api.server and not re.match(r"https?://[^/]", api.server):
         raise ConfigError(f"api.server {api.server!r} must be an http:// or https:// URL")
     if not _DNS_LABEL.fullmatch(api.namespace):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
-from agent.adapters.kube import Kube, Resource
+from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMMachine
 from agent.daemon.stopping import until_stopped
+from agent.decisions.reporting import condition_patch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,23 @@ class MachineFollower:
             elif isinstance(event, Change):
                 self.accept(None if event.type == "DELETED" else event.object)
         raise RuntimeError("the watch of the LCMMachine ended")
+
+    async def write_condition(
+        self, machine: LCMMachine, kind: str, status: str, reason: str, message: str,
+    ) -> bool:
+        """Set condition ``kind`` of the status (best effort: a failed write is logged, and the condition is
+        written again when it next changes); nothing is written when it already says this. False when the
+        write failed."""
+        patch = condition_patch(machine, kind, status, reason, message, datetime.now(UTC))
+        if patch is None:
+            return True
+        try:
+            raw = await self.kube.patch(LCMMACHINES, self.namespace, self.name, patch, subresource="status")
+        except KubeError as exc:
+            log.warning("cannot write the %s condition: %s", kind, exc, extra=self._fields)
+            return False
+        self.wrote(raw)
+        return True
 
     def wrote(self, raw: dict[str, Any]) -> LCMMachine | None:
         """The server's answer to one of the agent's own writes: the newest object, whatever the watch

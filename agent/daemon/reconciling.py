@@ -49,10 +49,10 @@ from agent.api.desired import (
 from agent.api.hostinfo import rfc3339
 from agent.api.models import API_VERSION, LCMMachine
 from agent.daemon.config import ReconcileSettings
-from agent.daemon.following import LCMMACHINES, MachineFollower
+from agent.daemon.following import MachineFollower
 from agent.daemon.reconciler import DESIRED_FILE, EXIT_CONVERGED
 from agent.decisions.drift import Drift, drift
-from agent.decisions.reporting import clip
+from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class Reconciling:
         drifts = drift(self.desired, observed)
         if not drifts:
             self.failures, self._retry_at = 0, 0.0
-            current = _condition(machine)
+            current = find_condition(machine, CONDITION)
             if current is None or current.get("status") != "True":
                 await self._report_condition(machine, "True", "Converged", "no drift")
             return
@@ -347,16 +347,7 @@ class Reconciling:
     # Reporting
 
     async def _report_condition(self, machine: LCMMachine, status: str, reason: str, message: str) -> None:
-        patch = condition_patch(machine, status, reason, clip(message, MESSAGE_LIMIT), datetime.now(UTC))
-        if patch is None:
-            return
-        try:
-            raw = await self.kube.patch(LCMMACHINES, self.follower.namespace, self.follower.name, patch,
-                                        subresource="status")
-        except KubeError as exc:
-            log.warning("cannot write the %s condition: %s", CONDITION, exc, extra=self._fields)
-            return
-        self.follower.wrote(raw)
+        await self.follower.write_condition(machine, CONDITION, status, reason, clip(message, MESSAGE_LIMIT))
 
     async def _report_event(self, machine: LCMMachine, result: RunResult, attempt: int) -> None:
         message = f"attempt {attempt}: {clip(result.message, MESSAGE_LIMIT)}"
@@ -365,25 +356,6 @@ class Reconciling:
             await self.kube.create(EVENTS, self.follower.namespace, body)
         except KubeError as exc:
             log.warning("cannot record the reconciler run as an Event: %s", exc, extra=self._fields)
-
-
-def condition_patch(
-    machine: LCMMachine, status: str, reason: str, message: str, now: datetime,
-) -> dict[str, Any] | None:
-    """The status patch setting the ``Reconciled`` condition (the whole list: a merge patch replaces
-    lists), or None when it already says this. The transition time moves only when ``status`` does."""
-    current = _condition(machine)
-    if current is not None and (current.get("status"), current.get("reason"), current.get("message")) == (
-            status, reason, message):
-        return None
-    since = current["lastTransitionTime"] if current is not None and current.get("status") == status else None
-    mine = {"type": CONDITION, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": since or rfc3339(now)}
-    if machine.metadata.generation is not None:
-        mine["observedGeneration"] = machine.metadata.generation
-    others = [c.model_dump(mode="json", by_alias=True, exclude_unset=True)
-              for c in machine.status.conditions if c.type != CONDITION]
-    return {"status": {"conditions": [*others, mine]}}
 
 
 def run_event(machine: LCMMachine, converged: bool, message: str, now: datetime) -> dict[str, Any]:
@@ -403,11 +375,6 @@ def run_event(machine: LCMMachine, converged: bool, message: str, now: datetime)
         "reportingComponent": "lcm-agent", "reportingInstance": name,
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     }
-
-
-def _condition(machine: LCMMachine) -> dict[str, Any] | None:
-    found = next((c for c in machine.status.conditions if c.type == CONDITION), None)
-    return found.model_dump(mode="json", by_alias=True) if found is not None else None
 
 
 def _load(path: Path) -> DesiredState | None:

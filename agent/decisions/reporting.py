@@ -148,3 +148,28 @@ def _derived(machine: LCMMachine, status: LCMMachineStatus) -> dict[str, Any]:
     if machine.metadata.generation is not None:
         derived["observedGeneration"] = machine.metadata.generation
     return derived
+
+
+def condition_patch(
+    machine: LCMMachine, kind: str, status: str, reason: str, message: str, now: datetime,
+) -> dict[str, Any] | None:
+    """The status patch setting condition ``kind`` (the whole list: a merge patch replaces lists), or None
+    when it already says this. The transition time moves only when ``status`` does."""
+    current = find_condition(machine, kind)
+    if current is not None and (current.get("status"), current.get("reason"), current.get("message")) == (
+            status, reason, message):
+        return None
+    since = current["lastTransitionTime"] if current is not None and current.get("status") == status else None
+    mine = {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": since or rfc3339(now)}
+    if machine.metadata.generation is not None:
+        mine["observedGeneration"] = machine.metadata.generation
+    others = [c.model_dump(mode="json", by_alias=True, exclude_unset=True)
+              for c in machine.status.conditions if c.type != kind]
+    return {"status": {"conditions": [*others, mine]}}
+
+
+def find_condition(machine: LCMMachine, kind: str) -> dict[str, Any] | None:
+    """Condition ``kind`` of the machine's status as JSON, or None."""
+    found = next((c for c in machine.status.conditions if c.type == kind), None)
+    return found.model_dump(mode="json", by_alias=True) if found is not None else None

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import Kube, Resource, connect
 from agent.api.models import GROUP, VERSION
+from agent.api.names import agent_account
 from agent.lab import mosquitto
 from agent.lab.machines_access import issue_token
 from agent.lab.machines_fleet import MqttAccess, RegionalApi, registered
@@ -208,7 +209,7 @@ class Stack:
         s = self.settings
         self.api = RegionalApi.from_kubeconfig(kubeconfig)
         async with await connect(kubeconfig=kubeconfig) as kube:
-            tokens = {m: await issue_token(kube, s.namespace, f"lcm-agent-{m}") for m in s.machines}
+            tokens = {m: await issue_token(kube, s.namespace, agent_account(m)) for m in s.machines}
         passwords = {user: secrets.token_urlsafe(24) for user in (*s.machines, mosquitto.REGIONAL_USER)}
         write_atomic(self.regional_password_file, passwords[mosquitto.REGIONAL_USER].encode())
         self.broker = mosquitto.Broker(s.run_dir / "mqtt", passwords, host=self._bridge)

@@ -1,8 +1,10 @@
 """Who is calling (bearer tokens) and whether they may (RBAC), as the API server decides both.
 
 The admin token is generated at start (or given) and maps to the ``system:masters`` group, which RBAC lets do
-anything. Any other token must be a ServiceAccount token Secret in the registry. Authorization reads the RBAC
-objects stored in the registry; the index is rebuilt only when one of them changed, so a check is a lookup.
+anything. Any other token must be a bound token the simulator issued (TokenRequest, ``tokens``), unexpired
+and naming an account and Secret that still exist, or a ServiceAccount token Secret in the registry.
+Authorization reads the RBAC objects stored in the registry; the index is rebuilt only when one of them
+changed, so a check is a lookup.
 Tokens are compared in constant time and never logged or echoed in errors.
 """
 
@@ -14,6 +16,7 @@ import secrets
 from agent.sim.errors import ApiError, forbidden
 from agent.sim.rbac import Authorizer, RequestAttributes, UserInfo, service_account_user
 from agent.sim.registry import Registry
+from agent.sim.tokens import TokenIssuer
 
 MASTERS = "system:masters"
 ADMIN = UserInfo("admin", (MASTERS, "system:authenticated"))
@@ -37,9 +40,10 @@ class Authenticator:
     """Maps an ``Authorization`` header to a user (no token: anonymous), or raises 401 for an unknown token as
     the API server does."""
 
-    def __init__(self, registry: Registry, admin_token: str) -> None:
+    def __init__(self, registry: Registry, admin_token: str, issuer: TokenIssuer) -> None:
         self._registry = registry
         self._admin = admin_token.encode()
+        self._issuer = issuer
 
     def authenticate(self, authorization: str | None) -> UserInfo:
         scheme, _, token = (authorization or "").partition(" ")
@@ -48,7 +52,10 @@ class Authenticator:
             return ANONYMOUS
         if hmac.compare_digest(token.encode(), self._admin):
             return ADMIN
-        account = self._registry.authenticate_token(token)
+        reg = self._registry
+        bound = self._issuer.verify(token, lambda ns, name: reg.stored("serviceaccounts", ns, name),
+                                    lambda ns, name: reg.stored("secrets", ns, name))
+        account = (bound.namespace, bound.name) if bound is not None else reg.authenticate_token(token)
         if account is None:
             raise unauthorized()
         return service_account_user(*account)

@@ -71,18 +71,23 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
 
 
 def _resources(rt: ResourceType) -> list[dict[str, Any]]:
-    """The ``APIResource`` entries of one type: itself, and ``/status`` when it has that subresource."""
+    """The ``APIResource`` entries of one type: itself, ``/status`` when it has that subresource, and
+    ServiceAccounts' ``/token`` (TokenRequest)."""
     main = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced, "kind": rt.kind,
             "verbs": list(rt.verbs)}
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)
     if rt.categories:
         main["categories"] = list(rt.categories)
-    if not rt.status_subresource:
-        return [main]
-    status = {"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced, "kind": rt.kind,
-              "verbs": ["get", "patch", "update"]}
-    return [main, status]
+    entries = [main]
+    if rt.status_subresource:
+        entries.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
+                        "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+    if rt.key == "serviceaccounts":
+        entries.append({"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
+                        "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+                        "verbs": ["create"]})
+    return entries
 
 
 def openapi_v3(parts: tuple[str, ...], types: list[ResourceType]) -> dict[str, Any]:

@@ -241,6 +241,12 @@ class Registry:
     def compact(self) -> None:
         self._store.compact()
 
+    def stored(self, key: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The stored object of type ``key`` (``secrets``, ``serviceaccounts``), or None: for the
+        authenticator, which must not turn a missing object into a 404."""
+        found = self._store.get(key, namespace, name)
+        return None if found is None else found.obj
+
     def authenticate_token(self, token: str) -> tuple[str, str] | None:
         """(namespace, ServiceAccount) for a live ServiceAccount token Secret whose account exists."""
         ref = self._tokens.get(token)

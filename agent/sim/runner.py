@@ -1,7 +1,8 @@
 """Running a simulator: in-process for tests (``async with Simulator(...)``) or as a process (``serve``).
 
 A simulator owns a state directory: ``sim.sqlite`` (objects and history, so a restart keeps them), ``tls/``
-(its CA and certificate, reused so old kubeconfigs stay valid), ``admin-token`` and the admin ``kubeconfig``.
+(its CA and certificate, reused so old kubeconfigs stay valid), ``admin-token``, the key it signs
+ServiceAccount tokens with (``service-account-key``) and the admin ``kubeconfig``.
 Shutdown goes in steps: stop accepting, end the open watches cleanly, let running requests finish, close the
 store. A signal only sets the stop event; a second one gets the default action and kills the process.
 """
@@ -12,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,9 +31,12 @@ from agent.sim.registry import Registry
 from agent.sim.resources import ResourceType
 from agent.sim.server import ApiServer
 from agent.sim.store import Store
+from agent.sim.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
+SIGNING_KEY = "service-account-key"
+"""The key bound tokens are signed with, kept so that tokens outlive a restart as on a real server."""
 SHUTDOWN_GRACE = 5.0
 """Seconds running requests get to finish at shutdown (watches are ended at once, not waited for)."""
 
@@ -63,6 +68,11 @@ class Simulator:
     def faults(self) -> Faults:
         return self._api().faults
 
+    @property
+    def token_issuer(self) -> TokenIssuer:
+        """Issues and checks bound tokens; a test may move its ``clock`` to expire one."""
+        return self._api().issuer
+
     def _api(self) -> ApiServer:
         if self._server is None:
             raise RuntimeError("the simulator is not running")
@@ -72,7 +82,8 @@ class Simulator:
         # Owner-only from the start: sim.sqlite holds every agent's bearer token and the join tokens.
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         registry = Registry(Store(self.state_dir / "sim.sqlite"), crd_paths=self.crd_paths)
-        self._server = ApiServer(registry, admin_token=self.admin_token,
+        issuer = TokenIssuer(_stored_token(self.state_dir / SIGNING_KEY).encode(), time.time)
+        self._server = ApiServer(registry, admin_token=self.admin_token, issuer=issuer,
                                  bookmark_interval=self.bookmark_interval)
         self._runner = web.AppRunner(self._server.app, handler_cancellation=True,
                                      shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
@@ -119,7 +130,7 @@ class Simulator:
 
 
 def _stored_token(path: Path) -> str:
-    """The admin token kept from an earlier run, or a new one saved (0600) for the next run."""
+    """A secret (admin token, signing key) kept from an earlier run, or a new one saved (0600)."""
     if path.exists():
         return path.read_text().strip()
     token = new_token()

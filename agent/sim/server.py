@@ -34,6 +34,7 @@ from agent.sim.registry import Registry
 from agent.sim.resources import ResourceType
 from agent.sim.store import WatchEvent
 from agent.sim.tables import to_table
+from agent.sim.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ BODY_TYPES = ("application/json", "application/yaml")
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
+TOKEN_SUBRESOURCE = "token"  # noqa: S105 (a subresource's name)
 MAX_BODY = 3 * 1024 * 1024
 """The API server's own request size limit (etcd's 1.5 MiB object limit, doubled for the JSON framing)."""
 
@@ -144,8 +146,11 @@ def _boolean(q: Mapping[str, str], key: str) -> bool:
 
 
 def verb_of(method: str, target: Target, query: Query) -> str:
-    """The Kubernetes verb for RBAC, from the method and whether the path names an object."""
+    """The Kubernetes verb for RBAC, from the method and whether the path names an object; a POST to a
+    named object's ``token`` subresource is a ``create`` (TokenRequest)."""
     named = bool(target.name)
+    if method == "POST" and target.subresource == TOKEN_SUBRESOURCE:
+        return "create"
     verbs = {"GET": "get" if named else "list", "POST": "" if named else "create",
              "PUT": "update" if named else "", "PATCH": "patch" if named else "",
              "DELETE": "delete" if named else "deletecollection"}
@@ -160,10 +165,13 @@ def verb_of(method: str, target: Target, query: Query) -> str:
 class ApiServer:
     """One aiohttp application serving one registry; ``faults`` is its live fault-injection handle."""
 
-    def __init__(self, registry: Registry, *, admin_token: str, bookmark_interval: float = 60.0) -> None:
+    def __init__(
+        self, registry: Registry, *, admin_token: str, issuer: TokenIssuer, bookmark_interval: float = 60.0,
+    ) -> None:
         self.registry = registry
         self.bookmark_interval = bookmark_interval
-        self._authn = Authenticator(registry, admin_token)
+        self.issuer = issuer
+        self._authn = Authenticator(registry, admin_token, issuer)
         self._access = AccessControl(registry)
         self._watches: set[asyncio.Task[None]] = set()
         self.faults = Faults(drop=self.drop_watches, compact=registry.compact)
@@ -208,7 +216,7 @@ class ApiServer:
         rt = self.registry.resolve(target.group, target.version, target.plural)
         if (target.namespace is not None and not rt.namespaced) or (
                 target.name and rt.namespaced and target.namespace is None) or (
-                target.subresource and (target.subresource != "status" or not rt.status_subresource)):
+                target.subresource and not _has_subresource(rt, target.subresource)):
             raise not_found_path()
         query = Query.parse(request.query)
         verb = verb_of(request.method, target, query)
@@ -237,6 +245,10 @@ class ApiServer:
                                field_selector=query.field_selector, limit=query.limit,
                                continue_token=query.continue_token, resource_version=query.resource_version)
             return json_response(self._table(rt, listing["items"], query, listing) if table else listing)
+        if verb == "create" and sub == TOKEN_SUBRESOURCE:
+            body = await _object_body(request, optional=True)
+            return json_response(self.issuer.request(ns, reg.get(rt, ns, name), body,
+                                                     lambda ns, name: reg.stored("secrets", ns, name)), 201)
         if verb == "create":
             return json_response(reg.create(rt, ns, await _object_body(request), dry_run=query.dry_run), 201)
         if verb == "update":
@@ -342,6 +354,13 @@ def _encoded(event: WatchEvent) -> bytes:
 
 def _wants_table(request: web.Request) -> bool:
     return any("as=Table" in part for part in request.headers.get("Accept", "").split(","))
+
+
+def _has_subresource(rt: ResourceType, subresource: str) -> bool:
+    """``status`` where the type has one; ``token`` of ServiceAccounts (TokenRequest)."""
+    if subresource == TOKEN_SUBRESOURCE:
+        return rt.key == "serviceaccounts"
+    return subresource == "status" and rt.status_subresource
 
 
 def json_response(body: Mapping[str, Any], status: int = 200) -> web.Response:

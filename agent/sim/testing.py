@@ -186,6 +186,28 @@ def api_status(exc: client.ApiException) -> dict[str, Any]:
     return status
 
 
+def token_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT (a ServiceAccount token), unverified: what a test checks a token says."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+async def token_answer(admin: Kube, token: str, namespace: str) -> tuple[int, str]:
+    """Status and message of a request with ``token`` (to the server ``admin`` reaches) that no node may
+    make, listing Secrets: 403 naming the user when the token authenticates, 401 when it does not."""
+    cfg = admin.api.configuration
+    mine = client.Configuration()
+    mine.host, mine.ssl_ca_cert, mine.verify_ssl = cfg.host, cfg.ssl_ca_cert, cfg.verify_ssl
+    mine.api_key, mine.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
+    async with Kube(client.ApiClient(mine)) as kube:
+        try:
+            await kube.list_objects(Resource("", "v1", "secrets"), namespace)
+        except KubeError as exc:
+            return exc.status, exc.message
+    return 200, ""
+
+
 def _current(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The cluster and user entries of a kubeconfig's current context."""
     doc = yaml.safe_load(path.read_text())

@@ -72,11 +72,22 @@ class Node:
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": self.namespace}]})
         return kubeconfig
 
-    async def configure(self, *, create_if_missing: bool = False, **timings: float) -> AgentConfig:
-        """Write the agent's config file (0600) and load it as the agent would."""
-        kubeconfig = await self.grant(create=create_if_missing)
+    async def configure(
+        self, *, create_if_missing: bool = False, token_file: Path | None = None, **timings: float,
+    ) -> AgentConfig:
+        """Write the agent's config file (0600) and load it as the agent would: with a kubeconfig of a
+        ServiceAccount granted its own LCMMachine, or with ``token_file`` (a provisioned machine's token,
+        which the agent renews) and the API's address and CA."""
+        access: dict[str, Any]
+        if token_file is None:
+            access = {"kubeconfig": str(await self.grant(create=create_if_missing))}
+        else:
+            cfg = self.admin.api.configuration
+            access = {"server": cfg.host, "token_file": str(token_file)}
+            if cfg.ssl_ca_cert:
+                access["ca_file"] = str(cfg.ssl_ca_cert)
         doc = {
-            "api": {"kubeconfig": str(kubeconfig), "namespace": self.namespace, "machine_name": self.name,
+            "api": {**access, "namespace": self.namespace, "machine_name": self.name,
                     "create_if_missing": create_if_missing},
             "timings": {**FAST, **timings},
             "logging": {"level": "INFO", "json": True},

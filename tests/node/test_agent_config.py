@@ -154,6 +154,7 @@ def test_token_file_readable_by_others_is_refused(write_config: WriteConfig, tok
         ("", {"LCM_AGENT_API_MACHINE_NAME": "Node_1"}, r"machine name 'Node_1' is not a Kubernetes object"),
         ("", {"LCM_AGENT_API_KUBECONFIG": "/root/.kube/config"}, r"exclude each other"),
         ("", {"LCM_AGENT_API_SERVER": ""}, r"set api\.server and api\.token_file, or api\.kubeconfig"),
+        ("  token_lifetime: 60\n", {}, r"api\.token_lifetime must be at least 600 seconds .*got 60"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key_named(

@@ -10,6 +10,7 @@ import pytest
 from conftest import PASSWORDS, listening, publishing, settings
 
 from agent.adapters.mqtt import Outgoing
+from agent.api import telemetry as t
 from agent.lab.mosquitto import REGIONAL_USER, Broker
 
 OWN = "lcm/ns/demo/node-1"
@@ -25,6 +26,29 @@ async def test_a_node_cannot_publish_into_another_nodes_subtree(mqtt_broker: Bro
         node_1.put(Outgoing(f"{OWN}/events", b"mine", qos=1))
         await regional.wait_for_raw(lambda r: r.payload == b"mine", describe="node-1's own event")
     assert [r.topic for r in regional.received] == [f"{OWN}/events"]
+
+
+async def test_whatever_a_node_publishes_the_regional_reader_attributes_to_that_node(
+    mqtt_broker: Broker,
+) -> None:
+    """The regional reader (liveness, ``lcmctl watch``) takes a message's machine from its topic
+    (``telemetry.parse_topic``): every topic node-1's credentials get through names node-1, whatever
+    namespace, cluster or look-alike name it tries. The namespace segment is open (the ACL pins
+    ``%u``, the machine's name), which is why provisioning keeps machine names unique across namespaces."""
+    forged = [f"lcm/{ns}/{cluster}/{machine}/{channel}"
+              for ns in ("ns", "other-ns") for cluster in ("demo", "other")
+              for machine in ("node-2", "node-10", "node", "node-1/x", "") for channel in t.CHANNELS]
+    async with listening(mqtt_broker) as regional, publishing(settings(mqtt_broker, "node-1")) as node_1:
+        for topic in forged:
+            node_1.put(Outgoing(topic, b"forged", qos=1))
+        for ns in ("ns", "other-ns"):
+            node_1.put(Outgoing(f"lcm/{ns}/other/node-1/heartbeat", b"mine", qos=1))
+        node_1.put(Outgoing(f"{OWN}/events", b"last", qos=1))
+        await regional.wait_for_raw(lambda r: r.payload == b"last", describe="node-1's last message")
+    parsed = [t.parse_topic(r.topic) for r in regional.received]
+    attributed = {where[0].machine if where else None for where in parsed}
+    assert attributed == {"node-1"}
+    assert not [r for r in regional.received if r.payload == b"forged"]
 
 
 async def test_a_node_reads_its_own_commands_and_nothing_of_other_nodes(mqtt_broker: Broker) -> None:
