@@ -13,7 +13,7 @@ round trip cannot reformat them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,8 @@ CordonDrain = Literal["cordondraining", "cordondrained", "uncordoning"]
 ClusterStateType = Literal["swarm-drain", "swarm-remove", "cordon-drain", "helm-deployed"]
 BoolString = Literal["true", "false"]
 ConditionStatus = Literal["True", "False", "Unknown"]
+PrepareDeletionPhase = Literal["started", "completed", "aborting", "failed"]
+LCMType = Literal["ucp", "byo", "k0s"]
 
 SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 """A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
@@ -168,30 +170,44 @@ def _unique_names(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
 
 
 class ItemFields(ApiModel):
-    """What a machine's item and a release's template share: what to run, at which version."""
+    """What a machine's item and a release's template share: what to run, at which version.
 
-    runner: Runner
-    name: str = Field(min_length=1)
-    version: str
+    A machine's item reads whatever Go's decoder reads into ``LCMStateItem`` (any runner string, an empty
+    name, no version): Mirantis computes a hash and a state for it, so must we; the agent then refuses to
+    run what it cannot (an unknown runner fails the item with a clear message)."""
+
+    runner: str = ""
+    name: str = ""
+    version: str = ""
     params: Mapping[str, str] = {}
 
 
 class StateItem(ItemFields):
-    """One step of a machine's state: what to run (runner + params), in which phase, at which version."""
+    """One step of a machine's state: what to run (runner + params), in which phase, at which version.
 
-    phase: Phase = "deploy"
+    An item without a phase keeps none (``""``): in Mirantis' rules it counts in no phase, so it never
+    holds a machine back and the agent never runs it (docs/api.md)."""
+
+    phase: str = ""
+
+
+RFC3339_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                   r"(Z|[+-][0-9]{2}:[0-9]{2})$")
+"""A ``metav1.Time`` as Go reads it (``time.RFC3339``): a Go reader refuses the whole object otherwise."""
+Timestamp = Annotated[str, Field(pattern=RFC3339_PATTERN)]
 
 
 class StateItemStatus(ApiModel):
-    """The outcome of one item's latest run, in the item's slot of ``status.stateItemStatuses``."""
+    """The outcome of one item's latest run, in the item's slot of ``status.stateItemStatuses``. A missing
+    hash or exit code reads as Go reads it (``""``, 0)."""
 
-    hash: str
-    exit_code: StrictInt
+    hash: str = ""
+    exit_code: StrictInt = 0
     message: str = ""
     result: Any = None
     attempt: StrictInt = Field(default=0, ge=0)
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
 
 
 class AgentConfig(ApiModel):
@@ -204,21 +220,23 @@ class AgentConfig(ApiModel):
 
 
 class NodeAddress(ApiModel):
-    type: AddressType
-    address: str
+    """A ``v1.NodeAddress``; only the exact type ``InternalIP`` counts (any string reads, as in Go)."""
+
+    type: str
+    address: str = ""
 
 
 class AgentUpgradeStatus(ApiModel):
     error: str = ""
     attempt: StrictInt = 0
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
 
 
 class RebootStatus(ApiModel):
     """The agent's answer to ``spec.rebootRequired``: ``completed`` once the machine came back."""
 
-    requested_at: str | None = None
+    requested_at: Timestamp | None = None
     completed: StrictBool = False
     error_message: str = ""
 
@@ -245,9 +263,22 @@ class HostInfo(ApiModel):
     reboot_reason: str = ""
 
 
+class Components(ApiModel):
+    """``spec.components`` / ``status.components``: for the ``ucp`` family, the stack version wanted and
+    the one the node reports converged (docs/api.md, "lcmType")."""
+
+    ucp_version: str = ""
+
+
 class LCMMachineSpec(ApiModel):
+    """The machine's spec. Duplicate item names read (Go reads them; both items then share one status
+    slot): the agent refuses to run such a spec (``agent.decisions.state.spec_error``)."""
+
     cluster_name: str = ""
     type: MachineType = "unassigned"
+    lcm_type: str = ""
+    components: Components = shared(Components())
+    rhel_license_subscription: str = ""
     state_items: tuple[StateItem, ...] = ()
     state_items_overwrites: Mapping[str, Mapping[str, str]] = {}
     release: str = ""
@@ -257,8 +288,6 @@ class LCMMachineSpec(ApiModel):
     reboot_required: StrictBool = False
     halt_agent: StrictBool = False
     prepare_deletion: StrictBool = False
-
-    _unique_item_names = field_validator("state_items")(_unique_names)
 
 
 class LCMMachineStatus(ApiModel):
@@ -275,7 +304,12 @@ class LCMMachineStatus(ApiModel):
     swarm_cordon_drain: CordonDrain | None = None
     swarm_cordon_drain_error: str = ""
     lcm_operation_stuck: StrictBool = False
+    prepare_deletion_phase: PrepareDeletionPhase | None = None
+    components: Components = shared(Components())
+    rhel_license_applied: StrictBool | None = None
     progress: str = ""
+    pending_operation: str = ""
+    spec_error: str = ""
     conditions: tuple[Condition, ...] = ()
 
     @property
@@ -371,6 +405,8 @@ class ReleaseItem(ItemFields):
     and may be ``decommission``: such items are not given to machines in normal operation; the planner adds
     them, as ``reconfigure`` items, to a machine that leaves the cluster."""
 
+    runner: Runner
+    name: str = Field(min_length=1)
     phase: ReleasePhase
 
 

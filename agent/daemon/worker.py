@@ -27,7 +27,18 @@ from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.following import LCMMACHINES, MachineFollower
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step, outcome_write
+from agent.decisions.execution import (
+    Idle,
+    LocalRecord,
+    Rehash,
+    Report,
+    Run,
+    Step,
+    Wait,
+    next_step,
+    outcome_write,
+    rehash_patch,
+)
 from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
 
 log = logging.getLogger(__name__)
@@ -141,6 +152,9 @@ class MachineWorker:
                 await self._execute(machine, step, stopping)
             elif isinstance(step, Report):
                 await self._report(machine, step)
+            elif isinstance(step, Rehash):
+                if await self._write(machine, rehash_patch(machine, step), None) is None:
+                    await asyncio.sleep(self.settings.backoff.base)
             elif isinstance(step, Wait):
                 await self._wait(stopping, (step.until - self.clock()).total_seconds(), seen)
             else:
@@ -336,5 +350,7 @@ def _describe(step: Step) -> str:
         return f"idle ({step.reason})"
     if isinstance(step, Wait):
         return f"retry {step.item.name} (attempt {step.attempt}) at {step.until.isoformat()}"
+    if isinstance(step, Rehash):
+        return f"rewrite the old hash of {sorted(step.hashes)} (done under the old rules)"
     verb = "run" if isinstance(step, Run) else "report"
     return f"{verb} {step.item.name} (attempt {step.attempt})"

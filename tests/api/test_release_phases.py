@@ -55,9 +55,9 @@ def test_machines_and_clusters_never_hold_decommission_items(
     schemas: dict[str, dict[str, Any]], kind: str, model: type[LCMMachine | LCMCluster], raw: dict[str, Any],
     path: str,
 ) -> None:
+    """The CRD refuses them; a Go client reads one anyway (the phase is any string there), and so do we: it
+    counts in no phase, so nothing runs it."""
     body = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": kind, **raw}
-    with pytest.raises(InvalidObjectError) as caught:
-        model.from_raw(body)
-    assert [p for p, _ in caught.value.causes] == [path]
+    assert model.from_raw(body).to_raw() == body
     messages = [c.message for c in StructuralSchema(schemas[kind]).validate(body)]
     assert any(m.startswith(f'{path}: Unsupported value: "decommission"') for m in messages), messages

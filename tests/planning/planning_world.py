@@ -125,6 +125,10 @@ class World:
     def items(self, name: str) -> list[str]:
         return [i.name for i in self.machine(name).spec.state_items]
 
+    def params(self, name: str, item: str) -> dict[str, str]:
+        """The params of the machine's item, machine-specific ones included (the planner renders them in)."""
+        return dict(next(i for i in self.machine(name).spec.state_items if i.name == item).params)
+
     # --- applying a plan, as the runtime would
 
     def apply(self, plan: Plan) -> None:
@@ -169,12 +173,11 @@ class World:
             raw["status"]["agentVersion"] = wanted
             return
         statuses = m.status.state_item_statuses
-        overwrites = m.spec.state_items_overwrites
         for phase in PHASES:
             for it in m.spec.state_items:
-                if it.phase != phase or item_done(it, statuses.get(it.name), overwrites):
+                if it.phase != phase or item_done(it, statuses.get(it.name), wanted):
                     continue
-                digest = item_hash(it, overwrites)
+                digest = item_hash(it, wanted)
                 old = statuses.get(it.name)
                 attempt = old.attempt + 1 if old is not None and old.hash == digest else 1
                 failed = (name, it.name) in self.broken
@@ -184,6 +187,9 @@ class World:
                     "finishedAt": rfc3339(self.now),
                 }
                 return
+        # Every item done: the node reports the stack version it converged to, as the agent does.
+        if m.spec.components.ucp_version:
+            raw["status"]["components"] = {"ucpVersion": m.spec.components.ucp_version}
 
     def run_executor(self) -> None:
         """The first control machine's agent: carries out every drain and removal at once."""
@@ -227,5 +233,5 @@ def done(world: World, name: str, item_name: str) -> bool:
     m = world.machine(name)
     spec_item = next((i for i in m.spec.state_items if i.name == item_name), None)
     return spec_item is not None and item_done(
-        spec_item, m.status.state_item_statuses.get(item_name), m.spec.state_items_overwrites
+        spec_item, m.status.state_item_statuses.get(item_name), m.spec.agent_config.version
     )

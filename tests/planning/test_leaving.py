@@ -70,7 +70,7 @@ def test_leaving_the_first_control_machine_lets_another_manager_carry_it_out() -
     assert _story(world)[:3] == ["sd-c0 by c1", "c0 items +swarm-leave", "sr-c0 by c1"]
     world.machines["w9"] = machine_raw("w9", "worker", ip="10.0.1.9")
     world.converge()
-    joined = world.machine("w9").spec.state_items_overwrites["swarm-join"]
+    joined = world.params("w9", "swarm-join")
     assert joined["managerAddresses"] == "10.0.0.2:2377"
     assert "swarm-init" not in world.items("c1")  # the swarm exists: nobody initialises another one
 

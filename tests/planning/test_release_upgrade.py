@@ -71,7 +71,7 @@ def test_max_worker_upgrade_count_workers_are_drained_at_once() -> None:
 
 def test_without_a_dedicated_control_plane_control_machines_are_drained_too() -> None:
     world = _cluster({"dedicatedControlPlane": False}, controls=2, workers=1)
-    assert world.machine("c0").spec.state_items_overwrites["swarm-init"]["availability"] == "active"
+    assert world.params("c0", "swarm-init")["availability"] == "active"
     _upgrade(world)
     assert _story(world)[:5] == ["sd-c0 drain", "c0 upgrade", "sd-c0 undrain", "sd-c0 delete", "sd-c1 drain"]
 
@@ -109,7 +109,7 @@ def test_a_settings_change_rewrites_only_the_machines_and_items_it_concerns() ->
     before = {n: dict(world.machine(n).status.state_item_statuses) for n in world.machines}
     world.machines["w1"]["metadata"]["labels"] = {"swarm.lcm.mirantis.com/zone": "b", "team": "x"}
     assert _story(world, 10) == ["w1 change"]
-    labels = world.machine("w1").spec.state_items_overwrites["node-labels"]["labels"]
+    labels = world.params("w1", "node-labels")["labels"]
     assert labels == '{"zone":"b"}'
     after = world.machine("w1").status.state_item_statuses
     rerun = {name for name, entry in after.items() if entry != before["w1"][name]}
@@ -124,7 +124,7 @@ def test_a_cluster_item_override_reaches_one_machine_type_one_control_machine_at
     assert _story(world, 20) == ["c0 change", "c1 change"]
     item = next(i for i in world.machine("c1").spec.state_items if i.name == "node-labels")
     assert (item.version, dict(item.params)) == ("1.0.1", {"playbook": "reconfigure/node-labels.yml",
-                                                           "verbosity": "2"})
+                                                           "verbosity": "2", "labels": "{}"})
     assert next(i for i in world.machine("w0").spec.state_items if i.name == "node-labels").version == "1.0.0"
 
 
@@ -157,7 +157,7 @@ def test_an_item_running_too_long_halts_and_the_plan_asks_to_be_woken_for_it() -
     started = world.now
     entry = {"hash": "x", "exitCode": -1, "attempt": 1, "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ")}
     first_item = world.machine("c0").spec.state_items[0]
-    entry["hash"] = item_hash(first_item, {})
+    entry["hash"] = item_hash(first_item, world.machine("c0").spec.agent_config.version)
     world.machines["c0"]["status"]["stateItemStatuses"][first_item.name] = entry
     assert plan_for(world).requeue_after == pytest.approx(3600)
     world.now = started + timedelta(seconds=3601)

@@ -23,7 +23,7 @@ from agent.decisions.planning.contract import SWARM_ITEMS
 from agent.decisions.planning.fleet import Fleet
 from agent.decisions.planning.machines import MachineView
 from agent.decisions.planning.rendering import Target, without_finalizer
-from agent.decisions.state import item_done
+from agent.decisions.state import counts_done
 
 
 def _joined(v: MachineView) -> bool:
@@ -69,9 +69,7 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
             if patch := fleet.diff(v, replace(Target.of(v.machine), items=items)):
                 fleet.write(v, patch, "leave: decommission items")
             return
-    overwrites = v.spec.state_items_overwrites
-    statuses = v.status.state_item_statuses
-    if not all(item_done(item, statuses.get(item.name), overwrites) for item in decommission):
+    if not all(counts_done(v.spec, v.status, item) for item in decommission):
         return
     if swarm_ops:
         fleet.want("swarm-remove", v, True, "remove the node that left")
