@@ -1,4 +1,5 @@
-"""Typed, immutable views of the four lcm.mirantis.com/v1alpha1 kinds.
+"""Typed, immutable views of the lcm.mirantis.com/v1alpha1 kinds and of kaas.mirantis.com/v1alpha1's
+ClusterRelease and KaaSRelease.
 
 The JSON names are those of the public Go types in Mirantis/mcc-api, so an object another implementation
 wrote reads here and is written back unchanged: every model keeps the fields it does not know
@@ -21,6 +22,8 @@ from pydantic.alias_generators import to_camel
 GROUP = "lcm.mirantis.com"
 VERSION = "v1alpha1"
 API_VERSION: Literal["lcm.mirantis.com/v1alpha1"] = "lcm.mirantis.com/v1alpha1"
+KAAS_GROUP = "kaas.mirantis.com"
+KAAS_API_VERSION = "kaas.mirantis.com/v1alpha1"
 
 MachineType = Literal["control", "worker", "bastion", "unassigned"]
 AssignedMachineType = Literal["control", "worker", "bastion"]
@@ -41,6 +44,12 @@ LCMType = Literal["ucp", "byo", "k0s"]
 
 SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 """A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
+
+LCM_TYPE = "ucp"
+"""``spec.lcmType`` of every machine lcm-agent manages (the scheduler writes it, an agent creating its own
+machine too): a Swarm cluster is Mirantis' UCP family, whose state rules (docs/api.md, "lcmType") add one
+condition to the items': the stack version the node reports (``status.components.ucpVersion``) is the
+wanted one (``spec.components.ucpVersion``, the release's version)."""
 
 PHASES: tuple[Phase, ...] = ("prepare", "deploy", "reconfigure")
 """The phases in the order a machine goes through them."""
@@ -122,12 +131,22 @@ class ApiObject(ApiModel):
     """A whole object of one kind; subclasses pin ``kind`` and name their REST resource."""
 
     PLURAL: ClassVar[str]
-    """The resource name in URLs (``/apis/lcm.mirantis.com/v1alpha1/namespaces/NS/<plural>``)."""
+    """The resource name in URLs (``/apis/<GROUP>/v1alpha1/namespaces/NS/<plural>``)."""
     NAMESPACED: ClassVar[bool] = True
+    GROUP: ClassVar[str] = GROUP
+    """The API group of the kind: ``lcm.mirantis.com``, or ``kaas.mirantis.com`` for the releases."""
 
-    api_version: Literal["lcm.mirantis.com/v1alpha1"] = API_VERSION
+    api_version: str = API_VERSION
     kind: str
     metadata: ObjectMeta = shared(ObjectMeta())
+
+    @field_validator("api_version")
+    @classmethod
+    def _own_group(cls, value: str) -> str:
+        wanted = f"{cls.GROUP}/{VERSION}"
+        if value != wanted:
+            raise ValueError(f"Input should be '{wanted}'")
+        return value
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Self:
@@ -142,7 +161,7 @@ class ApiObject(ApiModel):
     def to_raw(self) -> dict[str, Any]:
         """The object as JSON-ready data: what was parsed or set, by JSON name, plus apiVersion and kind."""
         body = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        return {"apiVersion": API_VERSION, "kind": self.kind, **body}
+        return {"apiVersion": f"{self.GROUP}/{VERSION}", "kind": self.kind, **body}
 
 
 class Condition(ApiModel):
@@ -395,19 +414,21 @@ class ReleaseAgent(ApiModel):
     """The agent build of a release, copied into each machine's ``spec.agentConfig``."""
 
     version: str = Field(min_length=1)
-    download_url: str = Field(alias="downloadURL", min_length=1)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    download_url: str = Field(default="", alias="downloadURL")
+    sha256: str = Field(default="", pattern=r"^([0-9a-fA-F]{64})?$")
+    """Empty in some Mirantis releases: an agent asked to upgrade to such a build refuses it (nothing to
+    verify the download against) and says so in ``status.lcmAgentUpgradeStatus``."""
     args: tuple[str, ...] = ()
 
 
 class ReleaseItem(ItemFields):
-    """A state item template. Its phase is required (a release is read by people: each item spells it out)
-    and may be ``decommission``: such items are not given to machines in normal operation; the planner adds
-    them, as ``reconfigure`` items, to a machine that leaves the cluster."""
+    """A state item template. Its phase may be ``decommission`` (lcm-agent's extension): such items are not
+    given to machines in normal operation; the planner adds them, as ``reconfigure`` items, to a machine that
+    leaves the cluster. Without a phase (Mirantis allows it) the item counts in no phase and never runs."""
 
     runner: Runner
     name: str = Field(min_length=1)
-    phase: ReleasePhase
+    phase: ReleasePhase | None = None
 
 
 def _templates_are_listed(
@@ -421,18 +442,61 @@ def _templates_are_listed(
 
 
 class ClusterReleaseSpec(ApiModel):
+    """Mirantis' ClusterReleaseSpec (``pkg/apis/kaas/v1alpha1/release.go``). ``releaseNotes``, ``helm``,
+    ``images``, ``allowedNodeLabels`` and ``allowedDistributions`` are kept as they are, not acted on;
+    ``upgradeFrom`` is lcm-agent's extension (a KaaSRelease's upgrade paths are the Mirantis way)."""
+
     version: str = Field(pattern=SEMVER_PATTERN)
     description: str = ""
     agent: ReleaseAgent
     machine_types: Mapping[AssignedMachineType, tuple[ReleaseItem, ...]] = Field(min_length=1)
+    lcm_type: str = ""
     upgrade_from: tuple[str, ...] = ()
 
     _check_templates = field_validator("machine_types")(_templates_are_listed)
 
 
+IGNORED_RELEASE_FIELDS = ("releaseNotes", "helm", "images", "allowedNodeLabels", "allowedDistributions")
+"""Mirantis' ClusterRelease fields lcm-agent keeps but does not act on (the scheduler names them once)."""
+
+
 class ClusterRelease(ApiObject):
     PLURAL: ClassVar[str] = "clusterreleases"
     NAMESPACED: ClassVar[bool] = False
+    GROUP: ClassVar[str] = KAAS_GROUP
 
+    api_version: str = KAAS_API_VERSION
     kind: Literal["ClusterRelease"] = "ClusterRelease"
     spec: ClusterReleaseSpec
+
+
+class AvailableUpgrade(ApiModel):
+    version: str
+    """The ``spec.version`` of a ClusterRelease a cluster on this one may upgrade to."""
+    reboot_required: StrictBool = False
+
+
+class SupportedClusterRelease(ApiModel):
+    version: str = ""
+    name: str = ""
+    """The ClusterRelease's name."""
+    available_upgrades: tuple[AvailableUpgrade, ...] = ()
+
+
+class KaaSReleaseSpec(ApiModel):
+    """Mirantis' KaaSReleaseSpec: only the upgrade paths are acted on; management, regional, bootstrap and
+    helm fields are kept as they are."""
+
+    version: str = ""
+    cluster_release: str = ""
+    supported_cluster_releases: tuple[SupportedClusterRelease, ...] = ()
+
+
+class KaaSRelease(ApiObject):
+    PLURAL: ClassVar[str] = "kaasreleases"
+    NAMESPACED: ClassVar[bool] = False
+    GROUP: ClassVar[str] = KAAS_GROUP
+
+    api_version: str = KAAS_API_VERSION
+    kind: Literal["KaaSRelease"] = "KaaSRelease"
+    spec: KaaSReleaseSpec = shared(KaaSReleaseSpec())

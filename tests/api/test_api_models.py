@@ -102,7 +102,7 @@ CLUSTER_STATE: dict[str, Any] = {
 }
 
 RELEASE: dict[str, Any] = {
-    "apiVersion": API,
+    "apiVersion": "kaas.mirantis.com/v1alpha1",
     "kind": "ClusterRelease",
     "metadata": {"name": "swarm-1.0.0"},
     "spec": {
@@ -234,12 +234,6 @@ def _with(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (LCMClusterState, _with(CLUSTER_STATE, "spec.value", True), "spec.value", "'true'"),
         (LCMClusterState, _with(CLUSTER_STATE, "spec.type", "drain"), "spec.type", "'swarm-drain'"),
         (LCMClusterState, _with(CLUSTER_STATE, "spec", {"type": "swarm-drain"}), "spec.arg", "required"),
-        (
-            ClusterRelease,
-            _with(RELEASE, "spec.machineTypes.control", [ITEM]),
-            "spec.machineTypes.control[0].phase",
-            "required",
-        ),
         (
             ClusterRelease,
             _with(RELEASE, "spec.machineTypes", {"wroker": []}),

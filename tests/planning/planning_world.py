@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.api.hostinfo import rfc3339
-from agent.api.models import PHASES, ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
 from agent.decisions.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
 from agent.decisions.planning.planner import plan
@@ -54,7 +54,7 @@ def release(
     upgrade_from: Iterable[str] = (), machine_types: Mapping[str, Any] | None = None,
 ) -> ClusterRelease:
     return ClusterRelease.from_raw({
-        "apiVersion": API, "kind": "ClusterRelease", "metadata": {"name": name},
+        "apiVersion": "kaas.mirantis.com/v1alpha1", "kind": "ClusterRelease", "metadata": {"name": name},
         "spec": {
             "version": version,
             "agent": {"version": agent, "downloadURL": f"http://mirror/lcm_agent-{agent}.whl", "sha256": SHA},
@@ -96,6 +96,7 @@ class World:
     broken: set[tuple[str, str]] = field(default_factory=set)
     """(machine, item) pairs whose runs always fail."""
     settings: PlanSettings = field(default_factory=PlanSettings)
+    kaas_releases: list[KaaSRelease] = field(default_factory=list)
 
     @classmethod
     def of(cls, cluster: dict[str, Any], machines: Iterable[dict[str, Any]], *rels: ClusterRelease) -> World:
@@ -113,6 +114,7 @@ class World:
             cluster_states=[LCMClusterState.from_raw(s) for s in self.states.values()],
             now=self.now,
             settings=self.settings,
+            kaas_releases=self.kaas_releases,
         )
 
     def machine(self, name: str) -> LCMMachine:

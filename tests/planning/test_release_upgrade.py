@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
+from agent.api.models import KaaSRelease
 from agent.decisions.hashing import item_hash
 from agent.decisions.planning.actions import Create, Delete, Patch, Plan
 
@@ -74,6 +75,35 @@ def test_without_a_dedicated_control_plane_control_machines_are_drained_too() ->
     assert world.params("c0", "swarm-init")["availability"] == "active"
     _upgrade(world)
     assert _story(world)[:5] == ["sd-c0 drain", "c0 upgrade", "sd-c0 undrain", "sd-c0 delete", "sd-c1 drain"]
+
+
+def _kaas(source: str, *versions: str) -> KaaSRelease:
+    return KaaSRelease.from_raw({
+        "apiVersion": "kaas.mirantis.com/v1alpha1", "kind": "KaaSRelease", "metadata": {"name": "kaas-1"},
+        "spec": {"version": "1.0.0", "clusterRelease": "swarm-1.1.0", "management": {"helmReleases": []},
+                 "supportedClusterReleases": [{"name": source, "version": "1.0.0",
+                                               "availableUpgrades": [{"version": v} for v in versions]}]},
+    })
+
+
+@pytest.mark.parametrize(("kaas", "allowed"), [
+    ([], False),
+    ([_kaas("swarm-1.0.0", "1.1.0")], True),
+    ([_kaas("swarm-1.0.0", "1.2.0")], False),  # another version
+    ([_kaas("swarm-0.9.0", "1.1.0")], False),  # from another release
+])
+def test_a_kaas_release_lists_the_upgrades_allowed_the_mirantis_way(
+    kaas: list[KaaSRelease], allowed: bool,
+) -> None:
+    bare = release("swarm-1.1.0", "1.1.0")  # no upgradeFrom of its own
+    world = World.of(cluster_raw(), [machine_raw("c0", "control", ip="10.0.0.1")], V1, bare)
+    world.converge()
+    world.kaas_releases = kaas
+    _upgrade(world)
+    world.converge()
+    assert (world.machine("c0").spec.release == "swarm-1.1.0") is allowed
+    accepted = next(c for c in world.cluster["status"]["conditions"] if c["type"] == "ReleaseAccepted")
+    assert (accepted["status"] == "True") is allowed
 
 
 def test_the_cluster_shows_the_old_release_until_every_machine_is_done() -> None:

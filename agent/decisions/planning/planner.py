@@ -35,7 +35,7 @@ def plan(inp: PlanInput) -> Plan:
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
     troubles = [t for v in views if (t := trouble(v, drains.get(v.name), inp.settings, inp.now))]
-    check = check_releases(cluster, inp.releases, views)
+    check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     summary = Summary(
         cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.api.models import (
+    LCM_TYPE,
     AgentConfig,
     AssignedMachineType,
     ClusterRelease,
@@ -45,11 +46,6 @@ from agent.decisions.planning.machines import MachineView
 
 Overwrites = Mapping[str, Mapping[str, str]]
 
-LCM_TYPE = "ucp"
-"""``spec.lcmType`` of every machine the planner writes: a Swarm cluster is Mirantis' UCP family, whose
-state rules (docs/api.md, "lcmType") add one condition to the items': the stack version the node reports
-(``status.components.ucpVersion``) is the wanted one (``spec.components.ucpVersion``, the release's
-version)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ def _as_state_items(
     return tuple(
         StateItem(
             runner=t.runner, name=t.name, version=t.version, params=t.params,
-            phase="reconfigure" if decommission else t.phase,
+            phase="reconfigure" if decommission else (t.phase or ""),
         )
         for t in templates
         if (t.phase == "decommission") is decommission
