@@ -460,12 +460,18 @@ IGNORED_RELEASE_FIELDS = ("releaseNotes", "helm", "images", "allowedNodeLabels",
 """Mirantis' ClusterRelease fields lcm-agent keeps but does not act on (the scheduler names them once)."""
 
 
-class ClusterRelease(ApiObject):
-    PLURAL: ClassVar[str] = "clusterreleases"
+class KaasObject(ApiObject):
+    """A cluster-scoped kaas.mirantis.com/v1alpha1 kind (the releases)."""
+
     NAMESPACED: ClassVar[bool] = False
     GROUP: ClassVar[str] = KAAS_GROUP
 
     api_version: str = KAAS_API_VERSION
+
+
+class ClusterRelease(KaasObject):
+    PLURAL: ClassVar[str] = "clusterreleases"
+
     kind: Literal["ClusterRelease"] = "ClusterRelease"
     spec: ClusterReleaseSpec
 
@@ -492,11 +498,8 @@ class KaaSReleaseSpec(ApiModel):
     supported_cluster_releases: tuple[SupportedClusterRelease, ...] = ()
 
 
-class KaaSRelease(ApiObject):
+class KaaSRelease(KaasObject):
     PLURAL: ClassVar[str] = "kaasreleases"
-    NAMESPACED: ClassVar[bool] = False
-    GROUP: ClassVar[str] = KAAS_GROUP
 
-    api_version: str = KAAS_API_VERSION
     kind: Literal["KaaSRelease"] = "KaaSRelease"
     spec: KaaSReleaseSpec = shared(KaaSReleaseSpec())
