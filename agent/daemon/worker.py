@@ -111,6 +111,8 @@ class MachineWorker:
         self._running: tuple[str, asyncio.Task[ItemResult]] | None = None
         self.step: Step = Idle("starting")
         self._fields = {"machine": settings.name, "namespace": settings.namespace}
+        self._named: set[str] = set()
+        """Spec fields already named in the log as kept but not acted on."""
 
     @property
     def latest(self) -> LCMMachine | None:
@@ -144,6 +146,7 @@ class MachineWorker:
             if time.monotonic() >= self._refresh_due:
                 await self._refresh_host(machine, stopping)
             self._forget_removed(machine)
+            self._name_unused(machine)
             step = next_step(machine, self._local(), self.clock(), self.settings.backoff)
             if step != self.step:
                 log.info("next step: %s", _describe(step), extra=self._fields)
@@ -159,6 +162,14 @@ class MachineWorker:
                 await self._wait(stopping, (step.until - self.clock()).total_seconds(), seen)
             else:
                 await self._wait(stopping, None, seen)
+
+    def _name_unused(self, machine: LCMMachine) -> None:
+        """Name, once each, the spec fields another writer (Mirantis' controllers) set that this agent keeps
+        as they are but does not act on (``mcrVersion``, ``sshAuthorizedKeys``...)."""
+        new = sorted(set(machine.spec.model_extra or {}) - self._named)
+        if new:
+            self._named.update(new)
+            log.info("spec fields kept, not acted on: %s", ", ".join(new), extra=self._fields)
 
     async def _wait(self, stopping: asyncio.Event, seconds: float | None, seen: int) -> None:
         """Until the object moves past ``seen``, ``stopping`` is set, ``seconds`` pass, or host facts are

@@ -9,8 +9,10 @@ others would have happened.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from agent_harness import Node, slot, status
 
 from agent.api.models import StateItem
@@ -42,14 +44,17 @@ async def _late_item_runs(node: Node) -> dict[str, Any]:
 
 
 async def test_a_mirantis_written_ready_machine_stays_ready_and_keeps_what_it_does_not_act_on(
-    node: Node,
+    node: Node, caplog: pytest.LogCaptureFixture,
 ) -> None:
     items = _items(node)
     await node.create(items, deploymentSecretName="child-deployment", mcrVersion="20.10.13")
     hashes = {i["name"]: item_hash(StateItem.model_validate(i), "") for i in items}
     await _ready_status(node, hashes, mkeManagerReady=True, tokenSecret="child-token")
-    async with node.agent(await node.configure()):
-        after = await _late_item_runs(node)
+    with caplog.at_level(logging.INFO, logger="agent.daemon.worker"):
+        async with node.agent(await node.configure()):
+            after = await _late_item_runs(node)
+    named = [r.getMessage() for r in caplog.records if "kept, not acted on" in r.getMessage()]
+    assert named == ["spec fields kept, not acted on: deploymentSecretName, mcrVersion"]  # once
     assert [node.runs(i["name"]) for i in items] == [[], [], []]
     assert {name: slot(after, name) for name in hashes} == {
         name: {"hash": digest, "exitCode": 0, "attempt": 1, **DONE_AT} for name, digest in hashes.items()}
