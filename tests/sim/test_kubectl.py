@@ -53,7 +53,7 @@ def sample_machines() -> list[tuple[str, str]]:
 async def test_get_shows_the_printer_columns(applied: KubeApi) -> None:
     namespace, name = sample_machines()[0]
     out = await kubectl(applied, "get", "lcmmachines", "-n", namespace)
-    assert out.splitlines()[0].split() == ["NAME", "TYPE", "STATE", "ITEMS", "RELEASE", "AGE"]
+    assert out.splitlines()[0].split() == ["NAME", "TYPE", "STATE", "PENDING", "ITEMS", "RELEASE", "AGE"]
     assert name in out
     everywhere = await kubectl(applied, "get", "lcmmachines", "-A")
     assert everywhere.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
