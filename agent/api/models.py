@@ -248,14 +248,14 @@ class NodeAddress(ApiModel):
 class AgentUpgradeStatus(ApiModel):
     error: str = ""
     attempt: StrictInt = 0
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 class RebootStatus(ApiModel):
     """The agent's answer to ``spec.rebootRequired``: ``completed`` once the machine came back."""
 
-    requested_at: Timestamp | None = None
+    requested_at: str | None = None
     completed: StrictBool = False
     error_message: str = ""
 
