@@ -8,6 +8,7 @@ A panic or a decode error in Go must be a clear refusal here, never a hash.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent.api.gosemver import InvalidVersionError
 from agent.api.models import InvalidObjectError, LCMMachine, StateItem
 from agent.decisions import state
 from agent.decisions.hashing import hash_input, item_hash
+from agent.sim.schema import StructuralSchema
 
 FOLDER = Path(os.environ.get("LCM_MIRANTIS_VECTORS") or Path(__file__).parent / "vectors")
 
@@ -100,3 +102,24 @@ def test_a_mirantis_machine_reads_back_as_it_was_written() -> None:
     for case in json.loads((FOLDER / "machines.json").read_text()):
         if "decodeError" not in case:
             assert LCMMachine.from_raw(case["machine"]).to_raw() == case["machine"], case["id"]
+
+
+def test_what_mirantis_writes_passes_the_crd_and_loses_nothing_to_pruning(
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    """A Ready machine from the vectors, with what the old schema refused or pruned: hostInfo.os.type, a
+    result that is not an object, an upper-case digest, an empty InternalIP, an item without a phase."""
+    case = next(c for c in json.loads((FOLDER / "machines.json").read_text()) if c.get("state") == "Ready"
+                and c["machine"]["spec"].get("lcmType") == "ucp" and c["machine"]["spec"].get("stateItems"))
+    raw = copy.deepcopy(case["machine"])
+    spec, status = raw["spec"], raw["status"]
+    spec["agentConfig"]["sha256"] = spec["agentConfig"].get("sha256", "a" * 64).upper()
+    spec["stateItems"].append({"runner": "bash", "name": "phaseless", "version": "1"})
+    status["hostInfo"]["os"] = {"type": "linux", "family": "debian", "platform": "ubuntu", "name": "Ubuntu"}
+    status["addresses"] = [{"type": "InternalIP", "address": ""}]
+    first = next(iter(status["stateItemStatuses"].values()))
+    first["result"] = ["any", {"json": 1}]
+    schema = StructuralSchema(schemas["LCMMachine"])
+    assert schema.validate(raw) == []
+    assert schema.default_and_prune(copy.deepcopy(raw)) == raw
+    assert LCMMachine.from_raw(raw).to_raw() == raw
