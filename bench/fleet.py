@@ -43,7 +43,7 @@ from sim_throughput import NAMESPACES, free_port, wait_ready
 
 from agent.adapters.kube import Kube, KubeError, Resource, connect
 from agent.api.crds import crd_paths
-from agent.api.models import API_VERSION, GROUP, VERSION
+from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
 from agent.lab.fake_agents import Fleet, fleet_client
 from agent.lab.kube.build import ensure_built
 from agent.lab.kube.plane import ControlPlane, PlaneSettings
@@ -52,7 +52,7 @@ BUDGET_SECONDS = 60.0
 NS = "fleet"
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")
 CLUSTERS = Resource(GROUP, VERSION, "lcmclusters")
-RELEASES = Resource(GROUP, VERSION, "clusterreleases", namespaced=False)
+RELEASES = Resource(KAAS_GROUP, VERSION, "clusterreleases", namespaced=False)
 ITEMS = (("preflight", "prepare"), ("sysctl", "prepare"), ("packages", "prepare"),
          ("docker-engine", "deploy"), ("swarm", "deploy"),
          ("daemon-config", "reconfigure"), ("node-labels", "reconfigure"))
@@ -64,7 +64,7 @@ def release() -> dict[str, Any]:
         return [{"runner": "ansible", "name": swarm if name == "swarm" else name, "version": "1.0.0",
                  "phase": phase, "params": {"playbook": f"{phase}/{name}.yml"}} for name, phase in ITEMS]
 
-    return {"apiVersion": API_VERSION, "kind": "ClusterRelease", "metadata": {"name": "swarm-1.0.0"},
+    return {"apiVersion": KAAS_API_VERSION, "kind": "ClusterRelease", "metadata": {"name": "swarm-1.0.0"},
             "spec": {"version": "1.0.0", "agent": {"version": "0.1.0", "sha256": "0" * 64,
                                                    "downloadURL": "http://mirror.bench/lcm_agent-0.1.0.whl"},
                      "machineTypes": {"control": items("swarm-init"), "worker": items("swarm-join")}}}

@@ -72,9 +72,9 @@ def _machine(n: int) -> dict[str, Any]:
 def _finish_items(raw: dict[str, Any]) -> None:
     """The agent's part: every item of the spec done, the agent at the spec's version."""
     machine = LCMMachine.from_raw(raw)
-    overwrites = machine.spec.state_items_overwrites
+    version = machine.spec.agent_config.version
     raw["status"]["stateItemStatuses"] = {
-        i.name: {"hash": item_hash(i, overwrites), "exitCode": 0, "attempt": 1}
+        i.name: {"hash": item_hash(i, version), "exitCode": 0, "attempt": 1}
         for i in machine.spec.state_items
     }
     raw["status"]["agentVersion"] = machine.spec.agent_config.version

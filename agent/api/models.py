@@ -1,4 +1,5 @@
-"""Typed, immutable views of the four lcm.mirantis.com/v1alpha1 kinds.
+"""Typed, immutable views of the lcm.mirantis.com/v1alpha1 kinds and of kaas.mirantis.com/v1alpha1's
+ClusterRelease and KaaSRelease.
 
 The JSON names are those of the public Go types in Mirantis/mcc-api, so an object another implementation
 wrote reads here and is written back unchanged: every model keeps the fields it does not know
@@ -13,7 +14,7 @@ round trip cannot reformat them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -21,6 +22,8 @@ from pydantic.alias_generators import to_camel
 GROUP = "lcm.mirantis.com"
 VERSION = "v1alpha1"
 API_VERSION: Literal["lcm.mirantis.com/v1alpha1"] = "lcm.mirantis.com/v1alpha1"
+KAAS_GROUP = "kaas.mirantis.com"
+KAAS_API_VERSION = "kaas.mirantis.com/v1alpha1"
 
 MachineType = Literal["control", "worker", "bastion", "unassigned"]
 AssignedMachineType = Literal["control", "worker", "bastion"]
@@ -36,9 +39,17 @@ CordonDrain = Literal["cordondraining", "cordondrained", "uncordoning"]
 ClusterStateType = Literal["swarm-drain", "swarm-remove", "cordon-drain", "helm-deployed"]
 BoolString = Literal["true", "false"]
 ConditionStatus = Literal["True", "False", "Unknown"]
+PrepareDeletionPhase = Literal["started", "completed", "aborting", "failed"]
+LCMType = Literal["ucp", "byo", "k0s"]
 
 SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 """A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
+
+LCM_TYPE = "ucp"
+"""``spec.lcmType`` of every machine lcm-agent manages (the scheduler writes it, an agent creating its own
+machine too): a Swarm cluster is Mirantis' UCP family, whose state rules (docs/api.md, "lcmType") add one
+condition to the items': the stack version the node reports (``status.components.ucpVersion``) is the
+wanted one (``spec.components.ucpVersion``, the release's version)."""
 
 PHASES: tuple[Phase, ...] = ("prepare", "deploy", "reconfigure")
 """The phases in the order a machine goes through them."""
@@ -120,12 +131,22 @@ class ApiObject(ApiModel):
     """A whole object of one kind; subclasses pin ``kind`` and name their REST resource."""
 
     PLURAL: ClassVar[str]
-    """The resource name in URLs (``/apis/lcm.mirantis.com/v1alpha1/namespaces/NS/<plural>``)."""
+    """The resource name in URLs (``/apis/<GROUP>/v1alpha1/namespaces/NS/<plural>``)."""
     NAMESPACED: ClassVar[bool] = True
+    GROUP: ClassVar[str] = GROUP
+    """The API group of the kind: ``lcm.mirantis.com``, or ``kaas.mirantis.com`` for the releases."""
 
-    api_version: Literal["lcm.mirantis.com/v1alpha1"] = API_VERSION
+    api_version: str = API_VERSION
     kind: str
     metadata: ObjectMeta = shared(ObjectMeta())
+
+    @field_validator("api_version")
+    @classmethod
+    def _own_group(cls, value: str) -> str:
+        wanted = f"{cls.GROUP}/{VERSION}"
+        if value != wanted:
+            raise ValueError(f"Input should be '{wanted}'")
+        return value
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Self:
@@ -140,7 +161,7 @@ class ApiObject(ApiModel):
     def to_raw(self) -> dict[str, Any]:
         """The object as JSON-ready data: what was parsed or set, by JSON name, plus apiVersion and kind."""
         body = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        return {"apiVersion": API_VERSION, "kind": self.kind, **body}
+        return {"apiVersion": f"{self.GROUP}/{VERSION}", "kind": self.kind, **body}
 
 
 class Condition(ApiModel):
@@ -168,30 +189,44 @@ def _unique_names(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
 
 
 class ItemFields(ApiModel):
-    """What a machine's item and a release's template share: what to run, at which version."""
+    """What a machine's item and a release's template share: what to run, at which version.
 
-    runner: Runner
-    name: str = Field(min_length=1)
-    version: str
+    A machine's item reads whatever Go's decoder reads into ``LCMStateItem`` (any runner string, an empty
+    name, no version): Mirantis computes a hash and a state for it, so must we; the agent then refuses to
+    run what it cannot (an unknown runner fails the item with a clear message)."""
+
+    runner: str = ""
+    name: str = ""
+    version: str = ""
     params: Mapping[str, str] = {}
 
 
 class StateItem(ItemFields):
-    """One step of a machine's state: what to run (runner + params), in which phase, at which version."""
+    """One step of a machine's state: what to run (runner + params), in which phase, at which version.
 
-    phase: Phase = "deploy"
+    An item without a phase keeps none (``""``): in Mirantis' rules it counts in no phase, so it never
+    holds a machine back and the agent never runs it (docs/api.md)."""
+
+    phase: str = ""
+
+
+RFC3339_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                   r"(Z|[+-][0-9]{2}:[0-9]{2})$")
+"""A ``metav1.Time`` as Go reads it (``time.RFC3339``): a Go reader refuses the whole object otherwise."""
+Timestamp = Annotated[str, Field(pattern=RFC3339_PATTERN)]
 
 
 class StateItemStatus(ApiModel):
-    """The outcome of one item's latest run, in the item's slot of ``status.stateItemStatuses``."""
+    """The outcome of one item's latest run, in the item's slot of ``status.stateItemStatuses``. A missing
+    hash or exit code reads as Go reads it (``""``, 0)."""
 
-    hash: str
-    exit_code: StrictInt
+    hash: str = ""
+    exit_code: StrictInt = 0
     message: str = ""
     result: Any = None
     attempt: StrictInt = Field(default=0, ge=0)
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
 
 
 class AgentConfig(ApiModel):
@@ -204,8 +239,10 @@ class AgentConfig(ApiModel):
 
 
 class NodeAddress(ApiModel):
-    type: AddressType
-    address: str
+    """A ``v1.NodeAddress``; only the exact type ``InternalIP`` counts (any string reads, as in Go)."""
+
+    type: str
+    address: str = ""
 
 
 class AgentUpgradeStatus(ApiModel):
@@ -245,9 +282,22 @@ class HostInfo(ApiModel):
     reboot_reason: str = ""
 
 
+class Components(ApiModel):
+    """``spec.components`` / ``status.components``: for the ``ucp`` family, the stack version wanted and
+    the one the node reports converged (docs/api.md, "lcmType")."""
+
+    ucp_version: str = ""
+
+
 class LCMMachineSpec(ApiModel):
+    """The machine's spec. Duplicate item names read (Go reads them; both items then share one status
+    slot): the agent refuses to run such a spec (``agent.decisions.state.spec_error``)."""
+
     cluster_name: str = ""
     type: MachineType = "unassigned"
+    lcm_type: str = ""
+    components: Components = shared(Components())
+    rhel_license_subscription: str = ""
     state_items: tuple[StateItem, ...] = ()
     state_items_overwrites: Mapping[str, Mapping[str, str]] = {}
     release: str = ""
@@ -257,8 +307,6 @@ class LCMMachineSpec(ApiModel):
     reboot_required: StrictBool = False
     halt_agent: StrictBool = False
     prepare_deletion: StrictBool = False
-
-    _unique_item_names = field_validator("state_items")(_unique_names)
 
 
 class LCMMachineStatus(ApiModel):
@@ -275,7 +323,12 @@ class LCMMachineStatus(ApiModel):
     swarm_cordon_drain: CordonDrain | None = None
     swarm_cordon_drain_error: str = ""
     lcm_operation_stuck: StrictBool = False
+    prepare_deletion_phase: PrepareDeletionPhase | None = None
+    components: Components = shared(Components())
+    rhel_license_applied: StrictBool | None = None
     progress: str = ""
+    pending_operation: str = ""
+    spec_error: str = ""
     conditions: tuple[Condition, ...] = ()
 
     @property
@@ -361,17 +414,21 @@ class ReleaseAgent(ApiModel):
     """The agent build of a release, copied into each machine's ``spec.agentConfig``."""
 
     version: str = Field(min_length=1)
-    download_url: str = Field(alias="downloadURL", min_length=1)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    download_url: str = Field(default="", alias="downloadURL")
+    sha256: str = Field(default="", pattern=r"^([0-9a-fA-F]{64})?$")
+    """Empty in some Mirantis releases: an agent asked to upgrade to such a build refuses it (nothing to
+    verify the download against) and says so in ``status.lcmAgentUpgradeStatus``."""
     args: tuple[str, ...] = ()
 
 
 class ReleaseItem(ItemFields):
-    """A state item template. Its phase is required (a release is read by people: each item spells it out)
-    and may be ``decommission``: such items are not given to machines in normal operation; the planner adds
-    them, as ``reconfigure`` items, to a machine that leaves the cluster."""
+    """A state item template. Its phase may be ``decommission`` (lcm-agent's extension): such items are not
+    given to machines in normal operation; the planner adds them, as ``reconfigure`` items, to a machine that
+    leaves the cluster. Without a phase (Mirantis allows it) the item counts in no phase and never runs."""
 
-    phase: ReleasePhase
+    runner: Runner
+    name: str = Field(min_length=1)
+    phase: ReleasePhase | None = None
 
 
 def _templates_are_listed(
@@ -385,18 +442,64 @@ def _templates_are_listed(
 
 
 class ClusterReleaseSpec(ApiModel):
+    """Mirantis' ClusterReleaseSpec (``pkg/apis/kaas/v1alpha1/release.go``). ``releaseNotes``, ``helm``,
+    ``images``, ``allowedNodeLabels`` and ``allowedDistributions`` are kept as they are, not acted on;
+    ``upgradeFrom`` is lcm-agent's extension (a KaaSRelease's upgrade paths are the Mirantis way)."""
+
     version: str = Field(pattern=SEMVER_PATTERN)
     description: str = ""
     agent: ReleaseAgent
     machine_types: Mapping[AssignedMachineType, tuple[ReleaseItem, ...]] = Field(min_length=1)
+    lcm_type: str = ""
     upgrade_from: tuple[str, ...] = ()
 
     _check_templates = field_validator("machine_types")(_templates_are_listed)
 
 
-class ClusterRelease(ApiObject):
-    PLURAL: ClassVar[str] = "clusterreleases"
+IGNORED_RELEASE_FIELDS = ("releaseNotes", "helm", "images", "allowedNodeLabels", "allowedDistributions")
+"""Mirantis' ClusterRelease fields lcm-agent keeps but does not act on (the scheduler names them once)."""
+
+
+class KaasObject(ApiObject):
+    """A cluster-scoped kaas.mirantis.com/v1alpha1 kind (the releases)."""
+
     NAMESPACED: ClassVar[bool] = False
+    GROUP: ClassVar[str] = KAAS_GROUP
+
+    api_version: str = KAAS_API_VERSION
+
+
+class ClusterRelease(KaasObject):
+    PLURAL: ClassVar[str] = "clusterreleases"
 
     kind: Literal["ClusterRelease"] = "ClusterRelease"
     spec: ClusterReleaseSpec
+
+
+class AvailableUpgrade(ApiModel):
+    version: str
+    """The ``spec.version`` of a ClusterRelease a cluster on this one may upgrade to."""
+    reboot_required: StrictBool = False
+
+
+class SupportedClusterRelease(ApiModel):
+    version: str = ""
+    name: str = ""
+    """The ClusterRelease's name."""
+    available_upgrades: tuple[AvailableUpgrade, ...] = ()
+
+
+class KaaSReleaseSpec(ApiModel):
+    """Mirantis' KaaSReleaseSpec: only the upgrade paths are acted on; management, regional, bootstrap and
+    helm fields are kept as they are."""
+
+    version: str = ""
+    cluster_release: str = ""
+    supported_cluster_releases: tuple[SupportedClusterRelease, ...] = ()
+
+
+class KaaSRelease(KaasObject):
+    PLURAL: ClassVar[str] = "kaasreleases"
+
+    kind: Literal["KaaSRelease"] = "KaaSRelease"
+    spec: KaaSReleaseSpec = shared(KaaSReleaseSpec())

@@ -37,7 +37,7 @@ def _machine(items: Any, journal: Journal) -> LCMMachine:
     statuses = {
         item.name: StateItemStatus(hash=done.hash, exit_code=done.exit_code, attempt=1)
         for item in machine.spec.state_items
-        if (done := journal.finished.get(item.name)) is not None and done.hash == item_hash(item, {})
+        if (done := journal.finished.get(item.name)) is not None and done.hash == item_hash(item, "")
     }
     status = machine.status.model_copy(update={"state_item_statuses": statuses})
     return machine.model_copy(update={"status": status})

@@ -19,7 +19,7 @@ from agent import __version__
 from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
 from agent.api.hostinfo import HostInfo
-from agent.api.models import API_VERSION, LCMMachine
+from agent.api.models import API_VERSION, LCM_TYPE, LCMMachine
 from agent.daemon.following import LCMMACHINES
 from agent.decisions.addressing import choose_internal_ip
 from agent.decisions.reporting import summary_patch
@@ -51,7 +51,7 @@ async def find_or_create(kube: Kube, who: Identity, backoff: Backoff) -> dict[st
                          who.namespace, who.name)
                 body = {"apiVersion": API_VERSION, "kind": "LCMMachine",
                         "metadata": {"name": who.name, "namespace": who.namespace},
-                        "spec": {"type": "unassigned"}}
+                        "spec": {"type": "unassigned", "lcmType": LCM_TYPE}}
                 try:
                     return await kube.create(LCMMACHINES, who.namespace, body)
                 except KubeError as create_exc:

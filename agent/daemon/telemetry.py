@@ -39,7 +39,7 @@ from agent.daemon.config import AgentConfig
 from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.daemon.logs import SecretRegistry
 from agent.daemon.worker import MachineWorker
-from agent.decisions.execution import Idle, Report, Run, Step, Wait
+from agent.decisions.execution import Idle, Rehash, Report, Run, Step, Wait
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -272,7 +272,7 @@ def _step_name(step: Step) -> str:
         return "starting" if step.reason == "starting" else "idle"
     if isinstance(step, Run):
         return "running"
-    if isinstance(step, Report):
+    if isinstance(step, Report | Rehash):
         return "reporting"
     assert isinstance(step, Wait)
     return "waiting"

@@ -28,7 +28,18 @@ from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.following import LCMMACHINES, MachineFollower
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Step, Wait, next_step, outcome_write
+from agent.decisions.execution import (
+    Idle,
+    LocalRecord,
+    Rehash,
+    Report,
+    Run,
+    Step,
+    Wait,
+    next_step,
+    outcome_write,
+    rehash_patch,
+)
 from agent.decisions.reporting import (
     catch_up_patch,
     finished_patch,
@@ -109,9 +120,10 @@ class MachineWorker:
         """resourceVersion of the last catch-up write's result."""
         self._spec_names: frozenset[str] | None = None
         """Item names of the spec last looked at: removed items are cleaned up once, when they go."""
-        """resourceVersion of the last catch-up write's result."""
         self.step: Step = Idle("starting")
         self._fields = {"machine": settings.name, "namespace": settings.namespace}
+        self._named: set[str] = set()
+        """Spec fields already named in the log as kept but not acted on."""
 
     @property
     def latest(self) -> LCMMachine | None:
@@ -145,6 +157,7 @@ class MachineWorker:
             if time.monotonic() >= self._refresh_due:
                 await self._refresh_host(machine, stopping)
             self._forget_removed(machine)
+            self._name_unused(machine)
             step = next_step(machine, self._local(), self.clock(), self.settings.backoff)
             if step != self.step:
                 log.info("next step: %s", _describe(step), extra=self._fields)
@@ -153,6 +166,9 @@ class MachineWorker:
                 await self._execute(machine, step, stopping)
             elif isinstance(step, Report):
                 await self._report(machine, step)
+            elif isinstance(step, Rehash):
+                if await self._write(machine, rehash_patch(machine, step), None) is None:
+                    await asyncio.sleep(self.settings.backoff.base)
             elif await self._catch_up(machine, stopping):
                 continue
             elif isinstance(step, Wait):
@@ -174,6 +190,14 @@ class MachineWorker:
             return False
         self._caught_up = written.metadata.resource_version
         return True
+
+    def _name_unused(self, machine: LCMMachine) -> None:
+        """Name, once each, the spec fields another writer (Mirantis' controllers) set that this agent keeps
+        as they are but does not act on (``mcrVersion``, ``sshAuthorizedKeys``...)."""
+        new = sorted(set(machine.spec.model_extra or {}) - self._named)
+        if new:
+            self._named.update(new)
+            log.info("spec fields kept, not acted on: %s", ", ".join(new), extra=self._fields)
 
     async def _wait(self, stopping: asyncio.Event, seconds: float | None, seen: int) -> None:
         """Until the object moves past ``seen``, ``stopping`` is set, ``seconds`` pass, or host facts are
@@ -370,5 +394,7 @@ def _describe(step: Step) -> str:
         return f"idle ({step.reason})"
     if isinstance(step, Wait):
         return f"retry {step.item.name} (attempt {step.attempt}) at {step.until.isoformat()}"
+    if isinstance(step, Rehash):
+        return f"rewrite the old hash of {sorted(step.hashes)} (done under the old rules)"
     verb = "run" if isinstance(step, Run) else "report"
     return f"{verb} {step.item.name} (attempt {step.attempt})"

@@ -15,7 +15,12 @@ between finishing an item and reporting it). So:
   mark in the journal) runs again with the next attempt number: a half-run item is never trusted;
 - a failed item is retried after a capped exponential backoff from its ``finishedAt``; the jitter is derived
   from the item's hash and attempt, so the decision stays a pure function while machines still spread out;
-- later items wait: items run in spec order, one phase after another.
+- later items wait: items run in spec order, one phase after another;
+- a slot that says done under lcm-agent's old hash of the same item (before it hashed as Mirantis does) is
+  *rehashed*: its hash is rewritten, nothing runs (docs/api.md, "Upgrading from the old hash"); while the
+  spec has no ``lcmType`` (the old scheduler still renders it), it only counts as done;
+- a spec the rules cannot evaluate (``state.spec_error``: an agent version that is not semver, two items
+  with one name) runs nothing; the reason is in ``status.specError``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from agent.api.backoff import Backoff
 from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, StateItem, StateItemStatus
 from agent.decisions.hashing import effective_params, item_hash
 from agent.decisions.reporting import Slot, slots_patch, started_slot, with_slots
-from agent.decisions.state import current_phase, pending_items
+from agent.decisions.state import current_phase, done_in, done_under_legacy_hash, pending_items, spec_error
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Rehash:
+    """Slots done under the old hash of their very item: rewrite their hashes (item name → new hash)."""
+
+    hashes: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Wait:
     """The next item failed; retry it (as ``attempt``) at ``until`` unless the object changes first."""
 
@@ -78,7 +90,7 @@ class Wait:
     attempt: int
 
 
-Step = Idle | Run | Report | Wait
+Step = Idle | Run | Report | Rehash | Wait
 
 
 def next_step(machine: LCMMachine, local: LocalRecord, now: datetime, backoff: Backoff) -> Step:
@@ -88,11 +100,22 @@ def next_step(machine: LCMMachine, local: LocalRecord, now: datetime, backoff: B
         return Idle("halted by spec.haltAgent")
     if status.internal_ip is None:
         return Idle("not registered: no InternalIP reported yet")
+    if error := spec_error(spec):
+        return Idle(error)
+    version = spec.agent_config.version
+    if legacy := {item.name: item_hash(item, version) for item in spec.state_items
+                  if not done_in(spec, status, item) and done_under_legacy_hash(spec, status, item)}:
+        if spec.lcm_type:
+            return Rehash(legacy)
+        # The old scheduler still renders this spec: the slots stay as they are (its next rendering moves
+        # params into the items, and the old hash of those is what the slots hold), and count as done.
+        machine = with_slots(machine, {name: {"hash": digest} for name, digest in legacy.items()})
+        status = machine.status
     phase = current_phase(spec, status)
     if phase is None:
         return Idle("all items done" if spec.state_items else "no state items assigned")
     item = pending_items(spec, status, phase)[0]
-    digest = item_hash(item, spec.state_items_overwrites)
+    digest = item_hash(item, version)
     entry = status.state_item_statuses.get(item.name)
     attempt = _last_attempt(item.name, digest, entry, local)
     if local.finished.get(item.name) == (digest, 0):
@@ -129,6 +152,11 @@ def outcome_write(
     if following is not None:
         slots[following.item.name] = started_slot(following.hash, following.attempt, now)
     return slots_patch(machine, slots), following
+
+
+def rehash_patch(machine: LCMMachine, step: Rehash) -> dict[str, Any]:
+    """The status write of a Rehash: only the slots' hashes change (and what derives from them)."""
+    return slots_patch(machine, {name: {"hash": digest} for name, digest in step.hashes.items()})
 
 
 def _last_attempt(name: str, digest: str, entry: StateItemStatus | None, local: LocalRecord) -> int:

@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from agent.api.gosemver import InvalidVersionError
 from agent.api.hostinfo import rfc3339
-from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, LCMMachineStatus, StateItemStatus
-from agent.decisions.state import machine_state, progress_text
+from agent.api.models import EXIT_CODE_RUNNING, Components, LCMMachine, LCMMachineStatus, StateItemStatus
+from agent.decisions.state import items_state, machine_state, pending_operation, progress_text, spec_error
 
 MESSAGE_LIMIT = 4096
 """Characters of an item's message kept in status: enough for the failing task and a log tail, small
@@ -105,8 +106,10 @@ def catch_up_patch(machine: LCMMachine) -> dict[str, Any] | None:
     patch = summary_patch(machine, {})
     written, status = patch["status"], machine.status
     current = (status.state, status.progress, status.release)
-    if "stateItemStatuses" not in written and \
-            (written["state"], written["progress"], written.get("release", status.release)) == current:
+    # These are in a patch only when they change; state, progress and release are always recomputed.
+    changed = written.keys() & {"stateItemStatuses", "specError", "pendingOperation", "components"}
+    if not changed and \
+            (written.get("state"), written.get("progress"), written.get("release", status.release)) == current:
         return None
     return patch
 
@@ -130,7 +133,9 @@ def _status_after(
     names = _spec_names(machine)
     after = {name: entry for name, entry in status.state_item_statuses.items() if name in names}
     for name, slot in slots.items():
-        after[name] = StateItemStatus.model_validate({k: v for k, v in slot.items() if v is not None})
+        before = after.get(name)
+        merged = {**(before.model_dump(by_alias=True, exclude_unset=True) if before else {}), **slot}
+        after[name] = StateItemStatus.model_validate({k: v for k, v in merged.items() if v is not None})
     return status.model_copy(update={"state_item_statuses": after})
 
 
@@ -140,11 +145,31 @@ def _merged_status(status: LCMMachineStatus, fields: Mapping[str, Any]) -> LCMMa
 
 
 def _derived(machine: LCMMachine, status: LCMMachineStatus) -> dict[str, Any]:
-    state = machine_state(machine.spec, status)
-    derived: dict[str, Any] = {"state": state, "progress": progress_text(machine.spec, status)}
-    if state == "Ready" and machine.spec.release:
+    """The fields recomputed on every write: Mirantis' ``state``, and lcm-agent's extensions (``progress``,
+    ``pendingOperation``, ``specError``), all derived from spec and status. ``components.ucpVersion`` is the
+    stack version the node converged to: the spec's, once every item is done under it."""
+    spec = machine.spec
+    derived: dict[str, Any] = {}
+    error = spec_error(spec)
+    if error != machine.status.spec_error:
+        derived["specError"] = error or None
+    if error:
+        try:
+            derived["state"] = machine_state(spec, status)
+        except InvalidVersionError:
+            derived["state"] = None
+        return derived
+    wanted = spec.components.ucp_version
+    if wanted and status.components.ucp_version != wanted and items_state(spec, status) == "Ready":
+        derived["components"] = {"ucpVersion": wanted}
+        status = status.model_copy(update={"components": Components(ucp_version=wanted)})
+    derived |= {"state": machine_state(spec, status), "progress": progress_text(spec, status)}
+    if derived["state"] == "Ready" and spec.release:
         # docs/api.md: the release the machine was last Ready with; it stays while the next one rolls out.
-        derived["release"] = machine.spec.release
+        derived["release"] = spec.release
+    pending = pending_operation(spec, status)
+    if pending != machine.status.pending_operation:
+        derived["pendingOperation"] = pending or None
     if machine.metadata.generation is not None:
         derived["observedGeneration"] = machine.metadata.generation
     return derived

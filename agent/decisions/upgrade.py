@@ -79,7 +79,7 @@ def next_upgrade(
         return Nothing(f"running the requested version {running}")
     key = build_key(config)
     if status is None or last_build != key:
-        return Upgrade(config.version, config.download_url, config.sha256, 1)
+        return Upgrade(config.version, config.download_url, config.sha256.lower(), 1)
     attempt = status.attempt + 1
     ended = parse_time(status.finished_at) or parse_time(status.started_at)
     if ended is not None:
@@ -87,7 +87,7 @@ def next_upgrade(
         until = ended + timedelta(seconds=delay)
         if now < until:
             return Wait(until, attempt)
-    return Upgrade(config.version, config.download_url, config.sha256, attempt)
+    return Upgrade(config.version, config.download_url, config.sha256.lower(), attempt)
 
 
 def wheel_name(step: Upgrade) -> str:

@@ -40,7 +40,17 @@ from agent.api.execution import ItemResult
 from agent.api.hostinfo import Cpu, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
 from agent.decisions.addressing import choose_internal_ip
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, next_step, outcome_write
+from agent.decisions.execution import (
+    Idle,
+    LocalRecord,
+    Rehash,
+    Report,
+    Run,
+    Wait,
+    next_step,
+    outcome_write,
+    rehash_patch,
+)
 from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
 
 log = logging.getLogger(__name__)
@@ -168,6 +178,8 @@ class FakeAgent:
                 patch = finished_patch(machine, step.item.name, step.hash, step.attempt, exit_code=0,
                                        result="success", message="", started_at=None, now=now)
                 await self._write(patch, "finished")
+            elif isinstance(step, Rehash):
+                await self._write(rehash_patch(machine, step), "rehashed")
             elif isinstance(step, Wait):
                 await self._changed((step.until - now).total_seconds())
             elif isinstance(step, Idle):

@@ -1,12 +1,14 @@
-"""One leadership term of the scheduler: watch the four kinds, plan a cluster whenever one of its objects
+"""One leadership term of the scheduler: watch the five kinds, plan a cluster whenever one of its objects
 changes, apply the plan.
 
 Each kind has one watch (all namespaces, or the configured one) feeding one cache; LCMMachines and
 LCMClusterStates are indexed by their cluster. Any change enqueues the clusters it concerns: a machine's or
 cluster state's own cluster (both clusters when it moved), the cluster itself, and every cluster for a
-ClusterRelease (they are few, rarely created and never changed). Planning starts only once every cache has
-its first list, so no plan is made from half the truth. The planner is pure and gets what the caches hold
-right now; its actions go through the ``Writer``; its ``requeue_after`` schedules the next look.
+ClusterRelease or KaaSRelease (they are few, rarely created and never changed). A release's Mirantis
+fields lcm-agent does not act on (helm, images...) are kept and named once in the log. Planning starts only
+once every cache has its first list, so no plan is made from half the truth. The planner is pure and gets
+what the caches hold right now; its actions go through the ``Writer``; its ``requeue_after`` schedules the
+next look.
 
 Everything here is built afresh for each term: a replica that lost the lease and won it back relists, and
 never trusts a cache that stopped being fed while it was not leading.
@@ -24,10 +26,11 @@ from typing import Any
 from agent.adapters.kube import Kube, Object, Resource
 from agent.adapters.watching import watch_resource
 from agent.api.models import (
-    GROUP,
+    IGNORED_RELEASE_FIELDS,
     VERSION,
     ClusterRelease,
     InvalidObjectError,
+    KaaSRelease,
     LCMCluster,
     LCMClusterState,
     LCMMachine,
@@ -64,6 +67,10 @@ class Controller:
         self.queue: WorkQueue[ClusterKey] = WorkQueue()
         self.releases = ObjectCache(ClusterRelease, on_change=self._release_changed,
                                     on_invalid=self._invalid)
+        self.kaas_releases = ObjectCache(KaaSRelease, on_change=self._release_changed,
+                                         on_invalid=self._invalid)
+        self._named: set[str] = set()
+        """Releases whose unused fields were already logged."""
         self.clusters = ObjectCache(LCMCluster, on_change=self._cluster_changed, on_invalid=self._invalid)
         self.machines = ObjectCache(LCMMachine, index=cluster_of, on_change=self._member_changed,
                                     on_invalid=self._invalid)
@@ -83,8 +90,8 @@ class Controller:
     async def run(self) -> None:
         """Until cancelled; raises ``LeaseLostError`` when a write found the lease lost before the elector."""
         watched: list[tuple[type[Any], ObjectCache[Any]]] = [
-            (ClusterRelease, self.releases), (LCMCluster, self.clusters), (LCMMachine, self.machines),
-            (LCMClusterState, self.states)]
+            (ClusterRelease, self.releases), (KaaSRelease, self.kaas_releases), (LCMCluster, self.clusters),
+            (LCMMachine, self.machines), (LCMClusterState, self.states)]
         tasks = [asyncio.create_task(self._watch(model, cache), name=f"watch-{model.PLURAL}")
                  for model, cache in watched]
         tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
@@ -118,7 +125,7 @@ class Controller:
         inputs = PlanInput(
             cluster=cluster, releases={r.metadata.name or "": r for r in self.releases.models()},
             machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
-            settings=self.settings.planning)
+            settings=self.settings.planning, kaas_releases=self.kaas_releases.models())
         started = time.perf_counter()
         plan = self.plan(inputs)
         took = time.perf_counter() - started
@@ -142,12 +149,19 @@ class Controller:
                         self.queue.retry(key), extra={"cluster": name, "namespace": namespace})
 
     async def _watch(self, model: type[Any], cache: ObjectCache[Any]) -> None:
-        res = Resource(GROUP, VERSION, model.PLURAL, namespaced=model.NAMESPACED)
+        res = Resource(model.GROUP, VERSION, model.PLURAL, namespaced=model.NAMESPACED)
         namespace = self.settings.namespace if model.NAMESPACED else ""
         async for event in watch_resource(self.kube, res, namespace, settings=self.settings.watch):
             cache.feed(event)
 
     def _release_changed(self, old: Object | None, new: Object | None) -> None:
+        spec = raw_field(new, "spec") if new is not None else None
+        name = "/".join(str(raw_field(new, *path) or "") for path in (("kind",), ("metadata", "name"))) \
+            if new is not None else ""
+        unused = sorted(f for f in IGNORED_RELEASE_FIELDS if isinstance(spec, dict) and f in spec)
+        if unused and name not in self._named:
+            self._named.add(name)
+            log.info("%s: kept, not acted on: %s", name, ", ".join(unused), extra={"release": name})
         for entry in self.clusters.entries():
             self.queue.add(object_key(entry.raw))
 

@@ -160,12 +160,14 @@ async def open_kube_api(workdir: Path, server: Path | None = None) -> AsyncItera
 
 def lcm_machine(name: str, namespace: str, *, labels: dict[str, str] | None = None,
                 **spec: Any) -> dict[str, Any]:
-    """A minimal valid LCMMachine body: a worker of cluster "demo" unless ``spec`` says otherwise."""
+    """A minimal valid LCMMachine body: a worker of cluster "demo" unless ``spec`` says otherwise, of the
+    ``ucp`` family at stack version 1.0.0 as the scheduler writes it (so all items done means Ready)."""
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         metadata["labels"] = labels
     return {"apiVersion": f"{LCM_GROUP}/{LCM_VERSION}", "kind": "LCMMachine", "metadata": metadata,
-            "spec": {"clusterName": "demo", "type": "worker", **spec}}
+            "spec": {"clusterName": "demo", "type": "worker", "lcmType": "ucp",
+                     "components": {"ucpVersion": "1.0.0"}, **spec}}
 
 
 async def merge_patch(

@@ -39,7 +39,7 @@ async def test_api_down_for_30s_mid_item_reports_the_item_without_rerunning_it(
 ) -> None:
     assert kube_api.simulator is not None
     cfg = await node.configure()
-    await node.create([node.item("slow", "prepare", seconds="3")])
+    await node.create([node.item("slow", "deploy", seconds="3")])
     async with node.agent(cfg) as agent:
         await node.wait_for(lambda _: node.runs("slow") == ["slow 1"], describe="slow's playbook started")
         await kube_api.simulator.stop()
@@ -68,9 +68,9 @@ async def test_outcome_lost_with_the_agent_stopped_is_reported_after_restart_not
     node: Node, faults: Faults,
 ) -> None:
     cfg = await node.configure()
-    await node.create([node.item("one", "prepare")], haltAgent=True)
+    await node.create([node.item("one", "deploy")], haltAgent=True)
     async with node.agent(cfg):
-        await node.wait_state("Prepare")
+        await node.wait_state("Deploy")
         faults.error(503, verb="patch", resource="lcmmachines/status")
         await node.patch_spec({"haltAgent": False})
         await node.wait_for(lambda _: node.runs("one") == ["one 1"], describe="one ran")

@@ -45,14 +45,14 @@ async def test_refused_item_fails_clearly_and_fixing_the_spec_proceeds(
 ) -> None:
     cfg = await node.configure()
     trace = node.tmp / "trace"
-    bad: dict[str, Any] = node.item("bad", "prepare", trace=str(trace))
+    bad: dict[str, Any] = node.item("bad", "deploy", trace=str(trace))
     bad["params"]["playbook"] = playbook.format(outside=_outside(node))
     await node.create([bad])
     async with node.agent(cfg):
         entry = await node.wait_slot("bad", lambda s: s.get("exitCode", -1) > 0, describe="bad failed")
         assert message in entry["message"]
         assert entry["result"] == {"outcome": "failed"}
-        await node.patch_spec({"stateItems": [node.item("bad", "prepare")]})
+        await node.patch_spec({"stateItems": [node.item("bad", "deploy")]})
         machine = await node.wait_state("Ready")
     assert not trace.exists(), "nothing ran outside the release directory"
     assert slot(machine, "bad")["exitCode"] == 0
@@ -60,9 +60,9 @@ async def test_refused_item_fails_clearly_and_fixing_the_spec_proceeds(
 
 async def test_halted_agent_runs_nothing_but_still_reports(node: Node) -> None:
     cfg = await node.configure()
-    await node.create([node.item("held", "prepare")], haltAgent=True)
+    await node.create([node.item("held", "deploy")], haltAgent=True)
     async with node.agent(cfg):
-        machine = await node.wait_state("Prepare")
+        machine = await node.wait_state("Deploy")
         await asyncio.sleep(3)
         assert node.runs("held") == []
         assert slot(await node.get(), "held") == {}
@@ -97,7 +97,7 @@ async def test_download_with_a_wrong_checksum_never_replaces_its_destination(nod
     dest.write_bytes(b"old version\n")
 
     def download(sha: str) -> dict[str, Any]:
-        return {"runner": "downloader", "name": "fetch", "version": "1", "phase": "prepare",
+        return {"runner": "downloader", "name": "fetch", "version": "1", "phase": "deploy",
                 "params": {"url": payload.as_uri(), "sha256": sha, "dest": str(dest)}}
 
     await node.create([download("0" * 64)])

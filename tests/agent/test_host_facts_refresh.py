@@ -14,7 +14,7 @@ from agent.daemon.app import Hooks
 
 async def test_changed_host_facts_are_written_once_and_unchanged_ones_never(node: Node) -> None:
     cfg = await node.configure(host_info_period=0.2)
-    await node.create([node.item("one", "prepare")])
+    await node.create([node.item("one", "deploy")])
     real = collect_host_info()
     facts = {"now": real}
 

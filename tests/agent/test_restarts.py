@@ -40,8 +40,8 @@ async def test_kill_9_mid_item_reruns_the_same_item_as_attempt_2(node: Node) -> 
 async def test_sigterm_stops_gracefully_and_a_second_one_forces(node: Node) -> None:
     await node.configure(stop_grace_period=30.0)
     pidfile = node.tmp / "slow.pid"
-    await node.create([node.item("done", "prepare"),
-                       node.item("slow", "prepare", seconds="600", pidfile=str(pidfile))])
+    await node.create([node.item("done", "deploy"),
+                       node.item("slow", "deploy", seconds="600", pidfile=str(pidfile))])
     agent = await node.spawn()
     await node.wait_for(lambda _: pidfile.exists() and pidfile.read_text().strip() != "",
                         describe="slow's sleep started")
@@ -54,7 +54,7 @@ async def test_sigterm_stops_gracefully_and_a_second_one_forces(node: Node) -> N
 
     # With the slow item replaced, the agent finishes; an idle agent stops at once with 0, and its
     # journal says what finished and holds no mark of the item that left the spec.
-    await node.patch_spec({"stateItems": [node.item("done", "prepare"), node.item("after", "deploy")]})
+    await node.patch_spec({"stateItems": [node.item("done", "deploy"), node.item("after", "deploy")]})
     agent = await node.spawn()
     await node.wait_state("Ready")
     agent.send_signal(signal.SIGTERM)

@@ -49,7 +49,7 @@ async def test_ready_after_registration_watchdog_pings_and_stopping(node: Node, 
 
 async def test_sighup_rereads_the_config_and_refuses_a_broken_one(node: Node) -> None:
     await node.configure()
-    await node.create([node.item("one", "prepare")])
+    await node.create([node.item("one", "deploy")])
     agent = await node.spawn()
     log = node.tmp / "agent.log"
     try:
@@ -66,7 +66,7 @@ async def test_sighup_rereads_the_config_and_refuses_a_broken_one(node: Node) ->
                             describe="the broken config to be refused")
         assert agent.returncode is None, "a bad reload keeps the agent running"
         # Still serving: a new item runs.
-        await node.patch_spec({"stateItems": [node.item("one", "prepare"), node.item("two", "deploy")]})
+        await node.patch_spec({"stateItems": [node.item("one", "deploy"), node.item("two", "deploy")]})
         await node.wait_slot("two", lambda s: s.get("exitCode") == 0, describe="two done")
         assert node.runs("two") == ["two 1"]
     finally:

@@ -15,14 +15,15 @@ from pydantic import BaseModel
 
 from agent.api import crds as crds_module
 from agent.api.crds import crd_paths, load_crds
-from agent.api.models import ApiObject, ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import ApiObject, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 
-KINDS = ("LCMMachine", "LCMCluster", "LCMClusterState", "ClusterRelease")
+KINDS = ("LCMMachine", "LCMCluster", "LCMClusterState", "ClusterRelease", "KaaSRelease")
 MODELS: dict[str, type[ApiObject]] = {
     "LCMMachine": LCMMachine,
     "LCMCluster": LCMCluster,
     "LCMClusterState": LCMClusterState,
     "ClusterRelease": ClusterRelease,
+    "KaaSRelease": KaaSRelease,
 }
 Schemas = dict[str, dict[str, Any]]
 
@@ -74,6 +75,7 @@ def test_a_stray_non_crd_manifest_is_refused(tmp_path: Path, monkeypatch: pytest
         ("LCMCluster", "lcmclusters", "lcmc", "Namespaced", True),
         ("LCMClusterState", "lcmclusterstates", "lcmcs", "Namespaced", True),
         ("ClusterRelease", "clusterreleases", "clrel", "Cluster", False),
+        ("KaaSRelease", "kaasreleases", "kaasrel", "Cluster", False),
     ],
 )
 def test_names_scope_and_version(
@@ -81,9 +83,10 @@ def test_names_scope_and_version(
 ) -> None:
     crd = crds[kind]
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
-    assert crd["metadata"]["name"] == f"{plural}.lcm.mirantis.com"
+    group = MODELS[kind].GROUP  # lcm.mirantis.com; kaas.mirantis.com for the releases, as in Mirantis
+    assert crd["metadata"]["name"] == f"{plural}.{group}"
     spec = crd["spec"]
-    assert (spec["group"], spec["scope"]) == ("lcm.mirantis.com", scope)
+    assert (spec["group"], spec["scope"]) == (group, scope)
     names = spec["names"]
     assert (names["plural"], names["singular"], names["listKind"]) == (plural, kind.lower(), f"{kind}List")
     assert (plural, scope == "Namespaced") == (MODELS[kind].PLURAL, MODELS[kind].NAMESPACED)
@@ -102,7 +105,9 @@ def test_schema_is_structural(schemas: Schemas, kind: str) -> None:
     root = schemas[kind]
     assert root["properties"]["metadata"] == {"type": "object"}
     for path, node in walk(root):
-        assert "type" in node, f"{kind}{path} has no type"
+        # A node that holds any JSON (status.stateItemStatuses{}.result) has no type, which only
+        # x-kubernetes-preserve-unknown-fields allows.
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{kind}{path} has no type"
         assert not ("properties" in node and "additionalProperties" in node), (
             f"{kind}{path}: both kinds of keys"
         )
@@ -114,7 +119,8 @@ def test_schema_is_structural(schemas: Schemas, kind: str) -> None:
             for key in node["x-kubernetes-list-map-keys"]:
                 assert key in item.get("required", ()) or "default" in item["properties"][key]
         if node.get("x-kubernetes-preserve-unknown-fields"):
-            assert node["type"] == "object", f"{kind}{path}: free-form only where the Go type is an object"
+            # Free-form only where the Go type is an object, or any JSON (runtime.RawExtension: no type).
+            assert node.get("type", "object") == "object", f"{kind}{path}: free-form of a typed scalar"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -133,12 +139,10 @@ def test_enums_and_defaults_are_valid_values(
     ("kind", "path", "value"),
     [
         ("LCMMachine", ".spec.type", "unassigned"),
-        ("LCMMachine", ".spec.stateItems[].phase", "deploy"),
         ("LCMCluster", ".spec.maxWorkerPrepareCount", 50),
         ("LCMCluster", ".spec.maxWorkerUpgradeCount", 1),
         ("LCMCluster", ".spec.maxWorkerDeployCount", 50),
         ("LCMCluster", ".spec.dedicatedControlPlane", True),
-        ("LCMCluster", ".spec.machineTypes{}[].phase", "deploy"),
     ],
 )
 def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None:
@@ -148,10 +152,11 @@ def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("LCMMachine", ["Type", "State", "Items", "Release", "Age", "Cluster", "Agent"]),
+        ("LCMMachine", ["Type", "State", "Pending", "Items", "Release", "Age", "Cluster", "Agent"]),
         ("LCMCluster", ["Release", "Requested", "Ready", "Progress", "Age", "Applied", "Stuck"]),
         ("LCMClusterState", ["Type", "Arg", "Value", "Actual", "Age", "Cluster", "Attempt", "Message"]),
         ("ClusterRelease", ["Version", "Agent", "Age"]),
+        ("KaaSRelease", ["Version", "ClusterRelease", "Age"]),
     ],
 )
 def test_printer_columns_point_at_fields_of_their_type(
@@ -189,12 +194,11 @@ def test_state_items_have_one_schema_in_machines_and_clusters(schemas: Schemas) 
     cluster = dict(walk(schemas["LCMCluster"]))[".spec.machineTypes{}[]"]
     release = dict(walk(schemas["ClusterRelease"]))[".spec.machineTypes{}[]"]
     assert _strip_docs(machine) == _strip_docs(cluster)
-    # Release templates spell out their phase, so the field has no default there, and may hold decommission
-    # items (which the scheduler hands out as reconfigure items); otherwise identical.
+    # Release templates may hold decommission items (which the scheduler hands out as reconfigure items);
+    # otherwise identical.
     template = _strip_docs(release)
-    assert template["required"] == ["runner", "name", "version", "phase"]
+    assert template["required"] == ["runner", "name", "version"]
     expected = _strip_docs(machine)
-    del expected["properties"]["phase"]["default"]
     expected["properties"]["phase"]["enum"] = [*expected["properties"]["phase"]["enum"], "decommission"]
     assert template["properties"] == expected["properties"]
 

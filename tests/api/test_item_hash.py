@@ -1,4 +1,4 @@
-"""What re-runs an item: the hash changes with what the item converges to, and only with that."""
+"""What re-runs an item: Mirantis' hash of it, under the agent version; the old hash, still recognised."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ from typing import Any
 
 import pytest
 
+from agent.api.gosemver import InvalidVersionError
 from agent.api.models import StateItem
-from agent.decisions.hashing import VOLATILE_PARAMS, effective_params, item_hash
+from agent.decisions.hashing import (
+    MIRANTIS_DROPPED_PARAMS,
+    MIRANTIS_DROPPED_PARAMS_257,
+    effective_params,
+    hash_input,
+    item_hash,
+    legacy_item_hash,
+)
 
-NO_OVERWRITES: Mapping[str, Mapping[str, str]] = {}
+NEW_AGENT = "v0.3.0-300-g1a2b3c4d"
+OLD_AGENT = "0.3.0-150-g0a0a0a0a"
+MIDDLE_AGENT = "0.3.0-200-gabcdef01"
 
 
 def item(name: str = "docker-engine", **fields: Any) -> StateItem:
@@ -20,91 +30,95 @@ def item(name: str = "docker-engine", **fields: Any) -> StateItem:
     return StateItem.model_validate({**base, **fields})
 
 
-Case = tuple[StateItem, Mapping[str, Mapping[str, str]], StateItem, Mapping[str, Mapping[str, str]]]
+Case = tuple[StateItem, str, StateItem, str]
 
 BASE = item()
-# (item A, overwrites A, item B, overwrites B): the cases where A and B must hash alike...
+# (item A, agent version A, item B, agent version B): the cases where A and B must hash alike...
 SAME: dict[str, Case] = {
-    "identical": (BASE, NO_OVERWRITES, item(), NO_OVERWRITES),
-    "param order": (BASE, {}, item(params={"channel": "stable", "playbook": "deploy/docker-engine.yml"}), {}),
-    "overwrite restating a param": (BASE, {}, BASE, {"docker-engine": {"channel": "stable"}}),
-    "overwrite of another item": (BASE, {}, BASE, {"swarm-join": {"channel": "edge"}}),
-    "empty overwrite": (BASE, {}, BASE, {"docker-engine": {}}),
-    "no params vs empty params": (
-        item(params={}),
-        {},
-        StateItem(runner="ansible", name="docker-engine", version="1.0.0"),
-        {},
-    ),
-    "default phase": (
-        item(params={}, phase="deploy"),
-        {},
-        StateItem.model_validate({"runner": "ansible", "name": "docker-engine", "version": "1.0.0"}),
-        {},
-    ),
-    **{
-        f"volatile {p} added": (BASE, {}, item(params={**BASE.params, p: "5"}), {})
-        for p in sorted(VOLATILE_PARAMS)
-    },
-    **{
-        f"volatile {p} overwritten": (
-            item(params={**BASE.params, p: "1"}),
-            {},
-            item(params={**BASE.params, p: "1"}),
-            {"docker-engine": {p: "900"}},
-        )
-        for p in sorted(VOLATILE_PARAMS)
-    },
-    "unicode, twice": (
-        item(params={"label": "zone=Zürich ✓"}),
-        {},
-        item(params={"label": "zone=Zürich ✓"}),
-        {},
-    ),
+    "identical": (BASE, "", item(), ""),
+    "param order": (BASE, "", item(params={"channel": "stable", "playbook": "deploy/docker-engine.yml"}), ""),
+    "no params vs empty params": (item(params={}), "", StateItem(runner="ansible", name="docker-engine",
+                                                                 version="1.0.0", phase="deploy"), ""),
+    "empty agent version counts as newest": (BASE, "", BASE, NEW_AGENT),
+    "our own agent versions filter nothing": (BASE, "0.1.0", BASE, OLD_AGENT),
+    **{f"{p} dropped by newer agents": (BASE, NEW_AGENT, item(params={**BASE.params, p: "x"}), NEW_AGENT)
+       for p in sorted(MIRANTIS_DROPPED_PARAMS | MIRANTIS_DROPPED_PARAMS_257)},
+    "controlNodeIP dropped between 187 and 257": (
+        BASE, MIDDLE_AGENT, item(params={**BASE.params, "controlNodeIP": "10.0.0.1"}), MIDDLE_AGENT),
 }
 # ...and the cases where they must not.
 DIFFERENT: dict[str, Case] = {
-    "param value": (BASE, {}, item(params={**BASE.params, "channel": "edge"}), {}),
-    "param added": (BASE, {}, item(params={**BASE.params, "mirror": "http://m"}), {}),
-    "param added empty": (BASE, {}, item(params={**BASE.params, "mirror": ""}), {}),
-    "param removed": (BASE, {}, item(params={"playbook": "deploy/docker-engine.yml"}), {}),
-    "overwrite changes a param": (BASE, {}, BASE, {"docker-engine": {"channel": "edge"}}),
-    "overwrite adds a param": (BASE, {}, BASE, {"docker-engine": {"role": "manager"}}),
-    "version": (BASE, {}, item(version="1.0.1"), {}),
-    "runner": (BASE, {}, item(runner="bash"), {}),
-    "phase": (BASE, {}, item(phase="reconfigure"), {}),
-    "name": (BASE, {}, item(name="docker-engine-2"), {}),
-    "unicode vs ascii look-alike": (item(params={"l": "Zürich"}), {}, item(params={"l": "Zurich"}), {}),
-    "key vs value swap": (item(params={"a": "b"}), {}, item(params={"b": "a"}), {}),
-    "param case": (item(params={"a": "b"}), {}, item(params={"A": "b"}), {}),
-    "near-volatile name": (BASE, {}, item(params={**BASE.params, "timeouts": "5"}), {}),
+    "param value": (BASE, "", item(params={**BASE.params, "channel": "edge"}), ""),
+    "param added": (BASE, "", item(params={**BASE.params, "mirror": "http://m"}), ""),
+    "param added empty": (BASE, "", item(params={**BASE.params, "mirror": ""}), ""),
+    "param removed": (BASE, "", item(params={"playbook": "deploy/docker-engine.yml"}), ""),
+    "version": (BASE, "", item(version="1.0.1"), ""),
+    "runner": (BASE, "", item(runner="bash"), ""),
+    "phase": (BASE, "", item(phase="reconfigure"), ""),
+    "no phase is not deploy": (BASE, "", item(phase=""), ""),
+    "name": (BASE, "", item(name="docker-engine-2"), ""),
+    "unicode vs ascii look-alike": (item(params={"l": "Zürich"}), "", item(params={"l": "Zurich"}), ""),
+    "key vs value swap": (item(params={"a": "b"}), "", item(params={"b": "a"}), ""),
+    "param case": (item(params={"a": "b"}), "", item(params={"A": "b"}), ""),
+    "a once-volatile param counts now": (BASE, "", item(params={**BASE.params, "timeout": "5"}), ""),
+    "controlNodeIP counts for old agents": (
+        BASE, OLD_AGENT, item(params={**BASE.params, "controlNodeIP": "10.0.0.1"}), OLD_AGENT),
+    "ucp_lb counts up to 0.3.0-257": (
+        BASE, MIDDLE_AGENT, item(params={**BASE.params, "ucp_lb": "l"}), MIDDLE_AGENT),
 }
 
 
 @pytest.mark.parametrize("case", SAME.values(), ids=SAME.keys())
-def test_hash_ignores_what_does_not_change_the_outcome(case: Case) -> None:
-    a, over_a, b, over_b = case
-    assert item_hash(a, over_a) == item_hash(b, over_b)
+def test_hash_ignores_what_mirantis_ignores(case: Case) -> None:
+    a, version_a, b, version_b = case
+    assert item_hash(a, version_a) == item_hash(b, version_b)
 
 
 @pytest.mark.parametrize("case", DIFFERENT.values(), ids=DIFFERENT.keys())
-def test_hash_follows_what_changes_the_outcome(case: Case) -> None:
-    a, over_a, b, over_b = case
-    assert item_hash(a, over_a) != item_hash(b, over_b)
+def test_hash_follows_what_mirantis_hashes(case: Case) -> None:
+    a, version_a, b, version_b = case
+    assert item_hash(a, version_a) != item_hash(b, version_b)
+
+
+@pytest.mark.parametrize(
+    ("the_item", "text"),
+    [
+        (StateItem(runner="bash", name="x", version="1"), '{"runner":"bash","name":"x","version":"1"}'),
+        (StateItem(runner="ansible", name="l", version="2", phase="reconfigure",
+                   params={"z": "1", "a": "<&>"}),
+         '{"runner":"ansible","name":"l","version":"2","params":{"a":"\\u003c\\u0026\\u003e","z":"1"},'
+         '"phase":"reconfigure"}'),
+        (StateItem(runner="bash", name="Zürich\u2028", version="3", phase="prepare"),
+         '{"runner":"bash","name":"Zürich\\u2028","version":"3","phase":"prepare"}'),
+    ],
+)
+def test_hash_is_sha256_of_go_json(the_item: StateItem, text: str) -> None:
+    assert hash_input(the_item, "") == text
+    assert item_hash(the_item, "") == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("version", ["latest", "1.2.3.4", "v", "0.3.0_1", "99999999999999999999.0.0"])
+def test_an_agent_version_mirantis_cannot_parse_is_refused_not_hashed(version: str) -> None:
+    with pytest.raises(InvalidVersionError, match="version"):
+        item_hash(BASE, version)
+
+
+def test_items_without_params_hash_whatever_the_agent_version() -> None:
+    """Mirantis parses the version only to filter params: no params, no parse (and no panic)."""
+    bare = item(params={})
+    assert item_hash(bare, "latest") == item_hash(bare, "")
 
 
 @pytest.mark.parametrize(
     ("the_item", "canonical"),
     [
         (
-            StateItem(runner="bash", name="x", version="1"),
+            StateItem(runner="bash", name="x", version="1", phase="deploy"),
             '{"name":"x","params":{},"phase":"deploy","runner":"bash","version":"1"}',
         ),
         (
-            StateItem(
-                runner="ansible", name="l", version="2", phase="reconfigure", params={"z": "1", "a": "Zürich"}
-            ),
-            '{"name":"l","params":{"a":"Zürich","z":"1"},"phase":"reconfigure","runner":"ansible","version":"2"}',
+            StateItem(runner="bash", name="x", version="1"),
+            '{"name":"x","params":{},"phase":"deploy","runner":"bash","version":"1"}',
         ),
         (
             StateItem(runner="downloader", name="d", version="3", phase="prepare", params={"verbosity": "4"}),
@@ -112,19 +126,14 @@ def test_hash_follows_what_changes_the_outcome(case: Case) -> None:
         ),
     ],
 )
-def test_hash_is_sha256_of_the_documented_canonical_json(the_item: StateItem, canonical: str) -> None:
-    """Pinned vectors: another implementation (or a later version of this one) can check it agrees."""
-    assert item_hash(the_item, {}) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def test_the_legacy_hash_is_the_one_lcm_agent_wrote_before(the_item: StateItem, canonical: str) -> None:
+    """Pinned: the old hash as it was documented, so slots written under it are still recognised."""
+    assert legacy_item_hash(the_item, {}) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def test_hash_is_lowercase_hex_sha256() -> None:
-    digest = item_hash(BASE, {})
-    assert len(digest) == 64
-    assert set(digest) <= set("0123456789abcdef")
-
-
-def test_volatile_params_are_few_and_about_execution_only() -> None:
-    assert frozenset({"verbosity", "timeout", "retries", "retry_delay"}) == VOLATILE_PARAMS
+def test_the_legacy_hash_saw_the_overwrites() -> None:
+    assert legacy_item_hash(BASE, {"docker-engine": {"channel": "edge"}}) == legacy_item_hash(
+        item(params={**BASE.params, "channel": "edge"}), {})
 
 
 @pytest.mark.parametrize(
@@ -134,7 +143,6 @@ def test_volatile_params_are_few_and_about_execution_only() -> None:
         ({"a": "1"}, {"docker-engine": {"a": "2"}}, {"a": "2"}),
         ({"a": "1"}, {"docker-engine": {"b": "2"}}, {"a": "1", "b": "2"}),
         ({"a": "1"}, {"other": {"a": "2"}}, {"a": "1"}),
-        # Volatile params are left out of the hash, not out of the runner's input.
         ({}, {"docker-engine": {"timeout": "60"}}, {"timeout": "60"}),
         ({"verbosity": "1"}, {"docker-engine": {"verbosity": "3"}}, {"verbosity": "3"}),
     ],

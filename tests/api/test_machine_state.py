@@ -17,7 +17,15 @@ from agent.api.models import (
     StateItemStatus,
 )
 from agent.decisions.hashing import item_hash
-from agent.decisions.state import item_done, machine_state, pending_items, progress, progress_text
+from agent.decisions.state import (
+    item_done,
+    machine_state,
+    pending_items,
+    pending_operation,
+    progress,
+    progress_text,
+    spec_error,
+)
 
 # The demo release's items for a worker, in spec order.
 ITEMS = (
@@ -36,7 +44,8 @@ def spec_of(names: Iterable[str] = ALL, **fields: Any) -> LCMMachineSpec:
         {"runner": "ansible", "name": n, "version": "1", "phase": phases[n], "params": {"p": n}}
         for n in names
     ]
-    return LCMMachineSpec.model_validate({"stateItems": items, **fields})
+    return LCMMachineSpec.model_validate(
+        {"stateItems": items, "lcmType": "ucp", "components": {"ucpVersion": "1.0.0"}, **fields})
 
 
 @dataclass
@@ -59,19 +68,20 @@ class Machine:
         for names, exit_code in ((self.done, 0), (self.failed, 2), (self.running, EXIT_CODE_RUNNING)):
             for n in names:
                 entries[n] = {
-                    "hash": item_hash(by_name[n], spec.state_items_overwrites),
+                    "hash": item_hash(by_name[n], spec.agent_config.version),
                     "exitCode": exit_code,
                 }
         for n in self.stale:
             entries[n] = {
-                "hash": item_hash(by_name[n].model_copy(update={"version": "0"}), {}),
+                "hash": item_hash(by_name[n].model_copy(update={"version": "0"}), ""),
                 "exitCode": 0,
             }
         addresses = [{"type": "Hostname", "address": "w0"}]
         if self.ip:
             addresses.append({"type": "InternalIP", "address": "10.0.0.5"})
         status = LCMMachineStatus.model_validate(
-            {"addresses": addresses, "stateItemStatuses": entries, "agentVersion": "0.1.0", **self.status}
+            {"addresses": addresses, "stateItemStatuses": entries, "agentVersion": "0.1.0",
+             "components": {"ucpVersion": "1.0.0"}, **self.status}
         )
         return spec, status
 
@@ -81,8 +91,11 @@ REBOOT_ASKED: dict[str, Any] = {"spec": {"rebootRequired": True}}
 OS_REBOOT: dict[str, Any] = {"status": {"hostInfo": {"rebootRequired": True}}}
 NEW_AGENT: dict[str, Any] = {"spec": {"agentConfig": {"version": "0.2.0"}}}
 
+UCP_MISSING: dict[str, Any] = {"status": {"components": {}}}
+BASTION: dict[str, Any] = {"spec": {"type": "bastion"}}
+
 STATES = {
-    # 1. Uninitialized: nothing counts before the agent reports an InternalIP.
+    # 1. Uninitialized: nothing counts before the agent reports an InternalIP (an empty one counts).
     "fresh object": (Machine(items=(), ip=False), "Uninitialized"),
     "hostname only": (
         Machine(items=(), ip=False, status={"addresses": [{"type": "Hostname", "address": "h"}]}),
@@ -90,65 +103,63 @@ STATES = {
     ),
     "items but no ip": (Machine(ip=False), "Uninitialized"),
     "all done but no ip": (Machine(ip=False, **DONE), "Uninitialized"),
-    "reboot but no ip": (Machine(ip=False, **DONE, **REBOOT_ASKED), "Uninitialized"),
-    # 2. Pending: reported in, nothing assigned.
+    "InternalIP with an empty address": (
+        Machine(items=(), ip=False, status={"addresses": [{"type": "InternalIP", "address": ""}]}),
+        "Pending"),
+    "lower-case address type does not count": (
+        Machine(items=(), ip=False, status={"addresses": [{"type": "internalip", "address": "1.2.3.4"}]}),
+        "Uninitialized"),
+    "RHEL subscription not applied": (
+        Machine(**DONE, spec={"rhelLicenseSubscription": "s"}), "Uninitialized"),
+    "RHEL subscription applied": (
+        Machine(**DONE, spec={"rhelLicenseSubscription": "s"}, status={"rhelLicenseApplied": True}), "Ready"),
+    # 2. A bastion is Ready, whatever its items.
+    "bastion, nothing done": (Machine(**BASTION), "Ready"),
+    "bastion, no ip": (Machine(ip=False, **BASTION), "Uninitialized"),
+    # 3. By lcmType.
+    "no lcmType": (Machine(**DONE, spec={"lcmType": ""}), "Uninitialized"),
+    "unknown lcmType": (Machine(**DONE, spec={"lcmType": "UCP"}), "Uninitialized"),
+    "byo: versions only": (Machine(spec={"lcmType": "byo"}), "Ready"),
+    "byo: no reported version": (Machine(**DONE, spec={"lcmType": "byo"}, **UCP_MISSING), "Pending"),
+    "byo: versions differ": (
+        Machine(spec={"lcmType": "byo"}, status={"components": {"ucpVersion": "0.9.0"}}), "Upgrade"),
+    "k0s: items and reboot only": (Machine(**DONE, spec={"lcmType": "k0s"}, **UCP_MISSING), "Ready"),
+    "k0s: reboot asked": (Machine(**DONE, spec={"lcmType": "k0s", "rebootRequired": True}), "Reboot"),
+    "ucp: no reported version": (Machine(**DONE, **UCP_MISSING), "Deploy"),
+    "ucp: versions differ": (Machine(**DONE, status={"components": {"ucpVersion": "0.9.0"}}), "Upgrade"),
+    "ucp: reboot beats versions": (Machine(**DONE, spec={"rebootRequired": True}, **UCP_MISSING), "Reboot"),
+    # 4. The items' state.
     "no items": (Machine(items=()), "Pending"),
     "no items, reboot asked": (Machine(items=(), **REBOOT_ASKED), "Pending"),
-    "no items, other agent version": (Machine(items=(), **NEW_AGENT), "Pending"),
-    # 3. The first phase with an item not done.
-    "nothing run yet": (Machine(), "Prepare"),
-    "prepare half done": (Machine(done=("preflight",)), "Prepare"),
-    "prepare item failed": (Machine(done=("preflight",), failed=("sysctl",)), "Prepare"),
-    "prepare item running": (Machine(done=("preflight",), running=("sysctl",)), "Prepare"),
-    "prepare item stale": (Machine(done=ALL[1:], stale=("preflight",)), "Prepare"),
+    "nothing run yet: deploy items there": (Machine(), "Deploy"),
+    "prepare half done": (Machine(done=("preflight",)), "Deploy"),
+    "only prepare items": (Machine(items=("preflight", "sysctl")), "Prepare"),
+    "only prepare items, done: still Prepare": (
+        Machine(items=("preflight",), done=("preflight",)), "Prepare"),
     "prepare done": (Machine(done=("preflight", "sysctl")), "Deploy"),
-    "deploy failed": (
-        Machine(done=("preflight", "sysctl", "docker-engine"), failed=("swarm-join",)),
-        "Deploy",
-    ),
     "deploy failed, reconfigure done": (
         Machine(done=("preflight", "sysctl", "docker-engine", "daemon-config"), failed=("swarm-join",)),
         "Deploy",
     ),
-    "later phases done, prepare not": (Machine(done=ALL[2:]), "Prepare"),
+    "prepare not done is not looked at once deploy items are": (Machine(done=ALL[2:]), "Ready"),
     "deploy done": (Machine(done=ALL[:4]), "Reconfigure"),
     "reconfigure running": (Machine(done=ALL[:4], running=("daemon-config",)), "Reconfigure"),
     "reconfigure stale after release change": (
-        Machine(done=ALL[:4], stale=("daemon-config",)),
-        "Reconfigure",
-    ),
+        Machine(done=ALL[:4], stale=("daemon-config",)), "Reconfigure"),
     "only deploy items": (Machine(items=("docker-engine",)), "Deploy"),
     "only reconfigure items": (Machine(items=("daemon-config",)), "Reconfigure"),
     "pending phase beats reboot": (Machine(done=ALL[:4], **REBOOT_ASKED), "Reconfigure"),
-    "pending phase beats upgrade": (Machine(done=ALL[:2], **NEW_AGENT), "Deploy"),
-    # 4.-6. Everything done: Reboot, then Upgrade, refine Ready.
     "all done": (Machine(**DONE), "Ready"),
-    "only prepare items, done": (Machine(items=("preflight",), done=("preflight",)), "Ready"),
     "reboot asked": (Machine(**DONE, **REBOOT_ASKED), "Reboot"),
     "reboot asked, requested not completed": (
-        Machine(**DONE, spec={"rebootRequired": True}, status={"reboot": {"requestedAt": "t"}}),
+        Machine(**DONE, spec={"rebootRequired": True},
+                status={"reboot": {"requestedAt": "2026-01-01T00:00:00Z"}}),
         "Reboot",
     ),
     "reboot asked and completed": (
-        Machine(**DONE, spec={"rebootRequired": True}, status={"reboot": {"completed": True}}),
-        "Ready",
-    ),
-    "os asks for reboot": (Machine(**DONE, **OS_REBOOT), "Reboot"),
-    "os asks again after a completed reboot": (
-        Machine(**DONE, status={"reboot": {"completed": True}, "hostInfo": {"rebootRequired": True}}),
-        "Reboot",
-    ),
-    "reboot beats upgrade": (
-        Machine(**DONE, spec={"rebootRequired": True, "agentConfig": {"version": "0.2.0"}}),
-        "Reboot",
-    ),
-    "agent version differs": (Machine(**DONE, **NEW_AGENT), "Upgrade"),
-    "agent version not reported": (Machine(**DONE, **NEW_AGENT, status={"agentVersion": ""}), "Upgrade"),
-    "agent version matches": (Machine(**DONE, spec={"agentConfig": {"version": "0.1.0"}}), "Ready"),
-    "no target agent version": (
-        Machine(**DONE, spec={"agentConfig": {"downloadURL": "http://m/a"}}),
-        "Ready",
-    ),
+        Machine(**DONE, spec={"rebootRequired": True}, status={"reboot": {"completed": True}}), "Ready"),
+    "os asks for reboot: Mirantis says Ready": (Machine(**DONE, **OS_REBOOT), "Ready"),
+    "agent version differs: Mirantis says Ready": (Machine(**DONE, **NEW_AGENT), "Ready"),
     "halted agent still reports its state": (Machine(**DONE, spec={"haltAgent": True}), "Ready"),
 }
 
@@ -159,44 +170,72 @@ def test_machine_state(case: tuple[Machine, str]) -> None:
     assert machine_state(*machine.build()) == expected
 
 
-def test_overwrites_take_part_in_done() -> None:
-    """A machine-specific param changed after the item ran re-runs the item on that machine only."""
+PENDING = {
+    "all done": (Machine(**DONE), ""),
+    "os asks for reboot": (Machine(**DONE, **OS_REBOOT), "Reboot"),
+    "spec asks for reboot": (Machine(**DONE, **REBOOT_ASKED), "Reboot"),
+    "agent version differs": (Machine(**DONE, **NEW_AGENT), "AgentUpgrade"),
+    "agent version not reported": (Machine(**DONE, **NEW_AGENT, status={"agentVersion": ""}), "AgentUpgrade"),
+    "reboot before upgrade": (Machine(**DONE, **OS_REBOOT, spec={"agentConfig": {"version": "0.2.0"}}),
+                              "Reboot"),
+    "items not done: nothing pending yet": (Machine(done=ALL[:4], **NEW_AGENT), ""),
+    "no items": (Machine(items=(), **OS_REBOOT), ""),
+}
+
+
+@pytest.mark.parametrize("case", PENDING.values(), ids=PENDING.keys())
+def test_pending_operation_shows_what_lcm_agent_still_waits_for(case: tuple[Machine, str]) -> None:
+    machine, expected = case
+    assert pending_operation(*machine.build()) == expected
+
+
+def test_overwrites_alone_do_not_change_done() -> None:
+    """As in Mirantis: the hash is the item's; the scheduler renders overwrites into the items
+    (tests/planning/test_machine_spec.py), which is what re-runs them."""
     spec, status = Machine(**DONE).build()
     changed = spec.model_copy(update={"state_items_overwrites": {"swarm-join": {"role": "manager"}}})
-    assert machine_state(spec, status) == "Ready"
-    assert machine_state(changed, status) == "Deploy"
-    assert [i.name for i in pending_items(changed, status, "deploy")] == ["swarm-join"]
-
-
-def _entry(
-    the_item: StateItem, exit_code: int, overwrites: dict[str, dict[str, str]] | None = None
-) -> StateItemStatus:
-    return StateItemStatus(hash=item_hash(the_item, overwrites or {}), exit_code=exit_code)
-
-
-ITEM = StateItem(runner="ansible", name="docker-engine", version="1", params={"channel": "stable"})
-OVER = {"docker-engine": {"channel": "edge"}}
+    assert machine_state(changed, status) == machine_state(spec, status) == "Ready"
 
 
 @pytest.mark.parametrize(
-    ("entry", "overwrites", "done"),
+    ("spec", "error"),
     [
-        (None, {}, False),
-        (_entry(ITEM, 0), {}, True),
-        (_entry(ITEM, 1), {}, False),
-        (_entry(ITEM, 255), {}, False),
-        (_entry(ITEM, -9), {}, False),  # killed by a signal
-        (_entry(ITEM, EXIT_CODE_RUNNING), {}, False),
-        (_entry(ITEM.model_copy(update={"version": "0"}), 0), {}, False),  # older version in the slot
-        (_entry(ITEM, 0), OVER, False),  # ran before the machine's overwrite appeared
-        (_entry(ITEM, 0, OVER), OVER, True),
-        (_entry(ITEM, 0, OVER), {}, False),  # overwrite removed again: back to the item's own params
-        (_entry(ITEM, 0), {"docker-engine": {"timeout": "600"}}, True),  # volatile: no re-run
-        (StateItemStatus(hash="", exit_code=0), {}, False),
+        ({}, ""),
+        ({"agentConfig": {"version": "latest"}}, "spec.agentConfig.version"),
+        ({"stateItems": [{"runner": "bash", "name": "a"}, {"runner": "bash", "name": "a"}]}, "duplicate"),
     ],
 )
-def test_item_done(entry: StateItemStatus | None, overwrites: dict[str, dict[str, str]], done: bool) -> None:
-    assert item_done(ITEM, entry, overwrites) is done
+def test_spec_error_names_what_stops_the_agent(spec: dict[str, Any], error: str) -> None:
+    found = spec_error(LCMMachineSpec.model_validate(spec))
+    assert (error in found) if error else found == ""
+
+
+def _entry(the_item: StateItem, exit_code: int, version: str = "") -> StateItemStatus:
+    return StateItemStatus(hash=item_hash(the_item, version), exit_code=exit_code)
+
+
+ITEM = StateItem(runner="ansible", name="docker-engine", version="1", params={"channel": "stable",
+                                                                              "ucp_tag": "3.5"})
+OLD = "0.3.0-150-g0a0a0a0a"
+
+
+@pytest.mark.parametrize(
+    ("entry", "version", "done"),
+    [
+        (None, "", False),
+        (_entry(ITEM, 0), "", True),
+        (_entry(ITEM, 1), "", False),
+        (_entry(ITEM, 255), "", False),
+        (_entry(ITEM, -9), "", False),  # killed by a signal
+        (_entry(ITEM, EXIT_CODE_RUNNING), "", False),
+        (_entry(ITEM.model_copy(update={"version": "0"}), 0), "", False),  # older version in the slot
+        (_entry(ITEM, 0, OLD), OLD, True),
+        (_entry(ITEM, 0), OLD, False),  # the old agent's hash sees ucp_tag
+        (StateItemStatus(hash="", exit_code=0), "", False),
+    ],
+)
+def test_item_done(entry: StateItemStatus | None, version: str, done: bool) -> None:
+    assert item_done(ITEM, entry, version) is done
 
 
 @pytest.mark.parametrize(

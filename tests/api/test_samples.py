@@ -7,11 +7,12 @@ from typing import Any, get_args
 
 import pytest
 
-from agent.api.models import ApiObject, ClusterRelease, LCMCluster, LCMMachine, ReleasePhase
+from agent.api.models import ApiObject, ClusterRelease, KaaSRelease, LCMCluster, LCMMachine, ReleasePhase
 from agent.sim.schema import StructuralSchema
 
 MODELS: dict[str, type[ApiObject]] = {
     "ClusterRelease": ClusterRelease,
+    "KaaSRelease": KaaSRelease,
     "LCMCluster": LCMCluster,
     "LCMMachine": LCMMachine,
 }
@@ -39,6 +40,7 @@ def test_the_demo_is_a_namespace_two_releases_a_cluster_and_three_machines(sampl
         ("Namespace", "demo"),
         ("ClusterRelease", "swarm-1.0.0"),
         ("ClusterRelease", "swarm-1.1.0"),
+        ("KaaSRelease", "kaas-1-0-0"),
         ("LCMCluster", "demo"),
         ("LCMMachine", "demo-control-0"),
         ("LCMMachine", "demo-worker-0"),

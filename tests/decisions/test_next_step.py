@@ -11,9 +11,20 @@ from hypothesis import strategies as st
 
 from agent.api.backoff import Backoff
 from agent.api.hostinfo import rfc3339
-from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine
-from agent.decisions.execution import Idle, LocalRecord, Report, Run, Wait, handover, next_step, outcome_write
-from agent.decisions.hashing import item_hash
+from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine, StateItem
+from agent.decisions.execution import (
+    Idle,
+    LocalRecord,
+    Rehash,
+    Report,
+    Run,
+    Wait,
+    handover,
+    next_step,
+    outcome_write,
+    rehash_patch,
+)
+from agent.decisions.hashing import item_hash, legacy_item_hash
 from agent.decisions.reporting import (
     finished_patch,
     finished_slot,
@@ -37,9 +48,10 @@ ITEMS = [
 def machine(
     *, items: list[dict[str, Any]] | None = None, statuses: dict[str, dict[str, Any]] | None = None,
     ip: bool = True, overwrites: dict[str, dict[str, str]] | None = None, halt: bool = False,
+    **extra: Any,
 ) -> LCMMachine:
-    spec: dict[str, Any] = {"type": "worker", "stateItems": ITEMS if items is None else items,
-                            "haltAgent": halt}
+    spec: dict[str, Any] = {"type": "worker", "lcmType": "ucp", "haltAgent": halt,
+                            "stateItems": ITEMS if items is None else items, **extra}
     if overwrites:
         spec["stateItemsOverwrites"] = overwrites
     status: dict[str, Any] = {"stateItemStatuses": statuses or {}}
@@ -48,9 +60,17 @@ def machine(
     return LCMMachine.from_raw({"metadata": {"name": "m1", "generation": 3}, "spec": spec, "status": status})
 
 
-def h(name: str, overwrites: dict[str, dict[str, str]] | None = None) -> str:
-    item = next(i for i in machine().spec.state_items if i.name == name)
-    return item_hash(item, overwrites or {})
+def h(name: str) -> str:
+    return item_hash(_spec_item(name), "")
+
+
+def legacy(name: str, overwrites: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """A slot done under lcm-agent's old hash."""
+    return {"hash": legacy_item_hash(_spec_item(name), overwrites or {}), "exitCode": 0, "attempt": 1}
+
+
+def _spec_item(name: str) -> StateItem:
+    return next(i for i in machine().spec.state_items if i.name == name)
 
 
 def done(name: str) -> dict[str, Any]:
@@ -96,6 +116,15 @@ def failed(name: str, attempt: int, seconds_ago: float) -> dict[str, Any]:
                      NOTHING, ("run", "preflight", 2), id="failed-without-finish-time-retries"),
         pytest.param(machine(statuses={"preflight": done("preflight"), "labels": done("labels")}), NOTHING,
                      ("run", "engine", 1), id="later-phase-done-earlier-not"),
+        pytest.param(machine(statuses={"preflight": legacy("preflight")}), NOTHING, Rehash,
+                     id="done-under-the-old-hash-is-rehashed"),
+        pytest.param(machine(statuses={"preflight": legacy("preflight")}, lcmType=""), NOTHING,
+                     ("run", "engine", 1), id="old-scheduler-old-hash-counts-as-done"),
+        pytest.param(machine(statuses={"preflight": {**legacy("preflight"), "exitCode": 1}}),
+                     NOTHING, ("run", "preflight", 1), id="failed-under-the-old-hash-runs"),
+        pytest.param(machine(agentConfig={"version": "latest"}), NOTHING, Idle,
+                     id="agent-version-not-semver"),
+        pytest.param(machine(items=[ITEMS[0], ITEMS[0]]), NOTHING, Idle, id="duplicate-item-names"),
     ],
 )
 def test_next_step(m: LCMMachine, local: LocalRecord, expected: object) -> None:
@@ -108,12 +137,30 @@ def test_next_step(m: LCMMachine, local: LocalRecord, expected: object) -> None:
     assert (step.item.name, step.attempt) == (name, attempt)  # type: ignore[union-attr]
 
 
-def test_run_carries_effective_params_and_hash_with_overwrites() -> None:
+def test_run_carries_effective_params_and_the_items_own_hash() -> None:
+    """Overwrites reach the runner; the hash is Mirantis', of the item alone."""
     over = {"preflight": {"min_memory_mb": "2048"}}
     step = next_step(machine(overwrites=over), NOTHING, NOW, BACKOFF)
     assert isinstance(step, Run)
     assert step.params == {"playbook": "preflight.yml", "min_memory_mb": "2048"}
-    assert step.hash == h("preflight", over) != h("preflight")
+    assert step.hash == h("preflight")
+
+
+def test_a_rehash_rewrites_only_the_hashes_of_slots_done_under_the_old_one() -> None:
+    over = {"engine": {"mode": "x"}}
+    statuses = {"preflight": legacy("preflight"), "engine": legacy("engine", over)}
+    m = machine(overwrites=over, statuses=statuses)
+    step = next_step(m, NOTHING, NOW, BACKOFF)
+    assert isinstance(step, Rehash)
+    assert step.hashes == {"preflight": h("preflight"), "engine": h("engine")}
+    slots = rehash_patch(m, step)["status"]["stateItemStatuses"]
+    assert slots == {"preflight": {"hash": h("preflight")}, "engine": {"hash": h("engine")}}
+
+
+def test_an_agent_version_mirantis_cannot_parse_runs_nothing_and_says_why() -> None:
+    step = next_step(machine(agentConfig={"version": "latest"}), NOTHING, NOW, BACKOFF)
+    assert isinstance(step, Idle)
+    assert "spec.agentConfig.version" in step.reason
 
 
 def test_wait_ends_within_the_backoff_window_and_is_stable() -> None:

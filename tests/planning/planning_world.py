@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.api.hostinfo import rfc3339
-from agent.api.models import PHASES, ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
 from agent.decisions.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
 from agent.decisions.planning.planner import plan
@@ -54,7 +54,7 @@ def release(
     upgrade_from: Iterable[str] = (), machine_types: Mapping[str, Any] | None = None,
 ) -> ClusterRelease:
     return ClusterRelease.from_raw({
-        "apiVersion": API, "kind": "ClusterRelease", "metadata": {"name": name},
+        "apiVersion": "kaas.mirantis.com/v1alpha1", "kind": "ClusterRelease", "metadata": {"name": name},
         "spec": {
             "version": version,
             "agent": {"version": agent, "downloadURL": f"http://mirror/lcm_agent-{agent}.whl", "sha256": SHA},
@@ -96,6 +96,7 @@ class World:
     broken: set[tuple[str, str]] = field(default_factory=set)
     """(machine, item) pairs whose runs always fail."""
     settings: PlanSettings = field(default_factory=PlanSettings)
+    kaas_releases: list[KaaSRelease] = field(default_factory=list)
 
     @classmethod
     def of(cls, cluster: dict[str, Any], machines: Iterable[dict[str, Any]], *rels: ClusterRelease) -> World:
@@ -113,6 +114,7 @@ class World:
             cluster_states=[LCMClusterState.from_raw(s) for s in self.states.values()],
             now=self.now,
             settings=self.settings,
+            kaas_releases=self.kaas_releases,
         )
 
     def machine(self, name: str) -> LCMMachine:
@@ -124,6 +126,10 @@ class World:
 
     def items(self, name: str) -> list[str]:
         return [i.name for i in self.machine(name).spec.state_items]
+
+    def params(self, name: str, item: str) -> dict[str, str]:
+        """The params of the machine's item, machine-specific ones included (the planner renders them in)."""
+        return dict(next(i for i in self.machine(name).spec.state_items if i.name == item).params)
 
     # --- applying a plan, as the runtime would
 
@@ -169,12 +175,11 @@ class World:
             raw["status"]["agentVersion"] = wanted
             return
         statuses = m.status.state_item_statuses
-        overwrites = m.spec.state_items_overwrites
         for phase in PHASES:
             for it in m.spec.state_items:
-                if it.phase != phase or item_done(it, statuses.get(it.name), overwrites):
+                if it.phase != phase or item_done(it, statuses.get(it.name), wanted):
                     continue
-                digest = item_hash(it, overwrites)
+                digest = item_hash(it, wanted)
                 old = statuses.get(it.name)
                 attempt = old.attempt + 1 if old is not None and old.hash == digest else 1
                 failed = (name, it.name) in self.broken
@@ -184,6 +189,9 @@ class World:
                     "finishedAt": rfc3339(self.now),
                 }
                 return
+        # Every item done: the node reports the stack version it converged to, as the agent does.
+        if m.spec.components.ucp_version:
+            raw["status"]["components"] = {"ucpVersion": m.spec.components.ucp_version}
 
     def run_executor(self) -> None:
         """The first control machine's agent: carries out every drain and removal at once."""
@@ -227,5 +235,5 @@ def done(world: World, name: str, item_name: str) -> bool:
     m = world.machine(name)
     spec_item = next((i for i in m.spec.state_items if i.name == item_name), None)
     return spec_item is not None and item_done(
-        spec_item, m.status.state_item_statuses.get(item_name), m.spec.state_items_overwrites
+        spec_item, m.status.state_item_statuses.get(item_name), m.spec.agent_config.version
     )

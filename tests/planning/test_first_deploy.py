@@ -117,7 +117,7 @@ def test_a_machine_that_reports_in_late_is_picked_up() -> None:
     world.machines["w1"]["status"]["addresses"] = [{"type": "InternalIP", "address": "10.0.0.9"}]
     world.converge()
     assert world.state("w1") == "Ready"
-    params = world.machine("w1").spec.state_items_overwrites["swarm-join"]
+    params = world.params("w1", "swarm-join")
     assert params["managerAddresses"] == "10.0.0.1:2377"
     assert params["advertiseAddress"] == "10.0.0.9"
 

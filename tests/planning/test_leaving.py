@@ -58,6 +58,41 @@ def test_a_worker_is_drained_leaves_is_removed_and_may_go() -> None:
     assert world.cluster["status"]["requestedNodes"] == 3
 
 
+def _phases(world: World, name: str, steps: int = 20) -> list[str | None]:
+    """Each change of the machine's ``status.prepareDeletionPhase``, as the planner writes it."""
+    seen: list[str | None] = []
+    for _ in range(steps):
+        for a in world.step().actions:
+            if a.resource == "lcmmachines" and a.name == name and "prepareDeletionPhase" in a.patch.get(
+                    "status", {}):
+                seen.append(a.patch["status"]["prepareDeletionPhase"])
+    return seen
+
+
+def test_the_deletion_phase_goes_started_then_completed() -> None:
+    world = _cluster()
+    world.machines["w1"]["spec"]["prepareDeletion"] = True
+    assert _phases(world, "w1") == ["started", "completed"]
+    assert world.machines["w1"]["status"]["prepareDeletionPhase"] == "completed"
+
+
+def test_a_deletion_called_off_is_aborting_until_its_drain_is_gone() -> None:
+    world = _cluster()
+    world.machines["w1"]["spec"]["prepareDeletion"] = True
+    world.step()
+    assert world.machines["w1"]["status"]["prepareDeletionPhase"] == "started"
+    world.machines["w1"]["spec"]["prepareDeletion"] = False
+    assert _phases(world, "w1") == ["aborting", None]
+    assert "prepareDeletionPhase" not in world.machines["w1"]["status"]
+
+
+def test_a_failing_decommission_item_shows_the_deletion_failed() -> None:
+    world = _cluster()
+    world.broken = {("w1", "swarm-leave")}
+    world.machines["w1"]["spec"]["prepareDeletion"] = True
+    assert _phases(world, "w1", 40) == ["started", "failed"]
+
+
 def test_a_deleted_object_is_held_until_its_node_is_out_of_the_swarm() -> None:
     world = _cluster()
     world.machines["w0"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
@@ -70,7 +105,7 @@ def test_leaving_the_first_control_machine_lets_another_manager_carry_it_out() -
     assert _story(world)[:3] == ["sd-c0 by c1", "c0 items +swarm-leave", "sr-c0 by c1"]
     world.machines["w9"] = machine_raw("w9", "worker", ip="10.0.1.9")
     world.converge()
-    joined = world.machine("w9").spec.state_items_overwrites["swarm-join"]
+    joined = world.params("w9", "swarm-join")
     assert joined["managerAddresses"] == "10.0.0.2:2377"
     assert "swarm-init" not in world.items("c1")  # the swarm exists: nobody initialises another one
 
@@ -88,7 +123,10 @@ def test_a_machine_that_never_joined_has_nothing_to_leave() -> None:
     world = World.of(cluster_raw(), machines)
     world.converge()
     world.machines["w0"]["spec"]["prepareDeletion"] = True
-    assert [a.resource for a in plan_for(world).actions] == ["lcmclusters"]  # it no longer counts
+    actions = plan_for(world).actions  # it no longer counts; its deletion is complete at once
+    assert [(a.resource, a.patch) for a in actions if a.resource == "lcmmachines"] == [
+        ("lcmmachines", {"status": {"prepareDeletionPhase": "completed"}})]
+    assert [a.resource for a in actions] == ["lcmmachines", "lcmclusters"]
     assert world.items("w0") == []
     assert world.machine("w0").metadata.finalizers == ()
 

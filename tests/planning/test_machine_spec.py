@@ -17,9 +17,10 @@ from agent.decisions.planning.rendering import (
     Templates,
     engine_labels,
     machine_patch,
-    merged_overwrites,
+    operator_overwrites,
     planned_params,
     swarm_item_for,
+    target,
 )
 
 
@@ -125,17 +126,32 @@ def test_engine_labels_come_from_prefixed_machine_labels(labels: dict[str, str],
     assert engine_labels(labels) == param
 
 
-def test_operator_overwrites_are_kept_and_the_planners_keys_replaced() -> None:
+def test_operator_overwrites_are_kept_and_the_planners_keys_dropped() -> None:
     existing = {
         "swarm-join": {"role": "manager", "extra": "mine"},
         "daemon-config": {"log-level": "debug"},
         "node-labels": {"labels": "{\"old\":\"1\"}"},
     }
-    planned = {"swarm-join": {"role": "worker"}}
-    assert merged_overwrites(existing, planned) == {
-        "swarm-join": {"extra": "mine", "role": "worker"},
+    assert operator_overwrites(existing) == {
+        "swarm-join": {"extra": "mine"},
         "daemon-config": {"log-level": "debug"},
     }
+
+
+def test_machine_specific_params_and_overwrites_are_rendered_into_the_items() -> None:
+    """Where Mirantis' hash sees them: a changed address or overwrite re-runs the item on both systems."""
+    templates = Templates(release(), LCMCluster.from_raw(cluster_raw()))
+    v = _view("w", "worker", spec={"stateItemsOverwrites": {"swarm-join": {"extra": "mine", "role": "x"}}})
+    swarm = _swarm(None)
+    want = target(v, templates.full("worker", "swarm-join"), templates, swarm)
+    join = next(i for i in want.items if i.name == "swarm-join")
+    planned = planned_params(v, templates.full("worker", "swarm-join"), swarm)["swarm-join"]
+    assert join.params == {**next(i for i in templates.full("worker", "swarm-join")
+                                  if i.name == "swarm-join").params, **planned, "extra": "mine"}
+    assert want.overwrites == {"swarm-join": {"extra": "mine"}}
+    assert (want.lcm_type, want.ucp_version) == ("ucp", release().spec.version)
+    untouched = [i for i in want.items if i.name not in planned_params(v, want.items, swarm)]
+    assert all(any(i is t for t in templates.full("worker", "swarm-join")) for i in untouched)
 
 
 def test_the_cluster_overrides_release_items_by_name_and_adds_its_own() -> None:
@@ -182,7 +198,7 @@ def test_a_patch_holds_only_what_differs() -> None:
     want = Target(items, {"swarm-join": {"role": "worker"}}, "swarm-1.0.0", templates.agent_config, ())
     patch = machine_patch(v.machine, want, templates)
     assert patch is not None
-    assert set(patch["spec"]) == {"stateItems", "stateItemsOverwrites", "release",
+    assert set(patch["spec"]) == {"stateItems", "stateItemsOverwrites", "release", "lcmType",
                                                          "agentConfig"}
     raw = v.machine.to_raw()
     done = LCMMachine.from_raw({**raw, "spec": {**raw["spec"], **patch["spec"]}})

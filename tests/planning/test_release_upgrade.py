@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
+from agent.api.models import KaaSRelease
 from agent.decisions.hashing import item_hash
 from agent.decisions.planning.actions import Create, Delete, Patch, Plan
 
@@ -71,9 +72,38 @@ def test_max_worker_upgrade_count_workers_are_drained_at_once() -> None:
 
 def test_without_a_dedicated_control_plane_control_machines_are_drained_too() -> None:
     world = _cluster({"dedicatedControlPlane": False}, controls=2, workers=1)
-    assert world.machine("c0").spec.state_items_overwrites["swarm-init"]["availability"] == "active"
+    assert world.params("c0", "swarm-init")["availability"] == "active"
     _upgrade(world)
     assert _story(world)[:5] == ["sd-c0 drain", "c0 upgrade", "sd-c0 undrain", "sd-c0 delete", "sd-c1 drain"]
+
+
+def _kaas(source: str, *versions: str) -> KaaSRelease:
+    return KaaSRelease.from_raw({
+        "apiVersion": "kaas.mirantis.com/v1alpha1", "kind": "KaaSRelease", "metadata": {"name": "kaas-1"},
+        "spec": {"version": "1.0.0", "clusterRelease": "swarm-1.1.0", "management": {"helmReleases": []},
+                 "supportedClusterReleases": [{"name": source, "version": "1.0.0",
+                                               "availableUpgrades": [{"version": v} for v in versions]}]},
+    })
+
+
+@pytest.mark.parametrize(("kaas", "allowed"), [
+    ([], False),
+    ([_kaas("swarm-1.0.0", "1.1.0")], True),
+    ([_kaas("swarm-1.0.0", "1.2.0")], False),  # another version
+    ([_kaas("swarm-0.9.0", "1.1.0")], False),  # from another release
+])
+def test_a_kaas_release_lists_the_upgrades_allowed_the_mirantis_way(
+    kaas: list[KaaSRelease], allowed: bool,
+) -> None:
+    bare = release("swarm-1.1.0", "1.1.0")  # no upgradeFrom of its own
+    world = World.of(cluster_raw(), [machine_raw("c0", "control", ip="10.0.0.1")], V1, bare)
+    world.converge()
+    world.kaas_releases = kaas
+    _upgrade(world)
+    world.converge()
+    assert (world.machine("c0").spec.release == "swarm-1.1.0") is allowed
+    accepted = next(c for c in world.cluster["status"]["conditions"] if c["type"] == "ReleaseAccepted")
+    assert (accepted["status"] == "True") is allowed
 
 
 def test_the_cluster_shows_the_old_release_until_every_machine_is_done() -> None:
@@ -109,7 +139,7 @@ def test_a_settings_change_rewrites_only_the_machines_and_items_it_concerns() ->
     before = {n: dict(world.machine(n).status.state_item_statuses) for n in world.machines}
     world.machines["w1"]["metadata"]["labels"] = {"swarm.lcm.mirantis.com/zone": "b", "team": "x"}
     assert _story(world, 10) == ["w1 change"]
-    labels = world.machine("w1").spec.state_items_overwrites["node-labels"]["labels"]
+    labels = world.params("w1", "node-labels")["labels"]
     assert labels == '{"zone":"b"}'
     after = world.machine("w1").status.state_item_statuses
     rerun = {name for name, entry in after.items() if entry != before["w1"][name]}
@@ -124,7 +154,7 @@ def test_a_cluster_item_override_reaches_one_machine_type_one_control_machine_at
     assert _story(world, 20) == ["c0 change", "c1 change"]
     item = next(i for i in world.machine("c1").spec.state_items if i.name == "node-labels")
     assert (item.version, dict(item.params)) == ("1.0.1", {"playbook": "reconfigure/node-labels.yml",
-                                                           "verbosity": "2"})
+                                                           "verbosity": "2", "labels": "{}"})
     assert next(i for i in world.machine("w0").spec.state_items if i.name == "node-labels").version == "1.0.0"
 
 
@@ -157,7 +187,7 @@ def test_an_item_running_too_long_halts_and_the_plan_asks_to_be_woken_for_it() -
     started = world.now
     entry = {"hash": "x", "exitCode": -1, "attempt": 1, "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ")}
     first_item = world.machine("c0").spec.state_items[0]
-    entry["hash"] = item_hash(first_item, {})
+    entry["hash"] = item_hash(first_item, world.machine("c0").spec.agent_config.version)
     world.machines["c0"]["status"]["stateItemStatuses"][first_item.name] = entry
     assert plan_for(world).requeue_after == pytest.approx(3600)
     world.now = started + timedelta(seconds=3601)

@@ -75,7 +75,7 @@ def test_the_demo_deploys_upgrades_and_lets_a_worker_go() -> None:
     }
     changed = {
         i.name for i in worker.spec.state_items
-        if item_hash(i, worker.spec.state_items_overwrites) != before["demo-worker-0"][i.name].hash
+        if item_hash(i, worker.spec.agent_config.version) != before["demo-worker-0"][i.name].hash
     }
     assert rerun == changed
     assert rerun < {i.name for i in worker.spec.state_items}  # an upgrade re-runs what changed, not all

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.adapters.kube import Kube, Resource
 from agent.adapters.watching import Change, watch_resource
-from agent.api.models import API_VERSION, GROUP, VERSION
+from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
 from agent.lab.fake_agents import Fleet, FleetSettings, Script, succeed
 from agent.scheduler.controller import PlanFunction
 from agent.scheduler.leadership import LeaseSettings
@@ -25,7 +25,7 @@ from agent.scheduler.settings import SchedulerSettings, Throttle
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")
 CLUSTERS = Resource(GROUP, VERSION, "lcmclusters")
 CLUSTER_STATES = Resource(GROUP, VERSION, "lcmclusterstates")
-RELEASES = Resource(GROUP, VERSION, "clusterreleases", namespaced=False)
+RELEASES = Resource(KAAS_GROUP, VERSION, "clusterreleases", namespaced=False)
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 EVENTS = Resource("", "v1", "events")
 AGENT = {"version": "0.1.0", "downloadURL": "http://mirror.test/lcm_agent-0.1.0-py3-none-any.whl",
@@ -55,7 +55,7 @@ def release_body(name: str, version: str, *, upgrade_from: Iterable[str] = (),
     common = [item("preflight", "prepare", item_version), item("docker-engine", "deploy", item_version)]
     tail = [item("node-labels", "reconfigure", item_version)]
     return {
-        "apiVersion": API_VERSION, "kind": "ClusterRelease", "metadata": {"name": name},
+        "apiVersion": KAAS_API_VERSION, "kind": "ClusterRelease", "metadata": {"name": name},
         "spec": {"version": version, "agent": AGENT, "upgradeFrom": list(upgrade_from), "machineTypes": {
             "control": [*common, item("swarm-init", "deploy", item_version), *tail],
             "worker": [*common, item("swarm-join", "deploy", item_version, role="worker"), *tail]}}}

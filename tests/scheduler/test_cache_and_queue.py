@@ -72,8 +72,7 @@ def test_members_are_indexed_by_cluster_and_follow_a_move() -> None:
 
 def test_a_malformed_object_is_left_out_and_its_reason_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     objects, _ = cache()
-    bad = machine("bad", 2, stateItems=[{"runner": "bash", "name": "x", "version": "1"},
-                                        {"runner": "bash", "name": "x", "version": "2"}])
+    bad = machine("bad", 2, type="master")
     objects.feed(Snapshot([machine("good", 1), bad], "2"))
     with caplog.at_level(logging.WARNING, logger="agent.scheduler.caching"):
         for _ in range(3):
@@ -81,7 +80,7 @@ def test_a_malformed_object_is_left_out_and_its_reason_logged_once(caplog: pytes
     reasons = [r.getMessage() for r in caplog.records]
     assert len(reasons) == 1
     assert "bad" in reasons[0]
-    assert "duplicate state item name 'x'" in reasons[0]
+    assert "spec.type" in reasons[0]
 
 
 async def test_a_cluster_asked_for_many_times_runs_once_and_never_twice_at_once() -> None:

@@ -142,7 +142,8 @@ async def _service_account(kube_api: KubeApi, kube: Kube, name: str) -> Path:
     if name == "a":
         await kube.create(CLUSTER_ROLES, "", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": role},
-            "rules": [{"apiGroups": ["lcm.mirantis.com"], "resources": ["*"], "verbs": ["*"]},
+            "rules": [{"apiGroups": ["lcm.mirantis.com", "kaas.mirantis.com"], "resources": ["*"],
+                       "verbs": ["*"]},
                       {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["*"]},
                       {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]})
     await kube.create(CLUSTER_ROLE_BINDINGS, "", {

@@ -82,7 +82,7 @@ async def test_first_deploy_brings_the_control_machine_up_before_the_workers_joi
         assert control_ready < joining  # ...the swarm join only once the first manager is up
         machine = await kube.get(MACHINES, ns, worker)
         control_ip = history.versions(CONTROL)[-1]["status"]["addresses"][0]["address"]
-        join = machine["spec"]["stateItemsOverwrites"]["swarm-join"]
+        join = next(i for i in machine["spec"]["stateItems"] if i["name"] == "swarm-join")["params"]
         assert join["managerAddresses"] == f"{control_ip}:2377"
         assert "lcm.mirantis.com/swarm-member" in machine["metadata"]["finalizers"]
     status = await cluster_status(kube, ns)

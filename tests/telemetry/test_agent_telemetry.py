@@ -59,7 +59,7 @@ async def test_heartbeats_and_item_events_arrive_with_the_schema(node: Node, mqt
 
 async def test_a_killed_agent_is_announced_offline_by_its_last_will(node: Node, mqtt_broker: Broker) -> None:
     await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await node.create([node.item("prep", "prepare")])
+    await node.create([node.item("prep", "deploy")])
     async with listening(mqtt_broker) as regional:
         agent = await node.spawn()
         try:
@@ -83,7 +83,7 @@ async def test_a_killed_agent_is_announced_offline_by_its_last_will(node: Node, 
 
 async def test_no_secret_is_ever_published(node: Node, mqtt_broker: Broker) -> None:
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.3)
-    await node.create([node.item("prep", "prepare")])
+    await node.create([node.item("prep", "deploy")])
     async with listening(mqtt_broker) as regional, node.agent(cfg):
         await node.wait_state("Ready")
         await regional.wait_for(kind("heartbeat"), describe="a heartbeat")

@@ -54,13 +54,13 @@ async def test_cancel_aborts_the_running_attempt_and_names_it(node: Node, mqtt_b
 async def test_wake_rereads_the_machine_when_the_watch_cannot(node: Node, mqtt_broker: Broker,
                                                               faults: Faults) -> None:
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await node.create([node.item("first", "prepare")])
+    await node.create([node.item("first", "deploy")])
     async with listening(mqtt_broker) as regional, node.agent(cfg):
         await node.wait_state("Ready")
         for verb in ("list", "watch"):  # the agent's watch breaks and cannot come back
             faults.error(503, verb=verb, resource="lcmmachines")
         faults.drop_watches()
-        await node.patch_spec({"stateItems": [node.item("first", "prepare"), node.item("added", "deploy")]})
+        await node.patch_spec({"stateItems": [node.item("first", "deploy"), node.item("added", "deploy")]})
         await asyncio.sleep(2.0)
         assert node.runs("added") == [], "with its watch down the agent has not seen the new item"
         await _send(mqtt_broker, node, "wake", id="w1")

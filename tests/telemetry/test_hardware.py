@@ -72,7 +72,7 @@ async def _ip(*args: str) -> None:
 async def test_a_new_nic_is_an_event_and_reaches_host_info_at_once(node: Node, mqtt_broker: Broker) -> None:
     # hostInfo is re-read hourly here: only the uevent can bring the NIC in within the test's time.
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5, host_info_period=3600.0)
-    await node.create([node.item("prep", "prepare")])
+    await node.create([node.item("prep", "deploy")])
     nic, peer = f"lcmhw{os.getpid() % 10000}a", f"lcmhw{os.getpid() % 10000}b"
     async with listening(mqtt_broker) as regional, node.agent(cfg):
         await node.wait_state("Ready")

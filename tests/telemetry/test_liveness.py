@@ -55,7 +55,7 @@ async def _beat(outbox: Outbox, topic: str, seq: int, interval: float) -> None:
 
 async def test_liveness_follows_agents_and_writes_only_transitions(node: Node, mqtt_broker: Broker) -> None:
     await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await node.create([node.item("prep", "prepare")])
+    await node.create([node.item("prep", "deploy")])
     silent = lcm_machine("node-2", node.namespace)
     await node.admin.create(LCMMACHINES, node.namespace, silent)
     beats = f"lcm/{node.namespace}/demo/node-2/heartbeat"

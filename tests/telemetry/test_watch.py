@@ -51,7 +51,7 @@ def test_the_board_shows_state_progress_the_running_task_and_the_last_error() ->
 
 async def test_lcmctl_watch_once_shows_a_live_agent(node: Node, mqtt_broker: Broker) -> None:
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await node.create([node.item("prep", "prepare")])
+    await node.create([node.item("prep", "deploy")])
     secret = node.tmp / "regional-password"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:

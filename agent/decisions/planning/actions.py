@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.planning.settings import PlanSettings
 
 Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
@@ -66,6 +66,8 @@ class PlanInput:
     now: datetime
     settings: PlanSettings = field(default_factory=PlanSettings)
     """When the rollout counts as stuck."""
+    kaas_releases: Sequence[KaaSRelease] = ()
+    """Every KaaSRelease known: their ``supportedClusterReleases`` say which upgrades are allowed."""
 
 
 @dataclass(frozen=True)

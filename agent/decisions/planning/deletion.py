@@ -9,6 +9,8 @@ Its items are frozen as they are (no upgrade reaches a leaving machine), and, on
 3. remove: ``sr-<machine>`` true, until the state's ``status.value`` is ``"true"``;
 4. the finalizer goes, and with it the two states: the object may be deleted.
 
+Each machine's ``status.prepareDeletionPhase`` says where it is (``deletion_phase``).
+
 Drain and remove need a manager to carry them out (the first control machine other than the leaving one);
 without one, or for a node that never joined, they are skipped. A leaving control machine counts as a
 changing one (one at a time), a worker's drain takes a slot of ``maxWorkerUpgradeCount``. Deletion goes on
@@ -17,13 +19,16 @@ while the rollout is halted: taking a broken machine out is how an operator mend
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from agent.decisions.planning.contract import SWARM_ITEMS
+from agent.api.models import PrepareDeletionPhase
+from agent.decisions.planning.actions import Patch
+from agent.decisions.planning.contract import FINALIZER, SWARM_ITEMS
 from agent.decisions.planning.fleet import Fleet
 from agent.decisions.planning.machines import MachineView
 from agent.decisions.planning.rendering import Target, without_finalizer
-from agent.decisions.state import item_done
+from agent.decisions.state import counts_done
 
 
 def _joined(v: MachineView) -> bool:
@@ -69,9 +74,7 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
             if patch := fleet.diff(v, replace(Target.of(v.machine), items=items)):
                 fleet.write(v, patch, "leave: decommission items")
             return
-    overwrites = v.spec.state_items_overwrites
-    statuses = v.status.state_item_statuses
-    if not all(item_done(item, statuses.get(item.name), overwrites) for item in decommission):
+    if not all(counts_done(v.spec, v.status, item) for item in decommission):
         return
     if swarm_ops:
         fleet.want("swarm-remove", v, True, "remove the node that left")
@@ -82,3 +85,38 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
         fleet.write(v, patch, "left the swarm: the machine may go")
     fleet.drop("swarm-drain", v)
     fleet.drop("swarm-remove", v)
+
+
+def deletion_phase(
+    v: MachineView, failed: bool, operations: Collection[str], left: Collection[str],
+) -> PrepareDeletionPhase | None:
+    """``status.prepareDeletionPhase`` as Mirantis names it: ``started`` while the machine leaves,
+    ``failed`` while a trouble holds it (a decommission item keeps failing, a drain does not end),
+    ``completed`` once the planner's finalizer is gone (its node is out of the swarm), ``aborting`` when the
+    deletion was called off (``prepareDeletion`` back to false) while drain or removal states of it remain,
+    and cleared once they are gone. ``operations`` names the machines with such states, ``left`` those whose
+    finalizer this very plan removes (``completed`` goes out before the object may vanish)."""
+    current = v.status.prepare_deletion_phase
+    if v.deleting:
+        if FINALIZER not in v.machine.metadata.finalizers or v.name in left:
+            return "completed"
+        return "failed" if failed else "started"
+    if current in ("started", "failed", "aborting"):
+        return "aborting" if v.name in operations else None
+    return current
+
+
+def deletion_phases(
+    views: Sequence[MachineView], failing: Collection[str], operations: Collection[str], fleet: Fleet,
+) -> list[Patch]:
+    """The status writes of ``prepareDeletionPhase`` where it changes (``failing``: machines in trouble)."""
+    left = {name for name, (patch, _) in fleet.patches.items()
+            if FINALIZER not in patch.get("metadata", {}).get("finalizers", [FINALIZER])}
+    writes = []
+    for v in views:
+        phase = deletion_phase(v, v.name in failing, operations, left)
+        if phase != v.status.prepare_deletion_phase:
+            writes.append(Patch("lcmmachines", v.machine.metadata.namespace or "", v.name,
+                                {"status": {"prepareDeletionPhase": phase}}, subresource="status",
+                                reason=f"deletion {phase or 'called off'}"))
+    return writes

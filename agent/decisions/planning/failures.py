@@ -19,6 +19,7 @@ from agent.decisions.hashing import item_hash
 from agent.decisions.planning.machines import MachineView
 from agent.decisions.planning.settings import PlanSettings
 from agent.decisions.reporting import clip
+from agent.decisions.state import spec_error
 
 REASON_LIMIT = 300
 """Characters of a failure message quoted in a reason: the end of it, where the error is."""
@@ -31,10 +32,12 @@ class Trouble:
 
 
 def _item_trouble(v: MachineView, settings: PlanSettings, now: datetime) -> str | None:
-    overwrites = v.spec.state_items_overwrites
+    if error := spec_error(v.spec):
+        return error
+    version = v.spec.agent_config.version
     for item in v.spec.state_items:
         entry = v.status.state_item_statuses.get(item.name)
-        if entry is None or entry.exit_code == 0 or entry.hash != item_hash(item, overwrites):
+        if entry is None or entry.exit_code == 0 or entry.hash != item_hash(item, version):
             continue
         running = entry.exit_code == EXIT_CODE_RUNNING
         # A retry in progress does not lift the halt: its earlier attempts all failed.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agent.api.models import AssignedMachineType, LCMMachine, LCMMachineSpec, LCMMachineStatus
 from agent.decisions.planning.contract import FINALIZER, INDEX_ANNOTATION, SWARM_INIT, SWARM_ITEMS
-from agent.decisions.state import agent_upgrade_pending, item_done, reboot_pending
+from agent.decisions.state import agent_upgrade_pending, counts_done, reboot_pending
 
 OrderKey = tuple[int, int, str]
 
@@ -83,11 +83,7 @@ def _facts(machine: LCMMachine) -> _Facts:
     if known is not None and known[0]() is machine:
         return known[1]
     spec, status = machine.spec, machine.status
-    done = {
-        item.name
-        for item in spec.state_items
-        if item_done(item, status.state_item_statuses.get(item.name), spec.state_items_overwrites)
-    }
+    done = {item.name for item in spec.state_items if counts_done(spec, status, item)}
     names = [item.name for item in spec.state_items]
     swarm_item = SWARM_INIT if SWARM_INIT in names else next((n for n in names if n in SWARM_ITEMS), None)
     facts = _Facts(items_done=len(done) == len(names), swarm_item=swarm_item, swarm_done=swarm_item in done)

@@ -15,7 +15,7 @@ from agent.api.models import LCMClusterState
 from agent.decisions.planning.actions import Action, Patch, Plan, PlanInput
 from agent.decisions.planning.clusterstates import state_writes
 from agent.decisions.planning.contract import PAUSED_ANNOTATION
-from agent.decisions.planning.deletion import plan_leaving
+from agent.decisions.planning.deletion import deletion_phases, plan_leaving
 from agent.decisions.planning.failures import drain_time_left, item_time_left, trouble
 from agent.decisions.planning.fleet import Fleet
 from agent.decisions.planning.machines import MachineView, view
@@ -35,7 +35,7 @@ def plan(inp: PlanInput) -> Plan:
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
     troubles = [t for v in views if (t := trouble(v, drains.get(v.name), inp.settings, inp.now))]
-    check = check_releases(cluster, inp.releases, views)
+    check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     summary = Summary(
         cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
     )
@@ -50,7 +50,10 @@ def plan(inp: PlanInput) -> Plan:
     fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles))
     plan_leaving(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
-    actions: list[Action] = [
+    # Deletion phases first: "completed" must land before the finalizer's removal lets the object go.
+    failing = {t.machine for t in troubles}
+    actions: list[Action] = [*deletion_phases(views, failing, {*drains, *removals}, fleet)]
+    actions += [
         Patch("lcmmachines", v.machine.metadata.namespace or "", v.name, patch, reason=reason)
         for v in views
         if v.name in fleet.patches

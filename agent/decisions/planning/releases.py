@@ -5,6 +5,10 @@ when they got their items, and silently re-rendering them from an edited release
 with no upgrade path, no drain and no record. So the planner records the sha256 of every release the
 cluster uses in ``status.releaseDigests`` and refuses to plan, changing nothing, when one no longer matches.
 The way out is to restore the release, or to publish the change as a new release and upgrade to it.
+
+A cluster's machines may move from release A to release B when B lists A in ``spec.upgradeFrom``
+(lcm-agent's extension) or, as in Mirantis, when a KaaSRelease lists A among its
+``supportedClusterReleases`` with B's ``spec.version`` among A's ``availableUpgrades``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.api.models import ClusterRelease, LCMCluster
+from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster
 from agent.decisions.planning.machines import MachineView
 
 
@@ -41,8 +45,22 @@ def release_digest(release: ClusterRelease) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def upgrade_allowed(
+    source: str, target: ClusterRelease, kaas_releases: Sequence[KaaSRelease],
+) -> bool:
+    """Machines on the release named ``source`` may move to ``target``."""
+    if source in ((target.metadata.name or ""), *target.spec.upgrade_from):
+        return True
+    return any(
+        supported.name == source
+        and any(u.version == target.spec.version for u in supported.available_upgrades)
+        for kaas in kaas_releases for supported in kaas.spec.supported_cluster_releases
+    )
+
+
 def check_releases(
-    cluster: LCMCluster, releases: Mapping[str, ClusterRelease], views: Sequence[MachineView]
+    cluster: LCMCluster, releases: Mapping[str, ClusterRelease], views: Sequence[MachineView],
+    kaas_releases: Sequence[KaaSRelease] = (),
 ) -> ReleaseCheck:
     recorded = cluster.status.release_digests
     name = cluster.spec.release
@@ -61,9 +79,10 @@ def check_releases(
             return ReleaseCheck(None, recorded, Refusal("ReleaseModified", message))
     # A release that went away keeps its record: were it re-created with other content, that must show.
     digests |= {n: recorded[n] for n in in_use if n not in digests and n in recorded}
-    allowed = {name, *target.spec.upgrade_from}
     for v in views:
-        if v.released and not v.deleting and v.spec.release and v.spec.release not in allowed:
-            message = f"{name!r} does not list {v.spec.release!r} (machine {v.name}) in spec.upgradeFrom"
+        if (v.released and not v.deleting and v.spec.release
+                and not upgrade_allowed(v.spec.release, target, kaas_releases)):
+            message = (f"{name!r} does not list {v.spec.release!r} (machine {v.name}) in spec.upgradeFrom, "
+                       f"nor does a KaaSRelease list {target.spec.version!r} among its available upgrades")
             return ReleaseCheck(None, recorded, Refusal("UpgradeNotAllowed", message))
     return ReleaseCheck(target, digests)

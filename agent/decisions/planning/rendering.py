@@ -3,9 +3,13 @@
 Items come from the release's templates for the machine's type, overridden by the LCMCluster's own
 ``spec.machineTypes`` (an item of the same name replaces the release's, its params merged over the
 release's; new names are added). Of ``swarm-init`` and ``swarm-join`` a machine gets one: the first control
-machine inits, every other machine joins, and a machine keeps the one it has. Machine-specific params (swarm
-addresses, join Secrets, engine labels) go into ``stateItemsOverwrites`` under the keys the planner owns
-(``contract.PLANNED_PARAMS``); every other overwrite is the operator's and is kept.
+machine inits, every other machine joins, and a machine keeps the one it has.
+
+Machine-specific params (swarm addresses, join Secrets, engine labels: the keys of
+``contract.PLANNED_PARAMS``) and the operator's ``stateItemsOverwrites`` are rendered into the machine's own
+items' params, where Mirantis' item hash sees them: a change re-runs the item on both systems. The
+overwrites themselves stay as the operator wrote them (the agent merges them again when it runs an item, to
+the same values); planner-owned keys found there (the layout before the Mirantis hash) are removed.
 
 A patch is emitted only when the wanted spec differs from the machine's, and holds only what differs: the
 fleet is measured in API writes per machine.
@@ -19,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.api.models import (
+    LCM_TYPE,
     AgentConfig,
     AssignedMachineType,
     ClusterRelease,
@@ -42,6 +47,7 @@ from agent.decisions.planning.machines import MachineView
 Overwrites = Mapping[str, Mapping[str, str]]
 
 
+
 @dataclass(frozen=True)
 class Target:
     """The spec fields (and finalizers) the planner writes on a machine."""
@@ -51,6 +57,9 @@ class Target:
     release: str
     agent_config: AgentConfig
     finalizers: tuple[str, ...]
+    lcm_type: str = LCM_TYPE
+    ucp_version: str = ""
+    """``spec.components.ucpVersion``: the release's version, the stack the items converge a node to."""
 
     @classmethod
     def of(cls, machine: LCMMachine) -> Target:
@@ -58,15 +67,17 @@ class Target:
         spec = machine.spec
         return cls(
             spec.state_items, spec.state_items_overwrites, spec.release, spec.agent_config,
-            machine.metadata.finalizers,
+            machine.metadata.finalizers, spec.lcm_type, spec.components.ucp_version,
         )
 
 
 def _overlay(release_items: tuple[StateItem, ...], own: tuple[StateItem, ...]) -> tuple[StateItem, ...]:
-    """The release's items with the cluster's: same name → the cluster's item, params merged over."""
+    """The release's items with the cluster's: same name → the cluster's item, params merged over (and the
+    release's phase when the cluster's item names none)."""
     by_name = {item.name: item for item in own}
     merged = [
-        by_name[item.name].model_copy(update={"params": {**item.params, **by_name[item.name].params}})
+        by_name[item.name].model_copy(update={"params": {**item.params, **by_name[item.name].params},
+                                              "phase": by_name[item.name].phase or item.phase})
         if item.name in by_name
         else item
         for item in release_items
@@ -83,7 +94,7 @@ def _as_state_items(
     return tuple(
         StateItem(
             runner=t.runner, name=t.name, version=t.version, params=t.params,
-            phase="reconfigure" if decommission else t.phase,
+            phase="reconfigure" if decommission else (t.phase or ""),
         )
         for t in templates
         if (t.phase == "decommission") is decommission
@@ -95,6 +106,7 @@ class Templates:
 
     def __init__(self, release: ClusterRelease, cluster: LCMCluster) -> None:
         self.release = release.metadata.name or ""
+        self.version = release.spec.version
         agent = release.spec.agent
         self.agent_config = AgentConfig(
             version=agent.version, download_url=agent.download_url, sha256=agent.sha256, args=agent.args
@@ -105,7 +117,7 @@ class Templates:
         self._prepare = {t: tuple(i for i in self._items[t] if i.phase == "prepare") for t in types}
         self._decommission = {t: _as_state_items(release, t, True) for t in types}
         self._full: dict[tuple[AssignedMachineType, str], tuple[StateItem, ...]] = {}
-        self._raw: dict[int, tuple[tuple[StateItem, ...], list[dict[str, Any]]]] = {}
+        self._raw: dict[int, tuple[StateItem, dict[str, Any]]] = {}
 
     def full(self, machine_type: AssignedMachineType, swarm_item: str) -> tuple[StateItem, ...]:
         """Every item of the type, with ``swarm_item`` as its only swarm item (memoised: shared by many)."""
@@ -125,12 +137,16 @@ class Templates:
         return self._decommission[machine_type]
 
     def raw(self, items: tuple[StateItem, ...]) -> list[dict[str, Any]]:
-        """``items`` as JSON, memoised per tuple: thousands of machines get the same few lists. The memo holds
-        the tuple itself, so its id cannot be reused by another one while the memo lives."""
-        key = id(items)
-        if key not in self._raw:
-            self._raw[key] = (items, [item.model_dump(mode="json", by_alias=True) for item in items])
-        return self._raw[key][1]
+        """``items`` as JSON, memoised per item: thousands of machines share most of their items. The memo
+        holds the item itself, so its id cannot be reused by another one while the memo lives."""
+        out = []
+        for item in items:
+            known = self._raw.get(id(item))
+            if known is None:
+                known = self._raw[id(item)] = (item, item.model_dump(mode="json", by_alias=True,
+                                                                     exclude_defaults=True))
+            out.append(known[1])
+        return out
 
     def _with_swarm_item(self, items: tuple[StateItem, ...], chosen: str) -> tuple[StateItem, ...]:
         """Where the type lists its swarm item(s), the chosen one. A release may list ``swarm-join`` only
@@ -182,7 +198,7 @@ def planned_params(v: MachineView, items: tuple[StateItem, ...], swarm: Swarm) -
     if SWARM_JOIN in names:
         # Set once, when the machine is let in: a joined node needs no address, and a new list would change
         # the item's hash and re-run every join in the cluster each time a manager comes or goes.
-        written = v.spec.state_items_overwrites.get(SWARM_JOIN, {}).get("managerAddresses")
+        written = _current_param(v, SWARM_JOIN, "managerAddresses")
         out[SWARM_JOIN] = {
             "role": "manager" if v.control else "worker",
             "managerAddresses": written or swarm.managers,
@@ -202,27 +218,45 @@ def engine_labels(labels: Mapping[str, str]) -> str:
     return json.dumps(own, sort_keys=True, separators=(",", ":")) if own else "{}"
 
 
-def merged_overwrites(existing: Overwrites, planned: Overwrites) -> dict[str, dict[str, str]]:
-    """The operator's overwrites with the planner's keys replaced by ``planned``."""
+def _current_param(v: MachineView, item: str, key: str) -> str | None:
+    """A param as the machine has it now: in its item, or (the layout before) in its overwrites."""
+    own = next((i.params.get(key) for i in v.spec.state_items if i.name == item), None)
+    return own or v.spec.state_items_overwrites.get(item, {}).get(key)
+
+
+def operator_overwrites(existing: Overwrites) -> dict[str, dict[str, str]]:
+    """The overwrites without the planner's keys (which the layout before the Mirantis hash kept there)."""
     out: dict[str, dict[str, str]] = {}
     for name, params in existing.items():
         owned = PLANNED_PARAMS.get(name, frozenset())
         kept = {k: val for k, val in params.items() if k not in owned}
         if kept:
             out[name] = kept
-    for name, params in planned.items():
-        out[name] = {**out.get(name, {}), **params}
     return out
 
 
+def rendered_items(items: tuple[StateItem, ...], *layers: Overwrites) -> tuple[StateItem, ...]:
+    """``items`` with each layer's params for an item merged over its own, later layers winning; items no
+    layer touches (or whose params it restates) are the very same objects, so lists stay shared."""
+    out = []
+    for item in items:
+        params = dict(item.params)
+        for layer in layers:
+            params.update(layer.get(item.name, {}))
+        out.append(item if params == item.params else item.model_copy(update={"params": params}))
+    return tuple(out)
+
+
 def target(v: MachineView, items: tuple[StateItem, ...], templates: Templates, swarm: Swarm) -> Target:
-    """The machine's spec with ``items`` from ``templates``, their params, and the finalizer when the items
-    put its node in the swarm."""
+    """The machine's spec with ``items`` from ``templates``, their machine-specific params and the operator's
+    overwrites rendered in, and the finalizer when the items put its node in the swarm."""
     finalizers = v.machine.metadata.finalizers
     if FINALIZER not in finalizers and any(item.name in SWARM_ITEMS for item in items):
         finalizers = (*finalizers, FINALIZER)
-    overwrites = merged_overwrites(v.spec.state_items_overwrites, planned_params(v, items, swarm))
-    return Target(items, overwrites, templates.release, templates.agent_config, finalizers)
+    overwrites = operator_overwrites(v.spec.state_items_overwrites)
+    rendered = rendered_items(items, planned_params(v, items, swarm), overwrites)
+    return Target(rendered, overwrites, templates.release, templates.agent_config, finalizers, LCM_TYPE,
+                  templates.version)
 
 
 def _overwrites_patch(old: Overwrites, new: Overwrites) -> dict[str, Any]:
@@ -265,6 +299,10 @@ def machine_patch(machine: LCMMachine, want: Target, templates: Templates) -> di
         changes["release"] = want.release
     if _build(spec.agent_config) != _build(want.agent_config):
         changes["agentConfig"] = want.agent_config.model_dump(mode="json", by_alias=True)
+    if spec.lcm_type != want.lcm_type:
+        changes["lcmType"] = want.lcm_type
+    if spec.components.ucp_version != want.ucp_version:
+        changes["components"] = {"ucpVersion": want.ucp_version}
     patch: dict[str, Any] = {"spec": changes} if changes else {}
     if machine.metadata.finalizers != want.finalizers:
         patch["metadata"] = {"finalizers": list(want.finalizers)}
