@@ -108,8 +108,8 @@ def catch_up_patch(machine: LCMMachine) -> dict[str, Any] | None:
     current = (status.state, status.progress, status.release)
     # These are in a patch only when they change; state, progress and release are always recomputed.
     changed = written.keys() & {"stateItemStatuses", "specError", "pendingOperation", "components"}
-    if not changed and \
-            (written.get("state"), written.get("progress"), written.get("release", status.release)) == current:
+    after = (written.get("state"), written.get("progress"), written.get("release", status.release))
+    if not changed and after == current:
         return None
     return patch
 

@@ -97,8 +97,8 @@ async def test_a_patch_the_server_prunes_is_not_sent_again(kube_api: KubeApi, ku
     assert sched.writes["patch lcmclusters"] == 1
 
 
-@pytest.mark.simulator("the CRD keeps item names unique (a list-map keyed by name), so a real server never stores "
-                        "such a machine; the simulator does not model list-map uniqueness")
+@pytest.mark.simulator("the CRD keeps item names unique (a list-map keyed by name), so a real server "
+                        "never stores such a machine; the simulator does not model list-map uniqueness")
 async def test_a_machine_whose_items_share_a_name_runs_nothing_says_why_and_the_others_go_on(
         kube_api: KubeApi, kube: Kube) -> None:
     """Go reads such a machine (both items share one status slot), so it is not malformed: its agent refuses
