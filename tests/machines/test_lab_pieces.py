@@ -15,7 +15,7 @@ import pytest
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError
 from agent.lab.machines_network import Subnet, link_name, veth_name
-from agent.lab.machines_rootfs import debian_mirror
+from agent.lab.machines_rootfs import NoMirrorError, debian_mirror
 from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
@@ -77,10 +77,21 @@ Components: main
     (["deb [arch=amd64] http://mirror.local/debian bookworm main\n"], "http://mirror.local/debian"),
     (["deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n", DEB822],
      "http://apt-cache.internal/debian"),
-    ([], "http://deb.debian.org/debian"),
 ])
 def test_the_image_is_built_from_the_hosts_debian_mirror(sources: list[str], expected: str) -> None:
     assert debian_mirror(sources) == expected
+
+
+@pytest.mark.parametrize("sources", [
+    [],
+    ["deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n"],
+    [DEB822.replace("bookworm", "trixie")],
+])
+def test_a_host_without_a_debian_source_for_the_suite_is_told_how_to_name_one(sources: list[str]) -> None:
+    with pytest.raises(NoMirrorError) as raised:
+        debian_mirror(sources)
+    assert "no apt source for Debian bookworm in /etc/apt/sources.list" in str(raised.value)
+    assert "--apt-mirror URL" in str(raised.value)
 
 
 def test_the_package_index_lists_each_wheel_under_its_normalised_name_with_its_digest(tmp_path: Path) -> None:
