@@ -27,6 +27,7 @@ from agent.lab.machines import STATE_ROOT, Machine
 from agent.lab.machines_fleet import Fleet, FleetSettings, RegionalApi, release_bridge
 from agent.lab.machines_network import Subnet
 from agent.lab.stack import AgentAccess, Rollout, StackSettings
+from agent.lab.stages import Stages
 
 PACKAGES_PLAYBOOK = "prepare/packages.yml"
 RECORD = "machines.json"
@@ -38,11 +39,12 @@ class MachineNodes:
     def __init__(self, settings: StackSettings, *, machines_root: Path = STATE_ROOT) -> None:
         self.settings = settings
         self.fleet = Fleet(FleetSettings(run_dir=settings.run_dir / "lab", namespace=settings.namespace,
-                                         cluster=settings.cluster, machines_root=machines_root))
+                                         cluster=settings.cluster, machines_root=machines_root,
+                                         debian_mirror=settings.apt_mirror))
 
-    async def up(self) -> str:
+    async def up(self, stages: Stages) -> str:
         (self.settings.run_dir / RECORD).write_text(json.dumps(list(self.settings.machines)))
-        await self.fleet.prepare()
+        await self.fleet.prepare(stages)
         return str(self.fleet.settings.subnet.gateway)
 
     def objects(self, paths: Sequence[Path]) -> list[Path]:
