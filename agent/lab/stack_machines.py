@@ -60,7 +60,8 @@ class MachineNodes:
                                  mqtt=access.mqtt)
 
     def exited(self) -> dict[str, str]:
-        return {f"machine {name}": f"stopped; its console: {machine.console}"
+        # The console's end, not only its path: the teardown that follows removes the machine's files.
+        return {f"machine {name}": f"stopped; the end of its console:\n{console_tail(machine)}"
                 for name, machine in self.fleet.machines.items() if machine.nspawn_pid() is None}
 
     async def explain(self, rollout: Rollout) -> str:
@@ -127,6 +128,15 @@ async def remove_leftovers(run_dir: Path, machines_root: Path = STATE_ROOT) -> l
     await release_bridge(Subnet(), machines_root)
     (run_dir / RECORD).unlink(missing_ok=True)
     return [f"machine {name}" for name in names]
+
+
+def console_tail(machine: Machine, lines: int = 12) -> str:
+    """The last ``lines`` lines of the machine's console, indented; a word when there is none."""
+    try:
+        text = machine.console.read_text(errors="replace")
+    except OSError:
+        return "  (no console log)"
+    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (empty)"
 
 
 def _documents(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:

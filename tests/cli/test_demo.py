@@ -6,11 +6,15 @@ beyond, is tests/e2e/test_e2e_machines.py and test_e2e_rollout.py, on the same c
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +31,18 @@ def demo(state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def start_demo(state: Path, prefix: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
+@contextlib.contextmanager
+def demo_started(state: Path, prefix: str) -> Iterator[subprocess.Popen[str]]:
+    """A netns demo in the background, once its agents are started; Ctrl-C on exit if it still runs."""
+    proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
                              "--nodes", "netns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_line([], proc, "agents started")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(90)
 
 
 def recorded_pids(state: Path) -> dict[str, int]:
@@ -71,10 +84,7 @@ def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, wit
 @pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
 def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> None:
     state, prefix = tmp_path / "demo", session_prefix("dm")
-    proc = start_demo(state, prefix)
-    said: list[str] = []
-    try:
-        wait_for_line(said, proc, "agents started")
+    with demo_started(state, prefix) as proc:
         pids = recorded_pids(state)
         assert {"stack", "scheduler", "mosquitto", "agent-demo-control-0", "agent-demo-worker-1"} <= set(pids)
         assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
@@ -83,10 +93,6 @@ def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> No
         down = demo(state, "--down", "--prefix", prefix)
         assert down.returncode == 0, down.stderr
         assert proc.wait(90) == 130, "the running demo stopped before its rollout finished"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(90)
     assert not state.exists()
     assert not nodes.registry_path(prefix).exists()
     assert netns.leftovers(prefix) == ([], [])
@@ -100,12 +106,8 @@ def test_demo_runs_again_in_the_same_state_dir_and_after_a_run_killed_with_sigki
     once = ("--once", "--nodes", "netns", "--prefix", prefix)
     assert_once_ended_cleanly(demo(state, *once, timeout=600), state)
 
-    killed = start_demo(state, prefix)  # the second run gets as far as its agents, then is killed
-    said: list[str] = []
-    try:
-        wait_for_line(said, killed, "agents started")
+    with demo_started(state, prefix) as killed:  # the second run gets as far as its agents, then is killed
         left = recorded_pids(state)
-    finally:
         killed.kill()
         killed.wait()
     assert {"scheduler", "mosquitto", "agent-demo-control-0"} <= set(left)
@@ -124,18 +126,27 @@ def test_demo_runs_again_in_the_same_state_dir_and_after_a_run_killed_with_sigki
 @pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
 def test_a_second_demo_on_a_running_ones_state_dir_names_it_and_how_to_stop_it(tmp_path: Path) -> None:
     state, prefix = tmp_path / "demo", session_prefix("dp")
-    first = start_demo(state, prefix)
-    said: list[str] = []
-    try:
-        wait_for_line(said, first, "agents started")
+    with demo_started(state, prefix) as first:
         second = demo(state, "--once", "--nodes", "netns", "--prefix", session_prefix("dq"))
         assert second.returncode == 1
         assert f"a run with state dir {state} is still running (pid {first.pid})" in second.stderr
         assert f"lcmctl demo --down --state-dir {state}" in second.stderr
         assert first.poll() is None  # untouched
-    finally:
-        first.send_signal(signal.SIGINT)
-        first.wait(90)
+
+
+@pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
+def test_an_api_port_someone_holds_is_named_with_its_holder_and_the_cure(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))  # noqa: S104 - every address, the bridge's among them
+        holder.listen()
+        port = holder.getsockname()[1]
+        run = subprocess.run([LCMCTL, "demo", "--state-dir", str(tmp_path / "demo"), "--port", str(port),
+                              "--once", "--nodes", "netns", "--prefix", session_prefix("dh")],
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "the API simulator cannot listen on 10.77." in run.stderr
+    assert f"port {port} is held by pid {os.getpid()}" in run.stderr
+    assert "--port 0 takes any free port" in run.stderr
 
 
 def test_demo_without_samples_says_what_is_missing(tmp_path: Path) -> None:
