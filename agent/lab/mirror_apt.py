@@ -45,7 +45,7 @@ async def ensure_apt_repo(
     """The cached repository for ``image`` and ``packages``, downloaded and indexed first if needed."""
     key = hashlib.sha256("\n".join([image.name, *sorted(packages)]).encode()).hexdigest()[:12]
     dest = cache_root / f"apt-{key}"
-    if _complete(dest):
+    if complete(dest):
         return dest
     tmp = dest.with_name(dest.name + ".building")
     _fresh(tmp)
@@ -63,7 +63,7 @@ async def ensure_apt_repo(
     return dest
 
 
-def _complete(repo: Path) -> bool:
+def complete(repo: Path) -> bool:
     """The index exists and every package it lists is beside it."""
     index = repo / "Packages"
     if not index.is_file():

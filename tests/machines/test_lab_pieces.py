@@ -15,7 +15,8 @@ import pytest
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError
 from agent.lab.machines_network import Subnet, link_name, veth_name
-from agent.lab.machines_rootfs import NoMirrorError, debian_mirror
+from agent.lab.machines_rootfs import BOOT_FILES, COMPLETE, NoMirrorError, debian_mirror, usable
+from agent.lab.mirror_apt import complete as apt_repo_complete
 from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
@@ -151,3 +152,29 @@ def test_up_without_root_says_root_is_needed(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stderr
     assert "missing: root (machines need namespaces, mounts and network devices)" in done.stderr
+
+
+def _image(root: Path, *, lacking: str = "") -> Path:
+    for name in BOOT_FILES:
+        if name != lacking:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("")
+    (root / COMPLETE).write_text("bookworm\n")
+    return root
+
+
+def test_a_cached_image_is_used_only_while_it_holds_what_a_boot_needs(tmp_path: Path) -> None:
+    assert usable(_image(tmp_path / "whole"))
+    assert not usable(_image(tmp_path / "damaged", lacking="usr/bin/cloud-init"))
+    half = tmp_path / "half"  # a build that never finished has no marker
+    half.mkdir()
+    assert not usable(half)
+
+
+def test_a_cached_apt_repository_is_used_only_while_every_package_it_lists_is_there(tmp_path: Path) -> None:
+    (tmp_path / "Packages").write_text("Package: curl\nFilename: ./curl_7.88_amd64.deb\n\n"
+                                       "Package: runc\nFilename: ./runc_1.1_amd64.deb\n")
+    (tmp_path / "curl_7.88_amd64.deb").write_bytes(b"deb")
+    assert not apt_repo_complete(tmp_path)
+    (tmp_path / "runc_1.1_amd64.deb").write_bytes(b"deb")
+    assert apt_repo_complete(tmp_path)
