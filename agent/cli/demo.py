@@ -224,7 +224,7 @@ async def _roll_out(stack: Stack, sim: Simulator, kind: str, stopping: asyncio.E
     return 0
 
 
-REGISTERED = "boot → all registered"
+REGISTERED = {"machines": "boot → all registered", "netns": "agents' start → all registered"}
 READY = "registered → all Ready"
 
 
@@ -232,11 +232,12 @@ async def _show_rollout(stack: Stack, kube: Kube, release: str) -> Rollout:
     """Wait for all Ready, drawing ``lcmctl watch``'s table in a terminal, else a line per change; the
     stage ``REGISTERED`` ends at the first look at which every machine has registered."""
     board = Board(stack.settings.namespace, stack.settings.cluster)
+    registered = REGISTERED[stack.nodes.kind]
 
     def timed(show: Callable[[Rollout], None]) -> Callable[[Rollout], None]:
         def look(rollout: Rollout) -> None:
-            if REGISTERED not in stack.stages.seconds and rollout.machines and not rollout.unregistered():
-                stack.stages.done(REGISTERED)
+            if registered not in stack.stages.seconds and rollout.machines and not rollout.unregistered():
+                stack.stages.done(registered)
             show(rollout)
         return look
 

@@ -55,7 +55,7 @@ def assert_once_ended_cleanly(run: subprocess.CompletedProcess[str], state: Path
     assert run.returncode == 0, run.stdout + run.stderr
     assert "all 3 machines Ready on swarm-1.0.0" in run.stdout
     stages = next(line for line in run.stdout.splitlines() if line.startswith("stages: "))
-    assert "boot → all registered" in stages
+    assert "agents' start → all registered" in stages
     assert "registered → all Ready" in stages
     assert "demo-worker-1" in run.stdout.split("The swarm, from demo-control-0's engine:")[1]
     assert "taken down in" in run.stdout.splitlines()[-1]
