@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.lab.machines import Machine
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError
 from agent.lab.machines_network import Subnet, link_name, veth_name
@@ -178,3 +179,13 @@ def test_a_cached_apt_repository_is_used_only_while_every_package_it_lists_is_th
     assert not apt_repo_complete(tmp_path)
     (tmp_path / "runc_1.1_amd64.deb").write_bytes(b"deb")
     assert apt_repo_complete(tmp_path)
+
+
+@pytest.mark.parametrize("pid", [2, os.getpid()], ids=["a kernel thread", "another process"])
+def test_a_pid_file_naming_a_process_that_is_not_the_machines_nspawn_is_not_taken_for_it(
+    tmp_path: Path, pid: int,
+) -> None:
+    machine = Machine("m-1", tmp_path)
+    machine.dir.mkdir(parents=True)
+    (machine.dir / "nspawn.pid").write_text(f"{pid}\n")
+    assert machine.nspawn_pid() is None
