@@ -12,6 +12,26 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap dpkg-dev vagrant)
 VENV=${LCM_VENV:-.venv}
 
+# step LABEL COMMAND...: one line per step ("ok" and its time); the command's output only when it fails (its
+# last lines, and the file holding all of it), then dev.sh exits with the command's code.
+step() {
+  local label=$1 log start=$SECONDS code
+  shift
+  log=$(mktemp "${TMPDIR:-/tmp}/lcm-agent-setup.XXXXXX")
+  printf 'lcm-agent: %s ... ' "$label"
+  if "$@" >"$log" 2>&1; then
+    echo "ok ($((SECONDS - start))s)"
+    rm -f "$log"
+    return 0
+  else
+    code=$?
+  fi
+  echo "failed (exit $code)"
+  tail -n 40 "$log" | sed 's/^/  | /' >&2
+  echo "lcm-agent: '$*' failed; its whole output: $log" >&2
+  exit "$code"
+}
+
 need_root_for() {
   echo "lcm-agent: '$1' needs root to install system packages (${APT_PACKAGES[*]}); run as root or with sudo" >&2
   exit 1
@@ -25,16 +45,16 @@ install_apt() {
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || need_root_for "${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  step "apt-get update" apt-get update
+  step "installing ${missing[*]}" apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 install_python() {
   local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
   [ -e "$stamp" ] && return 0
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[test]'
+  [ -x "$VENV/bin/python" ] || step "creating the venv $VENV" python3 -m venv "$VENV"
+  step "upgrading pip in $VENV" "$VENV/bin/pip" install --upgrade pip
+  step "installing lcm-agent (editable) and its test tools into $VENV" "$VENV/bin/pip" install -e '.[test]'
   rm -f "$VENV"/.installed-* && touch "$stamp"
 }
 

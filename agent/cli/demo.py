@@ -12,11 +12,13 @@ composition (the end-to-end tests use the same one); this module adds the API, t
 the terminal. It installs nothing: ``./dev.sh demo`` does.
 
     lcmctl demo [--nodes auto|machines|netns] [--api sim|kube] [--once] [--port 6443]
-                [--state-dir .state/demo]
+                [--state-dir .state/demo] [--apt-mirror URL]
     lcmctl demo --down
 
 Ctrl-C (or ``--once`` after the swarm is shown) takes everything down; ``--down`` does the same from
-another shell, or after a crash.
+another shell. Every run starts from its own state (``agent.lab.stack_runs``): a second run in the same
+checkout, or one after a crashed or killed run, first removes what the previous one left. The time of each
+stage (image, boot → registered, → all Ready, teardown) is printed separately.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import shutil
 import signal
 import sys
@@ -39,16 +42,18 @@ from rich.live import Live
 from agent.adapters.kube import Kube, KubeError, connect
 from agent.api.crds import crd_paths
 from agent.cli.watch import Board
-from agent.lab import machines_host, mosquitto, nodes, stack_machines, stack_netns
+from agent.lab import machines_host, mosquitto, nodes, ports, stack_machines, stack_netns
 from agent.lab.kube.build import BuildError, ensure_built
 from agent.lab.kube.objects import apply_documents, documents
 from agent.lab.kube.plane import ControlPlane, PlaneError, PlaneSettings
-from agent.lab.kube.plane import stop_recorded as stop_plane
 from agent.lab.machines_host import LabError as MachineLabError
 from agent.lab.netns import LabError
-from agent.lab.stack import REPO, NodeBackend, Rollout, Stack, StackSettings, stop_recorded
+from agent.lab.stack import REPO, NodeBackend, Rollout, Stack, StackSettings
+from agent.lab.stack_runs import begin_run, remove_everything
 from agent.sim.errors import ApiError
 from agent.sim.runner import Simulator
+
+log = logging.getLogger(__name__)
 
 SAMPLES = REPO / "deploy" / "samples"
 RBAC = REPO / "deploy" / "rbac"
@@ -74,6 +79,9 @@ def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser
     demo.add_argument("--api", choices=API_KINDS, default="sim",
                       help="the embedded API simulator (fast), or the real control plane (etcd, "
                            "kube-apiserver, controller manager; built on first use); default %(default)s")
+    demo.add_argument("--apt-mirror", default="", metavar="URL",
+                      help="machines: the Debian mirror the image and the apt repository come from "
+                           "(default: the host's apt sources)")
     demo.add_argument("--once", action="store_true", help="exit (and clean up) once the swarm is shown")
     demo.add_argument("--down", action="store_true", help="remove everything the demo made, then exit")
     demo.set_defaults(func=run_demo)
@@ -120,7 +128,7 @@ def node_backend(kind: str, settings: StackSettings) -> NodeBackend:
 
 def run_demo(args: argparse.Namespace) -> int:
     if args.down:
-        removed = asyncio.run(_down(args.state_dir, args.prefix))
+        removed = asyncio.run(remove_everything(args.state_dir / "stack", args.prefix))
         shutil.rmtree(args.state_dir, ignore_errors=True)
         print(f"removed {args.state_dir}" + (f" and {len(removed)} running part(s)" if removed else ""))
         return 0
@@ -133,25 +141,16 @@ def run_demo(args: argparse.Namespace) -> int:
         print("lcmctl demo: this host lacks:\n" + "\n".join(f"  - {m}" for m in missing), file=sys.stderr)
         return 2
     print(line, flush=True)
-    settings = StackSettings(args.state_dir, prefix=args.prefix)
+    settings = StackSettings(args.state_dir, prefix=args.prefix, apt_mirror=args.apt_mirror)
     try:
         return asyncio.run(_demo(settings, kind, args.port, [args.samples], once=args.once, api=args.api))
     except OSError as exc:
-        print(f"lcmctl demo: {exc} (a port in use? try --port 0)", file=sys.stderr)
+        print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
     except (ApiError, KubeError, BuildError, PlaneError, LabError, MachineLabError, RuntimeError,
             TimeoutError) as exc:
         print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
-
-
-async def _down(state_dir: Path, prefix: str) -> list[str]:
-    """A running demo first (it takes its own parts down), then what a crashed one left, of either kind."""
-    run_dir = state_dir / "stack"
-    removed = await asyncio.to_thread(stop_recorded, run_dir)
-    removed += await asyncio.to_thread(stop_plane, PlaneSettings(state_dir / "kube"))
-    removed += await stack_machines.remove_leftovers(run_dir)
-    return removed + await asyncio.to_thread(stack_netns.remove_leftovers, prefix)
 
 
 class RegionalServer(Protocol):
@@ -171,14 +170,19 @@ async def open_stack(
 ) -> AsyncIterator[tuple[Stack, RegionalServer]]:
     """Nodes, the API (the simulator, or with ``api="kube"`` the real control plane) on their bridge with the
     CRDs, ``samples`` and the RBAC, then broker, scheduler and agents; all of it gone on exit, however the
-    block ends."""
+    block ends. The state dir's per-run state is made anew first (and what a killed run left is removed)."""
     # Resolved: the agents' configs take absolute paths only.
     settings = dataclasses.replace(settings, state_dir=settings.state_dir.resolve())
+    removed = await begin_run(settings, how_to_stop=f"lcmctl demo --down --state-dir {settings.state_dir}")
+    if removed:
+        log.info("the previous run in %s ended without its teardown; removed what it left: %s",
+                 settings.state_dir, ", ".join(removed))
     stack = Stack(settings, node_backend(nodes, settings))
     try:
         gateway = await stack.bring_up_nodes()
         objects = [*stack.nodes.objects(samples), RBAC]
         async with _serve_api(api, settings.state_dir, gateway, port, objects) as server:
+            stack.stages.done("API and objects")
             try:
                 await stack.start(server.kubeconfig_path)
                 yield stack, server
@@ -192,12 +196,10 @@ async def open_stack(
 async def _serve_api(
     api: str, state_dir: Path, host: str, port: int, objects: Sequence[Path],
 ) -> AsyncIterator[RegionalServer]:
-    """The API on ``host`` holding the CRDs and ``objects``. The nodes are new on every run, so is the API's
-    state: an old run's statuses would describe other nodes."""
+    """The API on ``host`` holding the CRDs and ``objects``, on state made anew by ``begin_run``: the nodes
+    are new on every run, and an old run's statuses would describe other nodes."""
     if api == "kube":
-        plane_dir = state_dir / "kube"
-        shutil.rmtree(plane_dir, ignore_errors=True)
-        plane = ControlPlane(PlaneSettings(plane_dir, host=host, port=port, crds=crd_paths()),
+        plane = ControlPlane(PlaneSettings(state_dir / "kube", host=host, port=port, crds=crd_paths()),
                              ensure_built(lambda line: print(f"lcmctl demo: {line}", flush=True)))
         try:
             await plane.start()
@@ -207,10 +209,9 @@ async def _serve_api(
         finally:
             plane.stop()
         return
-    shutil.rmtree(state_dir / "sim", ignore_errors=True)
     sim = Simulator(state_dir / "sim", host=host, port=port, crd_paths=crd_paths(),
                     kubeconfig_path=state_dir / "kubeconfig")
-    await sim.start()
+    await _listen(sim)
     try:
         sim.load(objects)
         yield sim
@@ -218,43 +219,81 @@ async def _serve_api(
         await sim.stop()
 
 
+async def _listen(sim: Simulator) -> None:
+    """Start the simulator; a port it cannot take is an error naming what holds it and what to do."""
+    try:
+        await sim.start()
+    except OSError as exc:
+        cause = ports.why_not_listening(sim.host, sim.port) or exc.strerror or str(exc)
+        await sim.stop()
+        raise RuntimeError(f"the API simulator cannot listen on {sim.host}:{sim.port}: {cause} "
+                           "(--port 0 takes any free port)") from exc
+
+
 async def _demo(settings: StackSettings, kind: str, port: int, samples: Sequence[Path], *, once: bool,
                 api: str = "sim") -> int:
     stopping = _stop_on_signals()
-    began = time.monotonic()
     async with open_stack(settings, nodes=kind, port=port, samples=samples, api=api) as (stack, server):
-        kubeconfig = server.kubeconfig_path.resolve()
-        started = "agents started" if kind == "netns" else "machines booting"
-        what = "kube-apiserver (etcd, kube-controller-manager)" if api == "kube" else "API simulator"
-        print(f"{what} on {server.url}; Mosquitto on {stack.broker.url if stack.broker else '-'}; "
-              f"lcm-scheduler and {len(settings.machines)} {started} (logs: {settings.run_dir})",
-              flush=True)
-        async with await connect(kubeconfig=kubeconfig) as kube:
-            release = (await stack.look(kube)).cluster["spec"]["release"]
-            waiting = asyncio.ensure_future(_show_rollout(stack, kube, release))
-            await asyncio.wait([waiting, asyncio.ensure_future(stopping.wait())],
-                               return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                waiting.cancel()
-                print("stopped before the rollout finished; taking everything down")
-                return 130
-            await waiting
-        print(f"\nall {len(settings.machines)} machines Ready on {release} in {time.monotonic() - began:.0f}s"
-              f"\n\nThe swarm, from {settings.control}'s engine:\n{await stack.swarm()}")
+        code = await _roll_out(stack, server, kind, stopping, once=once, api=api)
+        leaving = time.monotonic()
+    # Only what is true now that the demo has ended: its parts are gone, its logs are not.
+    print(f"taken down in {time.monotonic() - leaving:.0f}s: the {len(settings.machines)} nodes, their "
+          f"agents, the scheduler, Mosquitto and the API are stopped; the logs stay in {settings.run_dir}",
+          flush=True)
+    return code
+
+
+async def _roll_out(stack: Stack, server: RegionalServer, kind: str, stopping: asyncio.Event, *, once: bool,
+                    api: str) -> int:
+    """Show the rollout to all Ready, its stage times and the swarm; then serve until Ctrl-C unless
+    ``once``. 130 when stopped before the rollout finished."""
+    settings = stack.settings
+    kubeconfig = server.kubeconfig_path.resolve()
+    started = "agents started" if kind == "netns" else "machines booting"
+    what = "kube-apiserver (etcd, kube-controller-manager)" if api == "kube" else "API simulator"
+    print(f"{what} on {server.url}; Mosquitto on {stack.broker.url if stack.broker else '-'}; "
+          f"lcm-scheduler and {len(settings.machines)} {started} (logs: {settings.run_dir})", flush=True)
+    async with await connect(kubeconfig=kubeconfig) as kube:
+        release = (await stack.look(kube)).cluster["spec"]["release"]
+        waiting = asyncio.ensure_future(_show_rollout(stack, kube, release))
+        await asyncio.wait([waiting, asyncio.ensure_future(stopping.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            print("stopped before the rollout finished; taking everything down")
+            return 130
+        await waiting
+    stack.stages.done(READY)
+    print(f"\nall {len(settings.machines)} machines Ready on {release}\nstages: {stack.stages.line()}"
+          f"\n\nThe swarm, from {settings.control}'s engine:\n{await stack.swarm()}", flush=True)
+    if not once:
         _print_hints(stack, settings, kubeconfig)
-        if not once:
-            print("Serving until Ctrl-C, which takes everything down.", flush=True)
-            await stopping.wait()
+        print("Serving until Ctrl-C, which takes everything down.", flush=True)
+        await stopping.wait()
     return 0
 
 
+REGISTERED = {"machines": "boot → all registered", "netns": "agents' start → all registered"}
+READY = "registered → all Ready"
+
+
 async def _show_rollout(stack: Stack, kube: Kube, release: str) -> Rollout:
-    """Wait for all Ready, drawing ``lcmctl watch``'s table in a terminal, else a line per change."""
+    """Wait for all Ready, drawing ``lcmctl watch``'s table in a terminal, else a line per change; the
+    stage ``REGISTERED`` ends at the first look at which every machine has registered."""
     board = Board(stack.settings.namespace, stack.settings.cluster)
+    registered = REGISTERED[stack.nodes.kind]
+
+    def timed(show: Callable[[Rollout], None]) -> Callable[[Rollout], None]:
+        def look(rollout: Rollout) -> None:
+            if registered not in stack.stages.seconds and rollout.machines and not rollout.unregistered():
+                stack.stages.done(registered)
+            show(rollout)
+        return look
+
     if sys.stdout.isatty():
         with Live(board.table(time.monotonic()), refresh_per_second=2, console=Console()) as live:
             return await stack.wait(kube, lambda r: r.ready(release), within=READY_WITHIN,
-                                    on_look=_redraw(board, live))
+                                    on_look=timed(_redraw(board, live)))
     last = [""]
 
     def line(rollout: Rollout) -> None:
@@ -263,7 +302,7 @@ async def _show_rollout(stack: Stack, kube: Kube, release: str) -> Rollout:
             last[0] = summary
             print(f"  {summary}", flush=True)
 
-    return await stack.wait(kube, lambda r: r.ready(release), within=READY_WITHIN, on_look=line)
+    return await stack.wait(kube, lambda r: r.ready(release), within=READY_WITHIN, on_look=timed(line))
 
 
 def _redraw(board: Board, live: Live) -> Callable[[Rollout], None]:

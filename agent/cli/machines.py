@@ -70,6 +70,9 @@ def add_machines_commands(groups: argparse._SubParsersAction[argparse.ArgumentPa
     up.add_argument("--namespace", default="lcm-lab", help="namespace of the LCMMachines")
     up.add_argument("--api-port", type=int, default=6443, help="port of the API on the bridge (0: any)")
     up.add_argument("--mirror-port", type=int, default=8080, help="port of the package mirror (0: any)")
+    up.add_argument("--apt-mirror", default="", metavar="URL",
+                    help="Debian mirror to build the image and the apt repository from (default: the host's "
+                         "apt sources)")
     up.add_argument("--once", action="store_true", help="destroy the machines after the wait and exit")
     down = commands.add_parser("down", help="destroy machines (all when none is named) and the bridge")
     down.add_argument("names", nargs="*", metavar="NAME")
@@ -95,10 +98,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def open_lab(
-    state_dir: Path, *, namespace: str, api_port: int = 0, mirror_port: int = 0,
+    state_dir: Path, *, namespace: str, api_port: int = 0, mirror_port: int = 0, apt_mirror: str = "",
 ) -> AsyncIterator[Fleet]:
     """A prepared fleet connected to a simulator on the bridge; machines and servers gone on exit."""
-    fleet = Fleet(FleetSettings(run_dir=state_dir, namespace=namespace, mirror_port=mirror_port))
+    fleet = Fleet(FleetSettings(run_dir=state_dir, namespace=namespace, mirror_port=mirror_port,
+                                debian_mirror=apt_mirror))
     sim: Simulator | None = None
     # The machines are new on every run, so is the API: a previous run's LCMMachines would look registered.
     shutil.rmtree(state_dir / "sim", ignore_errors=True)
@@ -128,7 +132,7 @@ def save_lab_info(fleet: Fleet, state_dir: Path) -> LabInfo:
 async def _up(args: argparse.Namespace) -> int:
     names = [f"{args.prefix}-{i}" for i in range(1, args.count + 1)]
     async with open_lab(args.state_dir, namespace=args.namespace, api_port=args.api_port,
-                        mirror_port=args.mirror_port) as fleet:
+                        mirror_port=args.mirror_port, apt_mirror=args.apt_mirror) as fleet:
         info = save_lab_info(fleet, args.state_dir)
         for i, name in enumerate(names):
             await fleet.add(name, machine_type="control" if i < args.control else "worker")

@@ -35,6 +35,7 @@ from agent.lab.machines_network import Subnet, leftover_namespaces, link_name, p
 STATE_ROOT = Path("/var/lib/lcm-lab/machines")
 STOP_TIMEOUT = 30.0
 """Seconds a machine gets to power off (systemd stops its units) before nspawn is killed."""
+_PF_KTHREAD = 0x00200000
 MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NSPAWN_OPTIONS = (
     "--boot", "--register=no", "--keep-unit", "--console=read-only",
@@ -108,15 +109,19 @@ class Machine:
         (self.dir / "nspawn.pid").write_text(f"{proc.pid}\n")
 
     def nspawn_pid(self) -> int | None:
-        """The running systemd-nspawn of this machine (checked by its command line, not just the pid file)."""
+        """The running systemd-nspawn of this machine (checked by its command line, not just the pid file).
+
+        A process in the middle of its exec shows an empty command line for a moment: right after ``boot``
+        that is this machine's nspawn starting, not a machine that stopped (a kernel thread, whose command
+        line is always empty, is not taken for it)."""
         try:
             pid = int((self.dir / "nspawn.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        if not _alive(pid) or f"--directory={self.root}".encode() not in cmdline:
-            return None
-        return pid
+        ours = f"--directory={self.root}".encode() in cmdline.split(b"\0") or \
+            (not cmdline and not _kernel_thread(pid))
+        return pid if ours and _alive(pid) else None
 
     def leader(self) -> int | None:
         """The machine's PID 1 as the host sees it (for nsenter); None when the machine is not running."""
@@ -197,6 +202,15 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _kernel_thread(pid: int) -> bool:
+    """PF_KTHREAD in the process's flags (the ninth field of /proc/<pid>/stat); True when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return bool(int(fields[6]) & _PF_KTHREAD)
+    except (OSError, IndexError, ValueError):
+        return True
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -32,10 +32,18 @@ from agent.lab.machines_access import LCMMACHINES, ensure_namespace, provision
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError, missing_prerequisites
 from agent.lab.machines_network import Subnet, ensure_bridge, remove_bridge
-from agent.lab.machines_rootfs import CACHE_ROOT, debian_mirror, ensure_rootfs, host_sources
+from agent.lab.machines_rootfs import (
+    CACHE_ROOT,
+    debian_mirror,
+    ensure_rootfs,
+    host_sources,
+    rootfs_path,
+    usable,
+)
 from agent.lab.mirror import MirrorServer
 from agent.lab.mirror_apt import PACKAGES, ensure_apt_repo, sources_line
 from agent.lab.mirror_pypi import build_index
+from agent.lab.stages import Stages
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +119,16 @@ class Fleet:
         self._booted: dict[str, float] = {}
         """``time.monotonic()`` of each machine's boot: registration times are logged from it."""
 
-    async def prepare(self) -> None:
-        """Image, bridge and mirror; the first run builds the image (minutes), later runs reuse it."""
+    async def prepare(self, stages: Stages | None = None) -> None:
+        """Image, bridge and mirror; the first run builds the image (minutes), later runs reuse it. Each
+        of the two is a stage in ``stages``."""
         check_host()
         s = self.settings
+        stages = stages or Stages()
         mirror = s.debian_mirror or debian_mirror(host_sources())
+        cached = usable(rootfs_path(s.cache_root))
         self._image = await ensure_rootfs(s.cache_root, mirror=mirror)
+        stages.done("image", "cached" if cached else f"built from {mirror}")
         await ensure_bridge(s.subnet)
         www = s.run_dir / "www"
         wheel = await build_index(www / "pypi", s.cache_root)
@@ -126,6 +138,7 @@ class Fleet:
         self._mirror = MirrorServer(www, str(s.subnet.gateway), s.mirror_port).start()
         self._agent = AgentBuild(url=f"{self._mirror.url}/pypi/files/{wheel.path.name}", sha256=wheel.sha256,
                                  index_url=f"{self._mirror.url}/pypi/simple/")
+        stages.done("bridge and package mirror")
 
     @property
     def agent(self) -> AgentBuild:

@@ -8,6 +8,12 @@ playbooks), no package lists, no machine-id or host name of its own, and cloud-i
 seed. The cache key is a digest of everything that goes into the image, so a change to the package list or
 the lab files builds a new image next to the old one; a build runs under a lock and is renamed into place
 only when complete, so concurrent test runs share one build and a crash never leaves a half image in use.
+A cached image is checked before use (its marker and the files a boot needs); a damaged one is built again.
+
+The Debian archive both the image and the machines' apt repository (``agent.lab.mirror_apt``) come from is
+the host's own: the ``deb`` source for the suite in /etc/apt/sources.list(.d), which is what an air-gapped
+site points at its mirror. ``--apt-mirror URL`` (``FleetSettings.debian_mirror``) names another one. There
+is no built-in archive address: a host with neither gets an error saying so.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.lab.machines_host import run
+from agent.lab.machines_host import LabError, run
 
 log = logging.getLogger(__name__)
 
 CACHE_ROOT = Path("/var/cache/lcm-lab")
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
 """Installed by debootstrap: enough for apt to run inside and for the image to boot."""
 PACKAGES = ("cloud-init", "python3-venv", "iproute2", "netbase", "libudev1", "procps")
@@ -65,6 +71,8 @@ mount -t cgroup -o "$(basename "$target")" cgroup "$target";; esac; done'
 [Install]
 WantedBy=multi-user.target
 """
+BOOT_FILES = ("usr/lib/systemd/systemd", "usr/bin/cloud-init", "usr/bin/python3", "usr/bin/apt-get")
+"""What a cached image must hold to be used: systemd to boot, cloud-init and Python for the agent, apt."""
 _LAB_FILES = {
     "etc/cloud/cloud.cfg.d/90-lcm-lab.cfg": CLOUD_CFG,
     "etc/systemd/system/lcm-lab-cgroups.service": CGROUPS_UNIT,
@@ -82,43 +90,62 @@ def rootfs_key(
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
 
 
+class NoMirrorError(LabError):
+    """The host's apt configuration has no Debian source for the suite and none was named."""
+
+
 def debian_mirror(sources: Iterable[str], suite: str = SUITE) -> str:
     """The host's Debian mirror for ``suite`` (one-line ``deb`` lists or deb822 ``.sources`` texts), so
-    debootstrap uses the mirror or proxy apt is already configured with; the public mirror otherwise."""
+    debootstrap uses the mirror or proxy apt is already configured with; NoMirrorError when none is."""
     for text in sources:
         for stanza in re.split(r"\n\s*\n", text):
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.+)$", stanza, re.MULTILINE))
-            if "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split():
-                return fields.get("URIs", "").split()[0] if fields.get("URIs") else DEFAULT_MIRROR
+            if "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split() \
+                    and fields.get("URIs", "").split():
+                return str(fields["URIs"].split()[0])
         for line in text.splitlines():
             words = re.sub(r"\[[^]]*\]", "", line).split()
             if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
                 return words[1]
-    return DEFAULT_MIRROR
+    raise NoMirrorError(
+        f"no apt source for Debian {suite} in {' or '.join(map(str, APT_SOURCES))}: the machine image and "
+        f"its package mirror are built from the host's Debian mirror; add a 'deb' source for {suite} there, "
+        "or name a mirror with --apt-mirror URL")
 
 
-def host_sources() -> list[str]:
+def host_sources(places: Iterable[Path] = APT_SOURCES) -> list[str]:
     """The texts of the host's apt source files."""
-    paths = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    paths = [p for place in places for p in ([place] if place.is_file() else sorted(place.glob("*")))]
     return [p.read_text(errors="replace") for p in paths if p.is_file() and p.suffix in (".list", ".sources")]
+
+
+def rootfs_path(cache_root: Path = CACHE_ROOT) -> Path:
+    """Where the image of this code's inputs is cached."""
+    return cache_root / f"rootfs-{rootfs_key()}"
 
 
 async def ensure_rootfs(cache_root: Path = CACHE_ROOT, *, mirror: str | None = None) -> Path:
     """The cached image, built first if there is none yet (about two minutes); shared by every machine."""
-    dest = cache_root / f"rootfs-{rootfs_key()}"
-    if _complete(dest):
+    dest = rootfs_path(cache_root)
+    if usable(dest):
         return dest
     lock = await asyncio.to_thread(_lock, dest)
     try:
-        if not _complete(dest):  # another process may have built it while we waited
+        if not usable(dest):  # another process may have built it while we waited
             await _build(dest, mirror or debian_mirror(host_sources()))
     finally:
         os.close(lock)
     return dest
 
 
-def _complete(image: Path) -> bool:
-    return (image / COMPLETE).exists()
+def usable(image: Path) -> bool:
+    """Built to the end (its marker) and still holding what a boot needs; a damaged image says why."""
+    if not (image / COMPLETE).exists():
+        return False
+    lacking = [name for name in BOOT_FILES if not (image / name).exists()]
+    if lacking:
+        log.warning("the cached machine image %s lacks %s; building it again", image, ", ".join(lacking))
+    return not lacking
 
 
 def _lock(image: Path) -> int:

@@ -8,12 +8,15 @@ repository holds the packages' full dependency closure relative to what the mach
     deb [trusted=yes] http://<bridge>:<port>/apt ./
 
 ``trusted=yes`` because the lab does not sign its index; the packages are Debian's own. The repository is
-cached per image and package list: it is the same for every run until one of them changes.
+cached per image and package list: it is the same for every run until one of them changes, and checked
+before use (every package its index lists is there), so a damaged cache is built again rather than served.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -21,6 +24,8 @@ from pathlib import Path
 
 from agent.lab.machines_host import run
 from agent.lab.machines_rootfs import SUITE
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("docker.io", "curl", "python3-apt")
 """What the release's playbooks install on a machine beyond the image; apt adds the dependencies
@@ -40,7 +45,7 @@ async def ensure_apt_repo(
     """The cached repository for ``image`` and ``packages``, downloaded and indexed first if needed."""
     key = hashlib.sha256("\n".join([image.name, *sorted(packages)]).encode()).hexdigest()[:12]
     dest = cache_root / f"apt-{key}"
-    if _complete(dest):
+    if complete(dest):
         return dest
     tmp = dest.with_name(dest.name + ".building")
     _fresh(tmp)
@@ -58,8 +63,17 @@ async def ensure_apt_repo(
     return dest
 
 
-def _complete(repo: Path) -> bool:
-    return (repo / "Packages").is_file()
+def complete(repo: Path) -> bool:
+    """The index exists and every package it lists is beside it."""
+    index = repo / "Packages"
+    if not index.is_file():
+        return False
+    names = re.findall(r"^Filename: (.+)$", index.read_text(errors="replace"), re.MULTILINE)
+    lacking = [name for name in names if not (repo / name).is_file()]
+    if lacking or not names:
+        log.warning("the cached apt repository %s lacks %s; building it again", repo,
+                    ", ".join(lacking[:3]) or "every package")
+    return bool(names) and not lacking
 
 
 def _fresh(path: Path) -> None:

@@ -4,7 +4,8 @@ This is what a release publishes for air-gapped sites: the agent build (the whee
 user-data names) and an index its dependencies install from. The agent wheel is built from this checkout on
 every run (it is what is under test); its dependencies are downloaded once per set of requirements from the
 host's own package index (pip's configuration) and cached, binary wheels only, for the machines' Python
-(Debian bookworm's 3.11), so nothing has to be compiled inside a machine.
+(Debian bookworm's 3.11), so nothing has to be compiled inside a machine. A cached set whose marker is
+missing or one of whose wheels is not a whole archive is downloaded again.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ async def build_index(dest: Path, cache_root: Path, *, project: Path = CHECKOUT)
     await run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(files), str(project)])
     wheel = _one(files.glob("lcm_agent-*.whl"))
     deps = cache_root / f"wheels-{_requirements_key(wheel)}"
-    if not (deps / ".complete").exists():
+    if not _complete(deps):
         shutil.rmtree(deps, ignore_errors=True)
         await run([*pip, "download", "--quiet", "--only-binary=:all:", "--python-version", MACHINE_PYTHON,
                    "--dest", str(deps), str(wheel)])
@@ -91,6 +92,11 @@ def _requirements_key(wheel: Path) -> str:
         requires = sorted(line for line in archive.read(metadata).decode().splitlines()
                           if line.startswith("Requires-Dist:") and "extra ==" not in line)
     return hashlib.sha256("\n".join([MACHINE_PYTHON, *requires]).encode()).hexdigest()[:12]
+
+
+def _complete(deps: Path) -> bool:
+    """Downloaded to the end (its marker) and every wheel still a whole archive: checked before use."""
+    return (deps / ".complete").exists() and all(zipfile.is_zipfile(w) for w in deps.glob("*.whl"))
 
 
 def _one(paths: Iterable[Path]) -> Path:

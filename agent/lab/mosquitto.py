@@ -6,7 +6,10 @@ this module's (loopback, a free port, TLS when certificates are given). Password
 as plain text and are hashed in place by ``mosquitto_passwd -U``: never on a command line.
 
 The broker can be stopped and started again on the same port (a broker outage), its retained messages
-kept in its persistence file as a real one keeps them.
+kept in its persistence file as a real one keeps them. The config is this ``Broker``'s own: written at its
+first start (a directory left by another run, with that run's port and address, is overwritten), kept for
+its restarts. When the broker does not come up, the error says why from this start's log lines alone and
+names what holds the port or that the address is not this host's (``agent.lab.ports``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.lab import ports
+
 REPO_MQTT = Path(__file__).resolve().parents[2] / "deploy" / "mqtt"
 MOSQUITTO = "/usr/sbin/mosquitto"
 HASHER = "/usr/bin/mosquitto_passwd"
@@ -31,7 +36,7 @@ _MOVED = {"password_file", "acl_file", "persistence_location", "log_dest", "user
 
 
 class BrokerError(RuntimeError):
-    """The broker did not start; the message carries the end of its log."""
+    """The broker did not start; the message says why (its own error, what holds the port)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Broker:
         self.process: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        self._configured = False
 
     @property
     def url(self) -> str:
@@ -106,20 +112,33 @@ class Broker:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart, on the same port) and wait until the port takes connections."""
-        if not self.conf.exists():
+        if not self._configured:
             self.write_config()
+            self._configured = True
+        logged = self.log.stat().st_size if self.log.exists() else 0
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            if ports.listens(self.process.pid, self.port):  # its own socket, not another's on its port
                 return
             time.sleep(0.02)
         self.stop()
-        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-        raise BrokerError(f"mosquitto did not start on port {self.port}: {tail}")
+        raise BrokerError(self._why_not_started(logged))
+
+    def _why_not_started(self, logged: int) -> str:
+        """This start's own error lines (the log from byte ``logged`` on) and what explains them."""
+        text = ""
+        with contextlib.suppress(OSError), self.log.open("rb") as file:
+            file.seek(logged)
+            text = file.read().decode(errors="replace")
+        errors = [line.split(": ", 1)[-1] for line in text.splitlines() if "Error" in line]
+        said = "; ".join(dict.fromkeys(errors)) or "no error in its log"
+        cause = ports.why_not_listening(self.host, self.port)
+        return (f"mosquitto did not start on {self.host}:{self.port}: {said}"
+                + (f"; {cause}" if cause else "") + f" (config {self.conf}, log {self.log})")
 
     def stop(self, *, kill: bool = False) -> None:
         """SIGTERM (a clean shutdown: persistence saved) or SIGKILL, and wait."""

@@ -14,9 +14,12 @@ in each (``agent.lab.stack_netns``), or nspawn machines that cloud-init turns in
 - ``lcm-scheduler run`` is a child process with its log in the state directory; the backend starts the
   agents with their tokens and broker accounts.
 
-State lives under one directory (``<state>/stack``: configs, tokens, logs, pid files). ``down`` stops
-everything this stack started and is idempotent; ``stop_recorded`` stops a running stack from another
-process (``lcmctl demo --down``) by its pid files, and each backend removes its own leftovers.
+State lives under one directory (``<state>/stack``: configs, tokens, logs, pid files), made anew by every
+run (``agent.lab.stack_runs``). ``Stack.stages`` times each stage of bringing it up. ``down`` stops the
+scheduler first (it must release its Lease while the API is still there, and the machines' bridge the API
+listens on goes with the nodes), then the nodes and the broker, and is idempotent; ``stop_recorded`` stops
+a running stack from another process (``lcmctl demo --down``) by its pid files, and each backend removes
+its own leftovers.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from agent.api.names import agent_account
 from agent.lab import mosquitto
 from agent.lab.machines_access import issue_token
 from agent.lab.machines_fleet import MqttAccess, RegionalApi, registered
+from agent.lab.stages import Stages
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
@@ -68,6 +72,9 @@ class StackSettings:
     reconcile: dict[str, float] = field(default_factory=dict)
     """``reconcile.*`` of every agent's config (docs/agent-config.md); empty: the defaults. Netns nodes
     only: a machine's config is the one its cloud-init user-data writes."""
+    apt_mirror: str = ""
+    """Machines only: the Debian mirror the image and the lab's apt repository come from; "" takes the
+    host's apt sources (``agent.lab.machines_rootfs``)."""
 
     @property
     def run_dir(self) -> Path:
@@ -95,8 +102,9 @@ class NodeBackend(Protocol):
     kind: str
     """``netns`` or ``machines``."""
 
-    async def up(self) -> str:
-        """The nodes' network (and whatever the nodes need before the API exists); the bridge address."""
+    async def up(self, stages: Stages) -> str:
+        """The nodes' network (and whatever the nodes need before the API exists); the bridge address.
+        Each stage of it is recorded in ``stages``."""
         ...
 
     def objects(self, paths: Sequence[Path]) -> list[Path]:
@@ -192,6 +200,7 @@ class Stack:
         self.regional_password_file = self.settings.run_dir / "mqtt-regional"
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._bridge = ""
+        self.stages = Stages()
 
     # Bringing it up
 
@@ -201,7 +210,7 @@ class Stack:
         self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.settings.run_dir.mkdir(mode=0o700, exist_ok=True)
         write_pid(self.settings.run_dir, "stack", os.getpid())
-        self._bridge = await self.nodes.up()
+        self._bridge = await self.nodes.up(self.stages)
         return self._bridge
 
     async def start(self, kubeconfig: Path) -> None:
@@ -220,6 +229,7 @@ class Stack:
                                      "--namespace", s.namespace, "--lease-namespace", s.namespace,
                                      "--mqtt-url", self.broker.url,
                                      "--mqtt-password-file", str(self.regional_password_file)])
+        self.stages.done("tokens, broker, scheduler")
         await self.nodes.start_agents(self.api, {
             m: AgentAccess(tokens[m], MqttAccess(self.broker.url, m, passwords[m])) for m in s.machines})
 
@@ -272,11 +282,13 @@ class Stack:
     # Taking it down
 
     async def down(self) -> list[str]:
-        """Stop the agents and remove the nodes, then the scheduler and the broker."""
-        stopped = await self.nodes.down()
+        """Stop the scheduler (it releases its Lease while the API is reachable), the agents and the nodes,
+        then the broker."""
+        stopped = []
         if "scheduler" in self._children:
             await asyncio.to_thread(stop_children, [self._children.pop("scheduler")])
             stopped.append("scheduler")
+        stopped += await self.nodes.down()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -291,7 +303,7 @@ def stop_recorded(run_dir: Path) -> list[str]:
     then takes its own parts down). Idempotent; the backends remove their nodes' leftovers."""
     removed = []
     for name in ("stack", "scheduler", "mosquitto"):
-        pid = _read_pid(run_dir, name)
+        pid = recorded_pid(run_dir, name)
         if pid and pid != os.getpid() and _signal(pid, signal.SIGTERM):
             _wait_gone(pid, DEMO_GRACE if name == "stack" else STOP_GRACE)
             removed.append(f"{name} (pid {pid})")
@@ -323,7 +335,7 @@ def write_pid(run_dir: Path, name: str, pid: int) -> None:
     (run_dir / f"{name}.pid").write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
 
 
-def _read_pid(run_dir: Path, name: str) -> int:
+def recorded_pid(run_dir: Path, name: str) -> int:
     """The pid recorded as ``name`` if that very process still runs, else 0."""
     try:
         record = json.loads((run_dir / f"{name}.pid").read_text())

@@ -28,6 +28,7 @@ from agent.lab.machines import STATE_ROOT, Machine
 from agent.lab.machines_fleet import Fleet, FleetSettings, RegionalApi, release_bridge
 from agent.lab.machines_network import Subnet
 from agent.lab.stack import AgentAccess, Rollout, StackSettings
+from agent.lab.stages import Stages
 
 PACKAGES_PLAYBOOK = "prepare/packages.yml"
 RECORD = "machines.json"
@@ -39,11 +40,12 @@ class MachineNodes:
     def __init__(self, settings: StackSettings, *, machines_root: Path = STATE_ROOT) -> None:
         self.settings = settings
         self.fleet = Fleet(FleetSettings(run_dir=settings.run_dir / "lab", namespace=settings.namespace,
-                                         cluster=settings.cluster, machines_root=machines_root))
+                                         cluster=settings.cluster, machines_root=machines_root,
+                                         debian_mirror=settings.apt_mirror))
 
-    async def up(self) -> str:
+    async def up(self, stages: Stages) -> str:
         (self.settings.run_dir / RECORD).write_text(json.dumps(list(self.settings.machines)))
-        await self.fleet.prepare()
+        await self.fleet.prepare(stages)
         return str(self.fleet.settings.subnet.gateway)
 
     def objects(self, paths: Sequence[Path]) -> list[Path]:
@@ -59,7 +61,8 @@ class MachineNodes:
                                  mqtt=access.mqtt)
 
     def exited(self) -> dict[str, str]:
-        return {f"machine {name}": f"stopped; its console: {machine.console}"
+        # The console's end, not only its path: the teardown that follows removes the machine's files.
+        return {f"machine {name}": f"stopped; the end of its console:\n{console_tail(machine)}"
                 for name, machine in self.fleet.machines.items() if machine.nspawn_pid() is None}
 
     async def explain(self, rollout: Rollout) -> str:
@@ -126,3 +129,12 @@ async def remove_leftovers(run_dir: Path, machines_root: Path = STATE_ROOT) -> l
     await release_bridge(Subnet(), machines_root)
     (run_dir / RECORD).unlink(missing_ok=True)
     return [f"machine {name}" for name in names]
+
+
+def console_tail(machine: Machine, lines: int = 12) -> str:
+    """The last ``lines`` lines of the machine's console, indented; a word when there is none."""
+    try:
+        text = machine.console.read_text(errors="replace")
+    except OSError:
+        return "  (no console log)"
+    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (empty)"

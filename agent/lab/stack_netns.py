@@ -33,6 +33,7 @@ from agent.lab.stack import (
     stop_children,
     tool,
 )
+from agent.lab.stages import Stages
 
 _SOCKET_DIR_MAX = 48
 """Longest node-directory root kept under the state dir: containerd's sockets below must fit 108 bytes."""
@@ -46,12 +47,13 @@ class NetnsNodes:
         self.lab: nodes.Lab | None = None
         self._agents: dict[str, subprocess.Popen[bytes]] = {}
 
-    async def up(self) -> str:
+    async def up(self, stages: Stages) -> str:
         s = self.settings
         node_root = s.state_dir / "nodes"
         self.lab = await asyncio.to_thread(
             nodes.up, list(s.machines), prefix=s.prefix,
             state_dir=node_root if len(str(node_root)) <= _SOCKET_DIR_MAX else None)
+        stages.done("netns nodes and their dockerd")
         return str(self.lab.net.gateway)
 
     def objects(self, paths: Sequence[Path]) -> list[Path]:

@@ -1,15 +1,20 @@
 """The README's first command: the demo picks its nodes (nspawn machines when the host can run them, else
 network-namespace nodes, saying why), brings up its parts, and ``--down`` from another shell takes every one
-of them away. (The rollout the demo shows, to a swarm and beyond, is tests/e2e/test_e2e_machines.py and
-test_e2e_rollout.py, on the same composition.)"""
+of them away. It runs again in the same state folder, also after a run killed with SIGKILL, and ``--once``
+ends saying only what is still true, with each stage's time. (The rollout the demo shows, to a swarm and
+beyond, is tests/e2e/test_e2e_machines.py and test_e2e_rollout.py, on the same composition.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +26,46 @@ from agent.lab.nodes import session_prefix
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 
 
-def demo(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def demo(state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def demo_started(state: Path, prefix: str) -> Iterator[subprocess.Popen[str]]:
+    """A netns demo in the background, once its agents are started; Ctrl-C on exit if it still runs."""
+    proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
+                             "--nodes", "netns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_line([], proc, "agents started")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(90)
+
+
+def recorded_pids(state: Path) -> dict[str, int]:
+    return {p.stem: json.loads(p.read_text())["pid"] for p in (state / "stack").glob("*.pid")}
+
+
+def assert_once_ended_cleanly(run: subprocess.CompletedProcess[str], state: Path) -> None:
+    """All Ready with the swarm shown and each stage timed; then only what is true after the teardown (no
+    commands for a cluster that is gone), and the scheduler released its Lease with no error logged."""
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all 3 machines Ready on swarm-1.0.0" in run.stdout
+    stages = next(line for line in run.stdout.splitlines() if line.startswith("stages: "))
+    assert "agents' start → all registered" in stages
+    assert "registered → all Ready" in stages
+    assert "demo-worker-1" in run.stdout.split("The swarm, from demo-control-0's engine:")[1]
+    assert "taken down in" in run.stdout.splitlines()[-1]
+    assert "Look around" not in run.stdout
+    assert "export KUBECONFIG" not in run.stdout
+    scheduler = [json.loads(line) for line in (state / "stack" / "scheduler.log").read_text().splitlines()
+                 if line.startswith("{")]
+    assert [e["msg"] for e in scheduler if e["level"] == "ERROR"] == []
+    assert any(e["msg"] == "released the lease" for e in scheduler)
+    assert recorded_pids(state) == {}
 
 
 def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, within: float = 120.0) -> None:
@@ -42,12 +84,8 @@ def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, wit
 @pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
 def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> None:
     state, prefix = tmp_path / "demo", session_prefix("dm")
-    proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
-                             "--nodes", "netns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    said: list[str] = []
-    try:
-        wait_for_line(said, proc, "agents started")
-        pids = {p.stem: json.loads(p.read_text())["pid"] for p in (state / "stack").glob("*.pid")}
+    with demo_started(state, prefix) as proc:
+        pids = recorded_pids(state)
         assert {"stack", "scheduler", "mosquitto", "agent-demo-control-0", "agent-demo-worker-1"} <= set(pids)
         assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
         assert nodes.registry_path(prefix).exists()
@@ -55,15 +93,60 @@ def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> No
         down = demo(state, "--down", "--prefix", prefix)
         assert down.returncode == 0, down.stderr
         assert proc.wait(90) == 130, "the running demo stopped before its rollout finished"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(90)
     assert not state.exists()
     assert not nodes.registry_path(prefix).exists()
     assert netns.leftovers(prefix) == ([], [])
     for pid in pids.values():
         assert not Path(f"/proc/{pid}").exists(), f"pid {pid} of the demo survived --down"
+
+
+@pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
+def test_demo_runs_again_in_the_same_state_dir_and_after_a_run_killed_with_sigkill(tmp_path: Path) -> None:
+    state, prefix = tmp_path / "demo", session_prefix("dr")
+    once = ("--once", "--nodes", "netns", "--prefix", prefix)
+    assert_once_ended_cleanly(demo(state, *once, timeout=600), state)
+
+    with demo_started(state, prefix) as killed:  # the second run gets as far as its agents, then is killed
+        left = recorded_pids(state)
+        killed.kill()
+        killed.wait()
+    assert {"scheduler", "mosquitto", "agent-demo-control-0"} <= set(left)
+    assert Path(f"/proc/{left['scheduler']}").exists()  # its own session: it outlives the demo
+
+    third = demo(state, *once, timeout=600)
+    assert_once_ended_cleanly(third, state)
+    assert "the previous run in" in third.stderr
+    assert "ended without its teardown" in third.stderr
+    for name, pid in left.items():
+        if name != "stack":
+            assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) of the killed run survived"
+    assert netns.leftovers(prefix) == ([], [])
+
+
+@pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
+def test_a_second_demo_on_a_running_ones_state_dir_names_it_and_how_to_stop_it(tmp_path: Path) -> None:
+    state, prefix = tmp_path / "demo", session_prefix("dp")
+    with demo_started(state, prefix) as first:
+        second = demo(state, "--once", "--nodes", "netns", "--prefix", session_prefix("dq"))
+        assert second.returncode == 1
+        assert f"a run with state dir {state} is still running (pid {first.pid})" in second.stderr
+        assert f"lcmctl demo --down --state-dir {state}" in second.stderr
+        assert first.poll() is None  # untouched
+
+
+@pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
+def test_an_api_port_someone_holds_is_named_with_its_holder_and_the_cure(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))  # noqa: S104 - every address, the bridge's among them
+        holder.listen()
+        port = holder.getsockname()[1]
+        run = subprocess.run([LCMCTL, "demo", "--state-dir", str(tmp_path / "demo"), "--port", str(port),
+                              "--once", "--nodes", "netns", "--prefix", session_prefix("dh")],
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "the API simulator cannot listen on 10.77." in run.stderr
+    assert f"port {port} is held by pid {os.getpid()}" in run.stderr
+    assert "--port 0 takes any free port" in run.stderr
 
 
 def test_demo_without_samples_says_what_is_missing(tmp_path: Path) -> None:

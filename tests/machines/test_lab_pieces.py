@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.lab.machines import Machine
 from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from agent.lab.machines_host import LabError
 from agent.lab.machines_network import Subnet, link_name, veth_name
-from agent.lab.machines_rootfs import debian_mirror
+from agent.lab.machines_rootfs import BOOT_FILES, COMPLETE, NoMirrorError, debian_mirror, usable
+from agent.lab.mirror_apt import complete as apt_repo_complete
 from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
@@ -77,10 +79,21 @@ Components: main
     (["deb [arch=amd64] http://mirror.local/debian bookworm main\n"], "http://mirror.local/debian"),
     (["deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n", DEB822],
      "http://apt-cache.internal/debian"),
-    ([], "http://deb.debian.org/debian"),
 ])
 def test_the_image_is_built_from_the_hosts_debian_mirror(sources: list[str], expected: str) -> None:
     assert debian_mirror(sources) == expected
+
+
+@pytest.mark.parametrize("sources", [
+    [],
+    ["deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n"],
+    [DEB822.replace("bookworm", "trixie")],
+])
+def test_a_host_without_a_debian_source_for_the_suite_is_told_how_to_name_one(sources: list[str]) -> None:
+    with pytest.raises(NoMirrorError) as raised:
+        debian_mirror(sources)
+    assert "no apt source for Debian bookworm in /etc/apt/sources.list" in str(raised.value)
+    assert "--apt-mirror URL" in str(raised.value)
 
 
 def test_the_package_index_lists_each_wheel_under_its_normalised_name_with_its_digest(tmp_path: Path) -> None:
@@ -140,3 +153,39 @@ def test_up_without_root_says_root_is_needed(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stderr
     assert "missing: root (machines need namespaces, mounts and network devices)" in done.stderr
+
+
+def _image(root: Path, *, lacking: str = "") -> Path:
+    for name in BOOT_FILES:
+        if name != lacking:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("")
+    (root / COMPLETE).write_text("bookworm\n")
+    return root
+
+
+def test_a_cached_image_is_used_only_while_it_holds_what_a_boot_needs(tmp_path: Path) -> None:
+    assert usable(_image(tmp_path / "whole"))
+    assert not usable(_image(tmp_path / "damaged", lacking="usr/bin/cloud-init"))
+    half = tmp_path / "half"  # a build that never finished has no marker
+    half.mkdir()
+    assert not usable(half)
+
+
+def test_a_cached_apt_repository_is_used_only_while_every_package_it_lists_is_there(tmp_path: Path) -> None:
+    (tmp_path / "Packages").write_text("Package: curl\nFilename: ./curl_7.88_amd64.deb\n\n"
+                                       "Package: runc\nFilename: ./runc_1.1_amd64.deb\n")
+    (tmp_path / "curl_7.88_amd64.deb").write_bytes(b"deb")
+    assert not apt_repo_complete(tmp_path)
+    (tmp_path / "runc_1.1_amd64.deb").write_bytes(b"deb")
+    assert apt_repo_complete(tmp_path)
+
+
+@pytest.mark.parametrize("pid", [2, os.getpid()], ids=["a kernel thread", "another process"])
+def test_a_pid_file_naming_a_process_that_is_not_the_machines_nspawn_is_not_taken_for_it(
+    tmp_path: Path, pid: int,
+) -> None:
+    machine = Machine("m-1", tmp_path)
+    machine.dir.mkdir(parents=True)
+    (machine.dir / "nspawn.pid").write_text(f"{pid}\n")
+    assert machine.nspawn_pid() is None
