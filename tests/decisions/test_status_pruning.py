@@ -11,6 +11,8 @@ from agent.decisions.hashing import item_hash
 from agent.decisions.reporting import catch_up_patch, finished_slot, slots_patch, summary_patch
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+UCP = "1.0.0"
+"""The stack version of the spec (Mirantis' ``ucp`` machines are Ready only once the status reports it)."""
 
 
 def item(name: str) -> dict[str, Any]:
@@ -23,13 +25,14 @@ def machine(names: list[str], slots: list[str], *, on: str = "", **status: Any) 
 
     return LCMMachine.from_raw({
         "metadata": {"name": "m1", "generation": 4},
-        "spec": {"type": "worker", "release": on, "stateItems": [item(n) for n in names]},
+        "spec": {"type": "worker", "lcmType": "ucp", "components": {"ucpVersion": UCP}, "release": on,
+                 "stateItems": [item(n) for n in names]},
         "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
                    "stateItemStatuses": {n: done(n) for n in slots}, **status}})
 
 
 def digest(name: str) -> str:
-    return item_hash(LCMMachine.from_raw({"spec": {"stateItems": [item(name)]}}).spec.state_items[0], {})
+    return item_hash(LCMMachine.from_raw({"spec": {"stateItems": [item(name)]}}).spec.state_items[0], "")
 
 
 def outcome(name: str) -> dict[str, Any]:
@@ -65,7 +68,8 @@ def test_a_spec_that_only_lost_items_gets_its_status_caught_up() -> None:
 
 
 def test_a_status_up_to_date_needs_no_catch_up() -> None:
-    assert catch_up_patch(machine(["a", "b"], ["a", "b"], state="Ready", progress="2/2")) is None
+    assert catch_up_patch(machine(["a", "b"], ["a", "b"], state="Ready", progress="2/2",
+                                  components={"ucpVersion": UCP})) is None
     assert catch_up_patch(machine(["a", "b"], ["a"], state="Deploy", progress="1/2")) is None
 
 
