@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,10 @@ async def kubectl_row(kube_api: KubeApi, namespace: str, name: str) -> dict[str,
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     header, row = out.decode().splitlines()
-    return dict(zip(header.split(), row.split(), strict=True))
+    # Columns by their header's position: an empty cell (PENDING on a machine waiting for nothing) is blank.
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (Debian package kubernetes-client)")
