@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,28 @@ async def test_the_crds_are_accepted_as_they_are(kube_api: KubeApi) -> None:
             for sent, kept in zip(manifest["spec"]["versions"], stored["spec"]["versions"], strict=True):
                 assert kept["schema"] == sent["schema"], "the server changed the schema it was given"
                 assert kept.get("additionalPrinterColumns") == sent.get("additionalPrinterColumns")
+
+
+def test_a_killed_test_session_leaves_no_control_plane(tmp_path: Path) -> None:
+    script = f"""
+import asyncio, json, os, signal
+from pathlib import Path
+from agent.lab.kube import build
+from agent.lab.kube.plane import ControlPlane, PlaneSettings
+plane = ControlPlane(PlaneSettings(Path({str(tmp_path / "kube")!r}), die_with_parent=True),
+                     build.ensure_built(print))
+asyncio.run(plane.start())
+print(json.dumps(plane.pids()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == -9, done.stderr
+    pids = json.loads(done.stdout.splitlines()[-1])
+    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+    for _ in range(600):
+        if not any(Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in pids.values()):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"components outlived the process that started them: {pids}")
