@@ -48,7 +48,7 @@ def real_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield Path(user)
         asyncio.run(_remove_crds(Path(user), created))
         return
-    settings = PlaneSettings(tmp_path_factory.mktemp("kube"), crds=crd_paths())
+    settings = PlaneSettings(tmp_path_factory.mktemp("kube"), crds=crd_paths(), die_with_parent=True)
     plane = ControlPlane(settings, ensure_built(_announce))
     asyncio.run(plane.start())
     try:
@@ -86,7 +86,7 @@ def api_backend(request: pytest.FixtureRequest) -> str:
     if backend == "kube" and os.environ.get(ENV_API) == "sim":
         pytest.skip(f"{ENV_API}=sim: the simulator only")
     if backend == "sim" and os.environ.get(ENV_KUBECONFIG):
-        pytest.skip(f"{ENV_KUBECONFIG}: the real cluster only")
+        pytest.skip(f"the simulator's half of a differential test: {ENV_KUBECONFIG} runs the cluster's half")
     return backend
 
 

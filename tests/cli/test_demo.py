@@ -32,12 +32,16 @@ def demo(state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 
 @contextlib.contextmanager
-def demo_started(state: Path, prefix: str) -> Iterator[subprocess.Popen[str]]:
-    """A netns demo in the background, once its agents are started; Ctrl-C on exit if it still runs."""
+def demo_started(state: Path, prefix: str, *, api: str = "sim",
+                 said: list[str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """A netns demo in the background, once its agents are started (what it said until then goes to
+    ``said``); Ctrl-C on exit if it still runs. The real control plane may be built on its first use."""
     proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
-                             "--nodes", "netns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--nodes", "netns", "--api", api],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_line([], proc, "agents started")
+        wait_for_line([] if said is None else said, proc, "agents started",
+                      within=600.0 if api == "kube" else 120.0)
         yield proc
     finally:
         if proc.poll() is None:
@@ -82,12 +86,21 @@ def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, wit
 
 
 @pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
-def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["sim", "kube"])
+def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path, api: str) -> None:
     state, prefix = tmp_path / "demo", session_prefix("dm")
-    with demo_started(state, prefix) as proc:
+    said: list[str] = []
+    with demo_started(state, prefix, api=api, said=said) as proc:
         pids = recorded_pids(state)
         assert {"stack", "scheduler", "mosquitto", "agent-demo-control-0", "agent-demo-worker-1"} <= set(pids)
-        assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
+        kubeconfig = state / "kubeconfig"
+        if api == "kube":
+            plane = json.loads((state / "kube" / "pids.json").read_text())["pids"]
+            assert set(plane) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+            pids.update(plane)
+            kubeconfig = state / "kube" / "admin.kubeconfig"
+            assert any("kube-apiserver" in line for line in said)
+        assert kubeconfig.stat().st_mode & 0o077 == 0  # the admin credential is private
         assert nodes.registry_path(prefix).exists()
 
         down = demo(state, "--down", "--prefix", prefix)
