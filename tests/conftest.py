@@ -86,7 +86,7 @@ def api_backend(request: pytest.FixtureRequest) -> str:
     if backend == "kube" and os.environ.get(ENV_API) == "sim":
         pytest.skip(f"{ENV_API}=sim: the simulator only")
     if backend == "sim" and os.environ.get(ENV_KUBECONFIG):
-        pytest.skip(f"{ENV_KUBECONFIG}: the real cluster only")
+        pytest.skip(f"the simulator's half of a differential test: {ENV_KUBECONFIG} runs the cluster's half")
     return backend
 
 

@@ -40,16 +40,25 @@ def wait_for_line(stream: list[str], proc: subprocess.Popen[str], text: str, wit
 
 
 @pytest.mark.skipif(bool(missing_prerequisites("netns")), reason="; ".join(missing_prerequisites("netns")))
-def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["sim", "kube"])
+def test_demo_comes_up_and_down_removes_everything_it_made(tmp_path: Path, api: str) -> None:
     state, prefix = tmp_path / "demo", session_prefix("dm")
     proc = subprocess.Popen([LCMCTL, "demo", "--state-dir", str(state), "--port", "0", "--prefix", prefix,
-                             "--nodes", "netns"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--nodes", "netns", "--api", api],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     said: list[str] = []
     try:
-        wait_for_line(said, proc, "agents started")
+        wait_for_line(said, proc, "agents started", within=600.0 if api == "kube" else 120.0)
         pids = {p.stem: json.loads(p.read_text())["pid"] for p in (state / "stack").glob("*.pid")}
         assert {"stack", "scheduler", "mosquitto", "agent-demo-control-0", "agent-demo-worker-1"} <= set(pids)
-        assert (state / "kubeconfig").stat().st_mode & 0o077 == 0  # the admin credential is private
+        kubeconfig = state / "kubeconfig"
+        if api == "kube":
+            plane = json.loads((state / "kube" / "pids.json").read_text())["pids"]
+            assert set(plane) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+            pids.update(plane)
+            kubeconfig = state / "kube" / "admin.kubeconfig"
+            assert any("kube-apiserver" in line for line in said)
+        assert kubeconfig.stat().st_mode & 0o077 == 0  # the admin credential is private
         assert nodes.registry_path(prefix).exists()
 
         down = demo(state, "--down", "--prefix", prefix)
