@@ -122,7 +122,7 @@ async def all_ready(kube: Kube, count: int) -> None:
 async def serving(server: str, tmp: Path) -> AsyncIterator[tuple[Path, dict[str, psutil.Process]]]:
     """The API server of kind ``server`` ("sim" or "kube"): its admin kubeconfig and its processes."""
     if server == "kube":
-        plane = ControlPlane(PlaneSettings(tmp / "kube", crds=crd_paths()),
+        plane = ControlPlane(PlaneSettings(tmp / "kube", crds=crd_paths(), die_with_parent=True),
                              ensure_built(lambda line: print(line, flush=True)))
         await plane.start()
         try:

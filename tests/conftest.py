@@ -48,7 +48,7 @@ def real_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield Path(user)
         asyncio.run(_remove_crds(Path(user), created))
         return
-    settings = PlaneSettings(tmp_path_factory.mktemp("kube"), crds=crd_paths())
+    settings = PlaneSettings(tmp_path_factory.mktemp("kube"), crds=crd_paths(), die_with_parent=True)
     plane = ControlPlane(settings, ensure_built(_announce))
     asyncio.run(plane.start())
     try:

@@ -1,5 +1,5 @@
 """The whole product as production runs it, on systemd-nspawn machines (``agent.lab.stack`` with
-``stack_machines``): the API simulator, lcm-scheduler and Mosquitto on the host; three machines (one
+``stack_machines``): kube-apiserver, lcm-scheduler and Mosquitto on the host; three machines (one
 control, two workers) booted from the cached image, each made a node by cloud-init alone (the agent
 installed from the lab's air-gapped mirror with its playbooks, run by systemd, talking to the broker with
 its own account); the release's playbooks install Docker Engine from the lab's apt repository and form the

@@ -1,5 +1,5 @@
 """The whole product on one host, as the demo runs it on hosts without nspawn (``agent.lab.stack`` with
-network-namespace nodes): the API simulator, lcm-scheduler, Mosquitto, and three nodes (one control, two
+network-namespace nodes): kube-apiserver, lcm-scheduler, Mosquitto, and three nodes (one control, two
 workers) each with its own dockerd and the real agent in its namespaces, driving the release's playbooks.
 The scenario (tests/e2e/e2e_scenario.py): from nothing to a three-node swarm; then a reconfigure (an engine
 label), a drift the reconciler repairs (a worker's dockerd stopped), and an upgrade to swarm-1.1.0 that

@@ -11,12 +11,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.adapters.kube import Kube, KubeError, Resource, connect
+from agent.api.crds import load_crds
 from agent.lab.kube import build
 from agent.lab.kube.plane import ControlPlane, PlaneError, PlaneSettings
 from agent.sim.testing import LCM_GROUP, LCM_VERSION, KubeApi, lcm_machine
@@ -117,3 +119,44 @@ async def test_a_component_that_cannot_start_is_named_with_its_log(tmp_path: Pat
     assert not settings.pids_path.exists()
     assert plane.pids() == {}
     assert os.listdir(settings.log_dir)
+
+
+@pytest.mark.real_server("CRD conditions (structural schema checks)")
+async def test_the_crds_are_accepted_as_they_are(kube_api: KubeApi) -> None:
+    crds = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
+    async with await connect(kubeconfig=kube_api.kubeconfig_path) as kube:
+        for manifest in load_crds():
+            stored = await kube.get(crds, "", manifest["metadata"]["name"])
+            conditions = {c["type"]: c["status"] for c in stored["status"]["conditions"]}
+            assert conditions.get("Established") == "True"
+            assert conditions.get("NamesAccepted") == "True"
+            assert "NonStructuralSchema" not in conditions
+            assert stored["spec"]["names"].get("shortNames") == manifest["spec"]["names"].get("shortNames")
+            for sent, kept in zip(manifest["spec"]["versions"], stored["spec"]["versions"], strict=True):
+                assert kept["schema"] == sent["schema"], "the server changed the schema it was given"
+                assert kept.get("additionalPrinterColumns") == sent.get("additionalPrinterColumns")
+
+
+def test_a_killed_test_session_leaves_no_control_plane(tmp_path: Path) -> None:
+    script = f"""
+import asyncio, json, os, signal
+from pathlib import Path
+from agent.lab.kube import build
+from agent.lab.kube.plane import ControlPlane, PlaneSettings
+plane = ControlPlane(PlaneSettings(Path({str(tmp_path / "kube")!r}), die_with_parent=True),
+                     build.ensure_built(print))
+asyncio.run(plane.start())
+print(json.dumps(plane.pids()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == -9, done.stderr
+    pids = json.loads(done.stdout.splitlines()[-1])
+    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+    for _ in range(600):
+        if not any(Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in pids.values()):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"components outlived the process that started them: {pids}")

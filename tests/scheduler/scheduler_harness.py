@@ -1,4 +1,4 @@
-"""The scheduler under test against a real API simulator over HTTPS, with simulated agents.
+"""The scheduler under test against the API server over HTTPS (real, or simulated), with simulated agents.
 
 Objects are created as the other parties would (a release engineer's ClusterRelease, an operator's
 LCMCluster, a provider's LCMMachines); ``Fleet`` (agent.lab.fake_agents) plays the machines' agents; a

@@ -1,4 +1,4 @@
-"""The regional liveness subscriber against a real broker and the API simulator: a killed agent and a
+"""The regional liveness subscriber against a real broker and the API server: a killed agent and a
 silent one become ``AgentReachable=False``, a live one ``True``, and steady heartbeats cost no API writes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The upgrade loop against the API simulator: what a node does with ``spec.agentConfig``, what the operator
+"""The upgrade loop against the API server: what a node does with ``spec.agentConfig``, what the operator
 sees in ``status.lcmAgentUpgradeStatus``, and what is on disk afterwards.
 
 Two tests install for real (a clone of the test's own virtualenv plus a real wheel); the rest use fake

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import json
 import os
@@ -45,6 +46,7 @@ STOP_GRACE = 10.0
 """Seconds a component gets after SIGTERM before its process group is killed."""
 POLL = 0.2
 LOG_TAIL = 25
+PR_SET_PDEATHSIG = 1
 
 
 class PlaneError(RuntimeError):
@@ -62,6 +64,9 @@ class PlaneSettings:
     """CRD manifests installed (created or replaced) and waited for until Established."""
     start_within: float = 180.0
     """Seconds from the first process to a usable API: kube-apiserver alone takes 10-30 s on 2 busy cores."""
+    die_with_parent: bool = False
+    """The components are killed when the starting process dies (tests, benchmarks: a killed pytest leaves
+    no control plane behind); False for ``lcmctl kube up``, whose plane outlives the command."""
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -194,7 +199,8 @@ class ControlPlane:
         with open(self.settings.log_dir / f"{name}.log", "ab") as log:
             self._procs[name] = subprocess.Popen(
                 [str(self.binaries / name), *args], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_term_with_parent if self.settings.die_with_parent else None)
 
     def pids(self) -> dict[str, int]:
         """Component → pid, of what this object started (for CPU and memory figures)."""
@@ -234,6 +240,13 @@ def recorded_url(settings: PlaneSettings) -> str:
         return ""
     alive = all(_is_component(pid, name) for name, pid in record["pids"].items())
     return str(record["url"]) if alive else ""
+
+
+def _term_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (Linux ``PR_SET_PDEATHSIG``): a throwaway plane
+    needs no graceful stop, and kube-apiserver, told to stop once etcd is gone, would wait on it for good."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port(host: str) -> int:
