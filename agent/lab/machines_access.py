@@ -39,8 +39,7 @@ def agent_rules(machine: str, *, machine_type: str = "worker", cluster: str = ""
     only its status, read its swarm join token, create Events, and renew its own token. A control machine
     also publishes the join tokens, executes its LCMClusterStates and drains the other machines (reads them
     and writes their status), as ``deploy/rbac/10-control-*.yaml`` says."""
-    secrets = [manager_token_secret(cluster), worker_token_secret(cluster)] if cluster else []
-    own = [
+    rules: list[dict[str, Any]] = [
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": [LCM_GROUP], "resources": ["lcmmachines"], "resourceNames": [machine],
          "verbs": ["get", "list", "watch"]},
@@ -49,17 +48,21 @@ def agent_rules(machine: str, *, machine_type: str = "worker", cluster: str = ""
         {"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": [agent_account(machine)],
          "verbs": ["create"]},
     ]
-    if machine_type != "control":
-        return own + ([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": secrets[1:],
-                        "verbs": ["get"]}] if secrets else [])
-    return own + ([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": secrets,
-                    "verbs": ["get", "update"]}] if secrets else []) + [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-        {"apiGroups": [LCM_GROUP], "resources": ["lcmclusterstates"], "verbs": ["list", "watch"]},
-        {"apiGroups": [LCM_GROUP], "resources": ["lcmclusterstates/status"], "verbs": ["patch"]},
-        {"apiGroups": [LCM_GROUP], "resources": ["lcmmachines"], "verbs": ["get"]},
-        {"apiGroups": [LCM_GROUP], "resources": ["lcmmachines/status"], "verbs": ["patch"]},
-    ]
+    control = machine_type == "control"
+    if cluster:
+        join = [manager_token_secret(cluster), worker_token_secret(cluster)] if control else [
+            worker_token_secret(cluster)]
+        rules.append({"apiGroups": [""], "resources": ["secrets"], "resourceNames": join,
+                      "verbs": ["get", "update"] if control else ["get"]})
+    if control:
+        rules += [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [LCM_GROUP], "resources": ["lcmclusterstates"], "verbs": ["list", "watch"]},
+            {"apiGroups": [LCM_GROUP], "resources": ["lcmclusterstates/status"], "verbs": ["patch"]},
+            {"apiGroups": [LCM_GROUP], "resources": ["lcmmachines"], "verbs": ["get"]},
+            {"apiGroups": [LCM_GROUP], "resources": ["lcmmachines/status"], "verbs": ["patch"]},
+        ]
+    return rules
 
 
 async def ensure_namespace(kube: Kube, namespace: str) -> None:

@@ -21,7 +21,7 @@ from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import SECRETS, Kube
 from agent.api.names import agent_account
 from agent.daemon.renewal import CONDITION
-from agent.lab.machines_access import credential_secret, provision
+from agent.lab.machines_access import ROLES, credential_secret, provision
 from agent.sim.testing import token_answer, token_claims
 
 pytestmark = pytest.mark.kube
@@ -105,6 +105,31 @@ async def test_a_token_without_expiry_is_replaced_and_the_new_one_used_from_then
         done = await node.wait_slot("after-renewal", lambda s: s.get("exitCode") == 0)
     assert done["attempt"] == 1
     assert node.runs("after-renewal") == ["after-renewal 1"]
+
+
+@BOTH_SERVERS
+async def test_a_renewal_the_role_refuses_is_reported_while_the_old_token_still_works(
+    node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    admin, ns = node.admin, node.namespace
+    caplog.set_level(logging.INFO)
+    await provision(admin, ns, node.name, cluster="demo", machine_type="worker")
+    account = agent_account(node.name)
+    role = await admin.get(ROLES, ns, account)
+    kept = [r for r in role["rules"] if "serviceaccounts/token" not in r["resources"]]
+    await admin.patch(ROLES, ns, account, {"rules": kept})  # an old Role, from before renewal
+    token_file = tmp_path / "token"
+    private_token(token_file, await legacy_token(admin, ns, account))
+    async with node.agent(await node.configure(token_file=token_file)):
+        failed = await node.wait_for(lambda o: condition(o).get("reason") == "RenewalFailed",
+                                     describe="the RenewalFailed condition")
+        await logged(caplog, "cannot renew the API token (403 Forbidden")
+        await node.patch_spec({"stateItems": [node.item("with-the-old-token")]})
+        await node.wait_slot("with-the-old-token", lambda s: s.get("exitCode") == 0)
+    mine = condition(failed)
+    assert mine["status"] == "False"
+    assert "serviceaccounts/token" in mine["message"]
+    assert "the current one still works, it has no expiry" in mine["message"]
 
 
 @BOTH_SERVERS
