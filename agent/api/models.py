@@ -46,10 +46,11 @@ SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-
 """A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
 
 LCM_TYPE = "ucp"
-"""``spec.lcmType`` of every machine lcm-agent manages (the scheduler writes it, an agent creating its own
-machine too): a Swarm cluster is Mirantis' UCP family, whose state rules (docs/api.md, "lcmType") add one
-condition to the items': the stack version the node reports (``status.components.ucpVersion``) is the
-wanted one (``spec.components.ucpVersion``, the release's version)."""
+"""``spec.lcmType`` of every machine lcm-agent manages (the scheduler writes it, and so do an agent creating
+its own machine and ``lcmctl cloud-init provision``): a Swarm cluster is Mirantis' UCP family, whose state
+rules (docs/api.md, "lcmType") add one condition to the items': the stack version the node reports
+(``status.components.ucpVersion``) is the wanted one (``spec.components.ucpVersion``, the release's
+version)."""
 
 PHASES: tuple[Phase, ...] = ("prepare", "deploy", "reconfigure")
 """The phases in the order a machine goes through them."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
+from agent.api.models import LCM_TYPE
 from agent.api.names import agent_account
 from agent.decisions.planning.contract import manager_token_secret, worker_token_secret
 from agent.lab.machines_host import LabError
@@ -79,7 +80,9 @@ async def provision(
     await _create(kube, LCMMACHINES, namespace, {
         "apiVersion": f"{LCM_GROUP}/v1alpha1", "kind": "LCMMachine",
         "metadata": {"name": machine, "namespace": namespace},
-        "spec": {"clusterName": cluster, "type": machine_type}})
+        # lcm-agent's machines are Mirantis' ucp family (agent.api.models.LCM_TYPE): without it Mirantis'
+        # rules keep a registered machine Uninitialized until the scheduler first plans it.
+        "spec": {"clusterName": cluster, "type": machine_type, "lcmType": LCM_TYPE}})
     account = agent_account(machine)
     meta = {"name": account, "namespace": namespace}
     await _create(kube, SERVICE_ACCOUNTS, namespace,

@@ -42,7 +42,8 @@ async def test_the_token_reaches_its_own_machine_only(kube_api: KubeApi, tmp_pat
     ca = (await kube_api.client()).configuration.ssl_ca_cert
     async with await connect(server=server, ca_file=Path(ca) if ca else None, token_file=token) as agent:
         mine = await agent.get(LCMMACHINES, kube_api.namespace, "ctl-1")
-        assert (mine["spec"]["clusterName"], mine["spec"]["type"]) == ("c1", "worker")
+        spec = mine["spec"]
+        assert (spec["clusterName"], spec["type"], spec["lcmType"]) == ("c1", "worker", "ucp")
         with pytest.raises(KubeError) as refused:
             await agent.get(LCMMACHINES, kube_api.namespace, "ctl-2")
         assert refused.value.status == 403
