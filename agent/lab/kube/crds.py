@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from agent.adapters.kube import Kube, KubeError, Resource
+from agent.lab.kube.objects import create_or_replace
 
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
 POLL = 0.2
@@ -45,14 +46,10 @@ async def install_crds(kube: Kube, paths: Sequence[Path], wait: Wait) -> list[st
         crd: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
         name = crd["metadata"]["name"]
         try:
-            await kube.create(CRDS, "", crd)
-            created.append(name)
+            if await create_or_replace(kube, CRDS, "", crd):
+                created.append(name)
         except KubeError as exc:
-            if exc.status != 409:
-                raise KubeError(exc.status, exc.reason, f"the CRD {path.name} was refused: {exc}") from exc
-            current = await kube.get(CRDS, "", name)
-            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await kube.replace(CRDS, "", name, crd)
+            raise KubeError(exc.status, exc.reason, f"the CRD {path.name} was refused: {exc}") from exc
         await wait(f"establish the CRD {name}", _established(kube, name))
         # Established is not yet servable: until its watch cache is filled a list answers 429.
         served = Resource(crd["spec"]["group"], crd["spec"]["versions"][0]["name"],

@@ -62,13 +62,25 @@ async def apply_documents(kube: Kube, docs: Iterable[dict[str, Any]]) -> int:
         meta = doc.setdefault("metadata", {})
         namespace = meta.setdefault("namespace", "default") if res.namespaced else ""
         try:
-            await kube.create(res, namespace, doc)
+            await create_or_replace(kube, res, namespace, doc)
         except KubeError as exc:
-            if exc.status != 409:
-                raise KubeError(exc.status, exc.reason, f"cannot load {doc['kind']} {meta.get('name')!r}: "
-                                                        f"{exc}") from exc
-            current = await kube.get(res, namespace, meta["name"])
-            await kube.replace(res, namespace, meta["name"],
-                               {**doc, "metadata": {**meta, "resourceVersion": current["metadata"][
-                                   "resourceVersion"]}})
+            raise KubeError(exc.status, exc.reason, f"cannot load {doc['kind']} {meta.get('name')!r}: "
+                                                    f"{exc}") from exc
     return len(ordered)
+
+
+async def create_or_replace(kube: Kube, res: Resource, namespace: str, body: dict[str, Any]) -> bool:
+    """Creates ``body``, or replaces the object of its name when one exists (409), as ``kubectl apply``
+    leaves it; True when it was created anew."""
+    try:
+        await kube.create(res, namespace, body)
+        return True
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+    name = body["metadata"]["name"]
+    current = await kube.get(res, namespace, name)
+    version = current["metadata"]["resourceVersion"]
+    metadata = {**body["metadata"], "resourceVersion": version}
+    await kube.replace(res, namespace, name, {**body, "metadata": metadata})
+    return False
