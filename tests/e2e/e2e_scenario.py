@@ -84,8 +84,9 @@ async def drift(lab: Stack, kube: Kube, patience: float) -> None:
         first = await lab.wait(kube, lambda r: reconciled(r.machines[WORKER_1]).get("status") == "True",
                                within=patience)  # the agent has recorded its desired state and checked it
         before_drift = reconciled(first.machines[WORKER_1])
+        # stop_engine fails unless the engine's service stopped; no ping after it: the agent reacts to the
+        # engine's exit at once and may have started it again before a ping (a race seen in CI rehearsals).
         await lab.nodes.stop_engine(WORKER_1)
-        assert not await lab.nodes.engine_running(WORKER_1)
 
         def repaired(rollout: Rollout) -> bool:
             now = reconciled(rollout.machines[WORKER_1])
