@@ -59,8 +59,8 @@ install_python() {
 }
 
 # The tests' real API server (etcd, kube-apiserver, kube-controller-manager) is built from testbed/kube's Go
-# module into a cache keyed by go.mod+go.sum (agent/lab/kube/build.py); it says so, and how long, when it builds.
-build_kube() { "$VENV/bin/python" -m agent.lab.kube.build >/dev/null; }
+# module into a cache keyed by go.mod+go.sum (testbed/kube/build.py); it says so, and how long, when it builds.
+build_kube() { "$VENV/bin/python" -m testbed.kube.build >/dev/null; }
 
 setup() { install_apt; install_python; build_kube; }
 

@@ -29,7 +29,7 @@ import yaml
 
 from agent.adapters.kube import Kube, Resource, connect
 from agent.daemon.following import LCMMACHINES
-from agent.sim.testing import KubeApi, lcm_machine
+from testbed.sim.testing import KubeApi, lcm_machine
 
 BUDGET_RSS_MIB = 90.0
 BUDGET_CPU_PERCENT = 0.5

@@ -2,9 +2,9 @@
 API simulator and on the real control plane (etcd, kube-apiserver, kube-controller-manager) in one run.
 
 Three parts, as in production each has its own processes: the API server (``lcmctl sim serve``, or
-``agent.lab.kube``'s control plane, built on first use), the scheduler
+``testbed.kube``'s control plane, built on first use), the scheduler
 (``lcm-scheduler run``, the real planner) and this one, which plays the provider (creates the LCMMachines
-before the clock starts) and the machines: ``agent.lab.fake_agents`` agents, one watch and the real agent's
+before the clock starts) and the machines: ``testbed.fake_agents`` agents, one watch and the real agent's
 decisions and status writes each, sharing one connection pool. Items "run" instantly: the figure is the
 control plane's own cost, from agents and scheduler starting to the LCMCluster's status reporting every
 machine Ready on the release.
@@ -44,9 +44,9 @@ from sim_throughput import NAMESPACES, free_port, wait_ready
 from agent.adapters.kube import Kube, KubeError, Resource, connect
 from agent.api.crds import crd_paths
 from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
-from agent.lab.fake_agents import Fleet, fleet_client
-from agent.lab.kube.build import ensure_built
-from agent.lab.kube.plane import ControlPlane, PlaneSettings
+from testbed.fake_agents import Fleet, fleet_client
+from testbed.kube.build import ensure_built
+from testbed.kube.plane import ControlPlane, PlaneSettings
 
 BUDGET_SECONDS = 60.0
 NS = "fleet"

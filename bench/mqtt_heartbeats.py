@@ -31,9 +31,9 @@ import psutil
 from agent.adapters.kube import Kube, connect
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
-from agent.lab.mosquitto import REGIONAL_USER, Broker
 from agent.scheduler.liveness import CONDITION, LCMMACHINES, Liveness, LivenessSettings
-from agent.sim.testing import lcm_machine, open_kube_api
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
+from testbed.sim.testing import lcm_machine, open_kube_api
 
 BUDGET_P50_MS = 20.0
 BUDGET_P99_MS = 100.0

@@ -28,7 +28,7 @@ from agent.api.models import ClusterRelease, LCMCluster, LCMMachine
 from agent.decisions.hashing import item_hash
 from agent.decisions.planning.actions import Patch, PlanInput
 from agent.decisions.planning.planner import plan
-from agent.sim.patching import merge_patch
+from testbed.sim.patching import merge_patch
 
 BUDGET_S = 1.0
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -34,9 +34,9 @@ from agent_idle import _grant, _simulator
 from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.kube import SECRETS, Kube, connect
 from agent.daemon.following import LCMMACHINES
-from agent.lab import dockerd, nodes
-from agent.lab.node import LabNode
-from agent.sim.testing import KubeApi, lcm_machine
+from testbed.lab.netns import dockerd, nodes
+from testbed.lab.netns.node import LabNode
+from testbed.sim.testing import KubeApi, lcm_machine
 
 # The tests' lab swarm, reused; the tests are outside mypy's files, hence the ignore.
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "reconciler"))

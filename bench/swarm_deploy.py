@@ -24,7 +24,7 @@ from swarm_harness import Release, Run  # type: ignore[import-not-found]
 
 from agent.adapters.runners import run_item
 from agent.api.execution import ItemInput
-from agent.lab import nodes
+from testbed.lab.netns import nodes
 
 EMPTY = "- hosts: localhost\n  gather_facts: false\n  tasks: []\n"
 

@@ -1,8 +1,8 @@
 """Shared fixtures: ``kube_api`` (a namespace of its own on the session's real API server, or a fresh API
 simulator), ``faults`` (the simulator's fault injection) and ``lab_nodes`` (network-namespace nodes with their
-own dockerd, ``agent.lab``).
+own dockerd, ``testbed.lab``).
 
-The API server is, by default, the project's real control plane (``agent.lab.kube``: etcd, kube-apiserver,
+The API server is, by default, the project's real control plane (``testbed.kube``: etcd, kube-apiserver,
 kube-controller-manager), built on first use and started once per pytest session; ``LCM_TEST_KUBECONFIG``
 points the same tests at the user's own cluster instead; ``LCM_TEST_API=sim`` runs them on the simulator, the
 fast loop. A test that needs what only the simulator does on demand (injected outages, 410 storms, 409/5xx
@@ -21,12 +21,12 @@ import pytest
 
 from agent.adapters.kube import connect
 from agent.api.crds import crd_paths
-from agent.lab.kube.build import ensure_built
-from agent.lab.kube.crds import CRDS, deadline_wait, install_crds
-from agent.lab.kube.plane import ControlPlane, PlaneSettings
-from agent.lab.nodes import Lab, missing_requirements, session_prefix, up
-from agent.sim.faults import Faults
-from agent.sim.testing import KubeApi, open_kube_api
+from testbed.kube.build import ensure_built
+from testbed.kube.crds import CRDS, deadline_wait, install_crds
+from testbed.kube.plane import ControlPlane, PlaneSettings
+from testbed.lab.netns.nodes import Lab, missing_requirements, session_prefix, up
+from testbed.sim.faults import Faults
+from testbed.sim.testing import KubeApi, open_kube_api
 
 ENV_KUBECONFIG = "LCM_TEST_KUBECONFIG"
 ENV_API = "LCM_TEST_API"

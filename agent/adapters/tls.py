@@ -1,5 +1,5 @@
 """A throwaway certificate authority and a server certificate, so the simulator (and the real control plane
-of ``agent.lab.kube``) speaks real HTTPS.
+of ``testbed.kube``) speaks real HTTPS.
 
 Clients verify the simulator the way they verify a real cluster: through ``certificate-authority-data`` in
 their kubeconfig. The CA and the key live next to the simulator's state (mode 0600) and are reused on

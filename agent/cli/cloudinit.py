@@ -33,10 +33,11 @@ from pathlib import Path
 from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import KubeError, connect
 from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from agent.lab.machines_access import BOOTSTRAP_LIFETIME, ensure_namespace, provision
-from agent.lab.machines_host import LabError
-from agent.lab.machines_rootfs import CACHE_ROOT
-from agent.lab.mirror_pypi import CHECKOUT, build_index
+from testbed import CHECKOUT
+from testbed.lab.machines.access import BOOTSTRAP_LIFETIME, ensure_namespace, provision
+from testbed.lab.machines.host import LabError
+from testbed.lab.machines.rootfs import CACHE_ROOT
+from testbed.lab.mirrors.pypi import build_index
 
 
 def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,13 +25,13 @@ from kubernetes_asyncio import client, config
 
 from agent.api.crds import crd_paths
 from agent.cli.cloudinit import add_cloudinit_commands
-from agent.cli.demo import add_demo_commands
-from agent.cli.kube import add_kube_commands
-from agent.cli.lab import add_lab_commands
-from agent.cli.machines import add_machines_commands
 from agent.cli.watch import add_watch_commands
-from agent.sim.errors import ApiError
-from agent.sim.runner import Simulator, serve
+from testbed.cli.demo import add_demo_commands
+from testbed.cli.kube import add_kube_commands
+from testbed.cli.machines import add_machines_commands
+from testbed.cli.nodes import add_lab_commands
+from testbed.sim.errors import ApiError
+from testbed.sim.runner import Simulator, serve
 
 CommandGroup = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

@@ -25,7 +25,7 @@ from agent.adapters.watching import Change, watch_resource
 from agent.daemon.app import ExitCode, Hooks, run_daemon
 from agent.daemon.config import AgentConfig, load_config
 from agent.daemon.following import LCMMACHINES
-from agent.sim.testing import KubeApi, lcm_machine
+from testbed.sim.testing import KubeApi, lcm_machine
 
 RELEASE = Path(__file__).parent / "release"
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")

@@ -9,7 +9,7 @@ import pytest
 from agent_harness import Node
 
 from agent.adapters.kube import connect
-from agent.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi
 
 
 @pytest.fixture

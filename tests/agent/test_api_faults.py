@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from agent_harness import Node, running, slot
 
-from agent.sim.faults import Faults
-from agent.sim.testing import KubeApi
+from testbed.sim.faults import Faults
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.simulator("watch expiry, outages and refused writes on demand")
 

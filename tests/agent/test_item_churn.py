@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from agent_harness import Node, status
 
-from agent.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi
 
 KUBECTL = shutil.which("kubectl")
 CHURN = 300

@@ -21,8 +21,8 @@ from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import SECRETS, Kube
 from agent.api.names import agent_account
 from agent.daemon.renewal import CONDITION
-from agent.lab.machines_access import ROLES, credential_secret, provision
-from agent.sim.testing import token_answer, token_claims
+from testbed.lab.machines.access import ROLES, credential_secret, provision
+from testbed.sim.testing import token_answer, token_claims
 
 pytestmark = pytest.mark.kube
 BOTH_SERVERS = pytest.mark.parametrize("api_backend", ["kube", "sim"], indirect=True)

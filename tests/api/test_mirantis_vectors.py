@@ -21,7 +21,7 @@ from agent.api.gosemver import InvalidVersionError
 from agent.api.models import InvalidObjectError, LCMMachine, StateItem
 from agent.decisions import state
 from agent.decisions.hashing import hash_input, item_hash
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 FOLDER = Path(os.environ.get("LCM_MIRANTIS_VECTORS") or Path(__file__).parent / "vectors")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.api.models import ClusterRelease, InvalidObjectError, LCMCluster, LCMMachine
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 LEAVE = {"runner": "ansible", "name": "swarm-leave", "version": "1.0.0", "phase": "decommission",
          "params": {"playbook": "decommission/swarm-leave.yml"}}

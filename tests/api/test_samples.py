@@ -8,7 +8,7 @@ from typing import Any, get_args
 import pytest
 
 from agent.api.models import ApiObject, ClusterRelease, KaaSRelease, LCMCluster, LCMMachine, ReleasePhase
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 MODELS: dict[str, type[ApiObject]] = {
     "ClusterRelease": ClusterRelease,

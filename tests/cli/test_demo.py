@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli.demo import choose_nodes, missing_prerequisites
-from agent.lab import netns, nodes
-from agent.lab.nodes import session_prefix
+from testbed.cli.demo import choose_nodes, missing_prerequisites
+from testbed.lab.netns import namespaces as netns
+from testbed.lab.netns import nodes
+from testbed.lab.netns.nodes import session_prefix
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli.demo import missing_prerequisites
-from agent.lab.nodes import session_prefix
+from testbed.cli.demo import missing_prerequisites
+from testbed.lab.netns.nodes import session_prefix
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 MACHINES = ("demo-control-0", "demo-worker-0", "demo-worker-1")

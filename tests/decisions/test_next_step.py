@@ -240,7 +240,7 @@ def test_generated_bodies_never_crash_the_decision(
 def test_every_status_patch_is_valid_for_the_crd() -> None:
     """The API server validates each write against the CRD: a patch the schema refuses would never land."""
     from agent.api.crds import load_crds
-    from agent.sim.schema import StructuralSchema
+    from testbed.sim.schema import StructuralSchema
 
     crd = next(c for c in load_crds() if c["spec"]["names"]["kind"] == "LCMMachine")
     schema = StructuralSchema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])

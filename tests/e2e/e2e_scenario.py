@@ -1,5 +1,5 @@
-"""The end-to-end scenario, whatever the nodes are (``agent.lab.stack``'s node backends): from nothing to a
-three-node swarm; a reconfigure (an engine label); a drift the reconciler repairs (a worker's engine
+"""The end-to-end scenario, whatever the nodes are (``testbed.lab.stack.stack``'s node backends): from nothing
+to a three-node swarm; a reconfigure (an engine label); a drift the reconciler repairs (a worker's engine
 stopped); an upgrade to swarm-1.1.0 that drains each worker. Every stage is asserted and timed
 (``stages.stage``); the node operations (docker on the control node, stopping a worker's engine, reading
 its daemon.json) are the backend's."""
@@ -16,8 +16,8 @@ import pytest
 from stages import stage
 
 from agent.adapters.kube import Kube, connect
-from agent.cli.demo import open_stack
-from agent.lab.stack import LCMCLUSTERS, LCMCLUSTERSTATES, LCMMACHINES, Rollout, Stack, StackSettings
+from testbed.cli.demo import open_stack
+from testbed.lab.stack.stack import LCMCLUSTERS, LCMCLUSTERSTATES, LCMMACHINES, Rollout, Stack, StackSettings
 
 NS, CONTROL, WORKER_0, WORKER_1 = "demo", "demo-control-0", "demo-worker-0", "demo-worker-1"
 ZONE = "swarm.lcm.mirantis.com/zone"

@@ -1,4 +1,4 @@
-"""The whole product as production runs it, on systemd-nspawn machines (``agent.lab.stack`` with
+"""The whole product as production runs it, on systemd-nspawn machines (``testbed.lab.stack.stack`` with
 ``stack_machines``): kube-apiserver, lcm-scheduler and Mosquitto on the host; three machines (one
 control, two workers) booted from the cached image, each made a node by cloud-init alone (the agent
 installed from the lab's air-gapped mirror with its playbooks, run by systemd, talking to the broker with
@@ -19,9 +19,9 @@ import pytest
 from e2e_scenario import rollout_reconfigure_drift_and_upgrade, staged_stack
 
 from agent.adapters.kube import Kube
-from agent.cli.demo import missing_prerequisites
-from agent.lab.stack import Stack, StackSettings
-from agent.lab.stack_machines import MachineNodes
+from testbed.cli.demo import missing_prerequisites
+from testbed.lab.stack.machines import MachineNodes
+from testbed.lab.stack.stack import Stack, StackSettings
 
 missing = missing_prerequisites("machines")
 pytestmark = pytest.mark.skipif(bool(missing), reason="cannot run nspawn machines: " + "; ".join(missing))

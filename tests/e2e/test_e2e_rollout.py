@@ -1,9 +1,9 @@
-"""The whole product on one host, as the demo runs it on hosts without nspawn (``agent.lab.stack`` with
-network-namespace nodes): kube-apiserver, lcm-scheduler, Mosquitto, and three nodes (one control, two
-workers) each with its own dockerd and the real agent in its namespaces, driving the release's playbooks.
-The scenario (tests/e2e/e2e_scenario.py): from nothing to a three-node swarm; then a reconfigure (an engine
-label), a drift the reconciler repairs (a worker's dockerd stopped), and an upgrade to swarm-1.1.0 that
-drains each worker. Each stage's wall time is printed (tests/e2e/conftest.py)."""
+"""The whole product on one host, as the demo runs it on hosts without nspawn (``testbed.lab.stack.stack``
+with network-namespace nodes): kube-apiserver, lcm-scheduler, Mosquitto, and three nodes (one control, two
+workers) each with its own dockerd and the real agent in its namespaces, driving the release's playbooks. The
+scenario (tests/e2e/e2e_scenario.py): from nothing to a three-node swarm; then a reconfigure (an engine
+label), a drift the reconciler repairs (a worker's dockerd stopped), and an upgrade to swarm-1.1.0 that drains
+each worker. Each stage's wall time is printed (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from e2e_scenario import rollout_reconfigure_drift_and_upgrade, staged_stack
 
 from agent.adapters.kube import Kube
-from agent.cli.demo import missing_prerequisites
-from agent.lab.nodes import session_prefix
-from agent.lab.stack import Stack, StackSettings
+from testbed.cli.demo import missing_prerequisites
+from testbed.lab.netns.nodes import session_prefix
+from testbed.lab.stack.stack import Stack, StackSettings
 
 missing = missing_prerequisites("netns")
 pytestmark = pytest.mark.skipif(bool(missing), reason="; ".join(missing))

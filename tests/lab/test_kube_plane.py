@@ -1,4 +1,4 @@
-"""The real control plane (``agent.lab.kube``): built once per module digest, started by ``lcmctl kube up``
+"""The real control plane (``testbed.kube``): built once per module digest, started by ``lcmctl kube up``
 and stopped by ``down``, its controllers doing what the project relies on, and a failure that names the
 component with its log instead of hanging."""
 
@@ -19,9 +19,9 @@ import yaml
 
 from agent.adapters.kube import Kube, KubeError, Resource, connect
 from agent.api.crds import load_crds
-from agent.lab.kube import build
-from agent.lab.kube.plane import ControlPlane, PlaneError, PlaneSettings
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, KubeApi, lcm_machine
+from testbed.kube import build
+from testbed.kube.plane import ControlPlane, PlaneError, PlaneSettings
+from testbed.sim.testing import LCM_GROUP, LCM_VERSION, KubeApi, lcm_machine
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 CONFIGMAPS = Resource("", "v1", "configmaps")
@@ -141,8 +141,8 @@ def test_a_killed_test_session_leaves_no_control_plane(tmp_path: Path) -> None:
     script = f"""
 import asyncio, json, os, signal
 from pathlib import Path
-from agent.lab.kube import build
-from agent.lab.kube.plane import ControlPlane, PlaneSettings
+from testbed.kube import build
+from testbed.kube.plane import ControlPlane, PlaneSettings
 plane = ControlPlane(PlaneSettings(Path({str(tmp_path / "kube")!r}), die_with_parent=True),
                      build.ensure_built(print))
 asyncio.run(plane.start())

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import dockerd, netns, nodes
-from agent.lab.netns import LabError
-from agent.lab.nodes import Lab
+from testbed.lab.netns import dockerd, nodes
+from testbed.lab.netns import namespaces as netns
+from testbed.lab.netns.namespaces import LabError
+from testbed.lab.netns.nodes import Lab
 
 LabFactory = Callable[..., Lab]
 LCMCTL = str(Path(sys.executable).parent / "lcmctl")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import ports
-from agent.lab.mosquitto import Broker, BrokerError, available
+from testbed.lab.stack import ports
+from testbed.lab.stack.mosquitto import Broker, BrokerError, available
 
 USERS = {"node-1": "node-1-Secret-pw"}
 

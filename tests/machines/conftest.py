@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 from machines_harness import Lab
 
-from agent.cli.machines import open_lab, save_lab_info
-from agent.lab.machines_fleet import LabUnavailableError, check_host
-from agent.lab.machines_rootfs import ensure_rootfs
+from testbed.cli.machines import open_lab, save_lab_info
+from testbed.lab.machines.rootfs import ensure_rootfs
+from testbed.lab.machines.sets import LabUnavailableError, check_host
 
 
 def _require_host() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.lab.machines_fleet import Fleet
+from testbed.lab.machines.sets import Fleet
 
 
 @dataclass(frozen=True)

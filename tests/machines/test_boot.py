@@ -23,8 +23,8 @@ import pytest_asyncio
 from machines_harness import Lab
 
 from agent import __version__
-from agent.lab.machines import Machine
-from agent.lab.machines_fleet import registered
+from testbed.lab.machines.machine import Machine
+from testbed.lab.machines.sets import registered
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.machines import Machine
-from agent.lab.machines_diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
-from agent.lab.machines_host import LabError
-from agent.lab.machines_network import Subnet, link_name, veth_name
-from agent.lab.machines_rootfs import BOOT_FILES, COMPLETE, NoMirrorError, debian_mirror, usable
-from agent.lab.mirror_apt import complete as apt_repo_complete
-from agent.lab.mirror_pypi import project_name, sha256_of, write_simple_index
+from testbed.lab.machines.diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
+from testbed.lab.machines.host import LabError
+from testbed.lab.machines.machine import Machine
+from testbed.lab.machines.network import Subnet, link_name, veth_name
+from testbed.lab.machines.rootfs import BOOT_FILES, COMPLETE, NoMirrorError, debian_mirror, usable
+from testbed.lab.mirrors.apt import complete as apt_repo_complete
+from testbed.lab.mirrors.pypi import project_name, sha256_of, write_simple_index
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 REFUSED = "the API refuses this machine's credentials: (401) Unauthorized"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.adapters.kube import Kube, KubeError, connect
-from agent.lab.machines_access import LCMMACHINES, NAMESPACES
-from agent.sim.testing import KubeApi
+from testbed.lab.machines.access import LCMMACHINES, NAMESPACES
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
 

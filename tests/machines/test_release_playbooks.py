@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from agent.daemon.config import BUNDLED_RELEASE_DIR, CHECKOUT_RELEASE_DIR, default_release_dir
-from agent.lab.stack import PLAYBOOKS, REPO
-from agent.lab.stack_machines import with_apt_source
+from testbed import CHECKOUT
+from testbed.lab.stack.machines import with_apt_source
+from testbed.lab.stack.stack import PLAYBOOKS
 
 LAB_SOURCE = "deb [trusted=yes] http://10.79.0.1:8080/apt ./"
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
@@ -24,7 +25,7 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 def test_the_agent_wheel_carries_the_release_playbooks(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(REPO)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(CHECKOUT)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("lcm_agent-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -76,7 +77,7 @@ def test_packages_takes_a_whole_sources_line_over_the_mirror_triple(
 
 
 def test_the_machine_stack_points_every_packages_item_of_a_release_at_the_lab_mirror() -> None:
-    sample = REPO / "deploy" / "samples" / "10-clusterrelease-swarm-1.0.0.yaml"
+    sample = CHECKOUT / "deploy" / "samples" / "10-clusterrelease-swarm-1.0.0.yaml"
     release = yaml.safe_load(sample.read_text())
     rewritten = with_apt_source(release, LAB_SOURCE)
     for machine_type, items in rewritten["spec"]["machineTypes"].items():

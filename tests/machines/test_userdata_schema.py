@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from agent.lab.machines_rootfs import cloud_init_schema
+from testbed.lab.machines.rootfs import cloud_init_schema
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

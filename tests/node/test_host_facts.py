@@ -19,7 +19,7 @@ import yaml
 
 from agent.adapters.host import collect_host_info
 from agent.api.hostinfo import Cpu, Disk, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"

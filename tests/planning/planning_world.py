@@ -22,7 +22,7 @@ from agent.decisions.planning.actions import Action, Create, Delete, Patch, Plan
 from agent.decisions.planning.planner import plan
 from agent.decisions.planning.settings import PlanSettings
 from agent.decisions.state import item_done, machine_state
-from agent.sim.patching import merge_patch
+from testbed.sim.patching import merge_patch
 
 API = "lcm.mirantis.com/v1alpha1"
 NS = "demo"

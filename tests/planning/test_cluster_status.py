@@ -7,7 +7,7 @@ from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
 from agent.api.crds import load_crds
 from agent.decisions.planning.releases import release_digest
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 
 def _world(**machines: str | None) -> World:

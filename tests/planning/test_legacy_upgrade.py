@@ -20,7 +20,7 @@ from agent.decisions.execution import Idle, LocalRecord, Rehash, next_step, reha
 from agent.decisions.hashing import legacy_item_hash
 from agent.decisions.planning.contract import PLANNED_PARAMS
 from agent.decisions.state import counts_done, machine_state
-from agent.sim.patching import merge_patch
+from testbed.sim.patching import merge_patch
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

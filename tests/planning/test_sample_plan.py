@@ -12,7 +12,7 @@ from planning_world import World
 from agent.api.crds import load_crds
 from agent.api.models import ClusterRelease
 from agent.decisions.hashing import item_hash
-from agent.sim.schema import StructuralSchema
+from testbed.sim.schema import StructuralSchema
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from swarm_harness import LAB_PREPARE, PREPARE, Release, Run, join_token
 
-from agent.lab import nodes
-from agent.lab.node import LabNode
-from agent.lab.nodes import Lab
+from testbed.lab.netns import nodes
+from testbed.lab.netns.node import LabNode
+from testbed.lab.netns.nodes import Lab
 
 ENGINE = {"logDriver": "json-file", "logOpts": '{"max-size": "10m", "max-file": "3"}',
           "registryMirrors": "http://10.77.255.1:5000"}

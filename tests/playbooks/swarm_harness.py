@@ -21,7 +21,7 @@ import docker
 
 from agent.adapters.runners import RunnerSettings, run_item
 from agent.api.execution import ItemEvent, ItemInput, ItemResult
-from agent.lab.node import LabNode
+from testbed.lab.netns.node import LabNode
 
 RELEASE = Path(__file__).resolve().parents[2] / "playbooks"
 FAST = RunnerSettings(grace=2.0, poll_interval=0.05, drain_seconds=0.5)

@@ -11,9 +11,9 @@ import docker.errors
 import pytest
 from swarm_harness import LAB_PREPARE, Release, engine, join_params, join_token, swarm_nodes
 
-from agent.lab import dockerd, nodes
-from agent.lab.node import LabNode
-from agent.lab.nodes import Lab
+from testbed.lab.netns import dockerd, nodes
+from testbed.lab.netns.node import LabNode
+from testbed.lab.netns.nodes import Lab
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import docker
 from conftest import ENGINE, Cluster
 from swarm_harness import Release, engine, eventually, files_containing, swarm_nodes
 
-from agent.lab import dockerd
-from agent.lab.node import LabNode
+from testbed.lab.netns import dockerd
+from testbed.lab.netns.node import LabNode
 
 
 def _daemon_json(node: LabNode) -> dict[str, object]:

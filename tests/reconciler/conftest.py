@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from reconciler_lab import SwarmLab, form
 
-from agent.lab.nodes import missing_requirements, session_prefix, up
+from testbed.lab.netns.nodes import missing_requirements, session_prefix, up
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """A lab swarm for the reconciler's tests: managers ``m1`` and ``m2``, worker ``w1``, each a network namespace
-with its own dockerd (``agent.lab``), deployed by the release's own playbooks (swarm, engine labels, the
+with its own dockerd (``testbed.lab``), deployed by the release's own playbooks (swarm, engine labels, the
 node-proxy container); desired states recorded the way the agent records them, and ``lcm-agent reconcile``
 run the way the agent runs it."""
 
@@ -18,9 +18,9 @@ from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.kube import Kube, Resource
 from agent.api.desired import DaemonConfig, DesiredState, ReconcileReport, derive_desired
 from agent.api.models import LCMMachine
-from agent.lab import dockerd
-from agent.lab.node import LabNode
-from agent.lab.nodes import Lab
+from testbed.lab.netns import dockerd
+from testbed.lab.netns.node import LabNode
+from testbed.lab.netns.nodes import Lab
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "playbooks"))  # the release tests' harness, reused
 from swarm_harness import Release, join_token

@@ -34,8 +34,8 @@ from agent.daemon.app import Hooks
 from agent.daemon.config import AgentConfig, load_config
 from agent.daemon.following import LCMMACHINES
 from agent.daemon.reconciling import EVENTS
-from agent.lab.node import LabNode
-from agent.sim.testing import KubeApi
+from testbed.lab.netns.node import LabNode
+from testbed.sim.testing import KubeApi
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))  # the agent's end-to-end harness, reused
 from agent_harness import Node, status

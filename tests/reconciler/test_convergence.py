@@ -10,7 +10,7 @@ from reconciler_lab import IMAGE, SwarmLab, access, docker
 
 from agent.adapters.engine_checks import observe
 from agent.api.desired import ReconcileReport
-from agent.lab import dockerd
+from testbed.lab.netns import dockerd
 
 
 def outcomes(report: ReconcileReport | None) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.adapters.kube import Kube, connect
-from agent.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The scheduler under test against the API server over HTTPS (real, or simulated), with simulated agents.
 
 Objects are created as the other parties would (a release engineer's ClusterRelease, an operator's
-LCMCluster, a provider's LCMMachines); ``Fleet`` (agent.lab.fake_agents) plays the machines' agents; a
+LCMCluster, a provider's LCMMachines); ``Fleet`` (testbed.fake_agents) plays the machines' agents; a
 ``Scheduler`` runs in this process with timings short enough for tests.
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 from agent.adapters.kube import Kube, Resource
 from agent.adapters.watching import Change, watch_resource
 from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
-from agent.lab.fake_agents import Fleet, FleetSettings, Script, succeed
 from agent.scheduler.controller import PlanFunction
 from agent.scheduler.leadership import LeaseSettings
 from agent.scheduler.runtime import Scheduler
 from agent.scheduler.settings import SchedulerSettings, Throttle
+from testbed.fake_agents import Fleet, FleetSettings, Script, succeed
 
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")
 CLUSTERS = Resource(GROUP, VERSION, "lcmclusters")

@@ -13,7 +13,7 @@ import pytest
 from scheduler_harness import LEASES, eventually
 
 from agent.adapters.kube import Kube, KubeError
-from agent.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
 

@@ -24,8 +24,8 @@ from scheduler_harness import (
 from agent.adapters.kube import Kube, Resource, connect
 from agent.decisions.planning.actions import Patch, Plan, PlanInput
 from agent.scheduler.runtime import Scheduler
-from agent.sim.faults import Faults
-from agent.sim.testing import KubeApi
+from testbed.sim.faults import Faults
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
 

@@ -27,8 +27,8 @@ from agent.adapters.kube import Kube, KubeError
 from agent.api.execution import ItemResult
 from agent.api.models import StateItem
 from agent.decisions.planning.settings import PlanSettings
-from agent.lab.fake_agents import FleetSettings, succeed
-from agent.sim.testing import KubeApi
+from testbed.fake_agents import FleetSettings, succeed
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
 

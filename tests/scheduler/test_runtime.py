@@ -26,8 +26,8 @@ from scheduler_harness import (
 from agent.adapters.kube import Kube, KubeError
 from agent.decisions.planning.actions import Action, Create, Patch, Plan, PlanInput
 from agent.scheduler.settings import Throttle
-from agent.sim.faults import Faults
-from agent.sim.testing import KubeApi
+from testbed.sim.faults import Faults
+from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
 

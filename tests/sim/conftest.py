@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from agent.sim.registry import Registry
-from agent.sim.resources import ResourceType
-from agent.sim.store import Store
+from testbed.sim.registry import Registry
+from testbed.sim.resources import ResourceType
+from testbed.sim.store import Store
 
 GROUP = "example.com"
 DIFFERENTIAL = ("test_conformance_", "test_kubectl", "test_server_http")

@@ -11,7 +11,15 @@ import pytest
 from kubernetes_asyncio import client, watch
 
 from agent.adapters.kubeconfig import write_kubeconfig
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, api_status, lcm_machine, merge_patch
+from testbed.sim.testing import (
+    LCM_GROUP,
+    LCM_VERSION,
+    MACHINES,
+    KubeApi,
+    api_status,
+    lcm_machine,
+    merge_patch,
+)
 
 pytestmark = pytest.mark.kube
 

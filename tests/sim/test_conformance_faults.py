@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from agent.sim.faults import Faults
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, api_status, lcm_machine, merge_patch
+from testbed.sim.faults import Faults
+from testbed.sim.testing import (
+    LCM_GROUP,
+    LCM_VERSION,
+    MACHINES,
+    KubeApi,
+    api_status,
+    lcm_machine,
+    merge_patch,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.simulator("injected errors and latency, restarts of the server")]
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from agent.sim.testing import (
+from testbed.sim.testing import (
     LCM_GROUP,
     LCM_VERSION,
     MACHINES,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from agent.adapters.kube import SECRETS, SERVICE_ACCOUNTS, Kube, KubeError
-from agent.sim.testing import KubeApi, token_answer, token_claims
-from agent.sim.tokens import LEEWAY
+from testbed.sim.testing import KubeApi, token_answer, token_claims
+from testbed.sim.tokens import LEEWAY
 
 pytestmark = pytest.mark.kube
 

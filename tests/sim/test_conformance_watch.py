@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, watch
 
-from agent.sim.faults import Faults
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine, merge_patch
+from testbed.sim.faults import Faults
+from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine, merge_patch
 
 pytestmark = pytest.mark.kube
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi
 
 KUBECTL = shutil.which("kubectl")
 ROOT = Path(__file__).resolve().parents[2]

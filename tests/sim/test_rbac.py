@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.sim.rbac import Authorizer, RequestAttributes, UserInfo, service_account_user
+from testbed.sim.rbac import Authorizer, RequestAttributes, UserInfo, service_account_user
 
 LCM = "lcm.mirantis.com"
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.sim.errors import ApiError
-from agent.sim.registry import Registry
-from agent.sim.resources import ResourceType
-from agent.sim.store import Store
+from testbed.sim.errors import ApiError
+from testbed.sim.registry import Registry
+from testbed.sim.resources import ResourceType
+from testbed.sim.store import Store
 
 Widget = Callable[..., dict[str, Any]]
 CRDS = sorted((Path(__file__).parents[2] / "deploy" / "crds").glob("*.yaml"))

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from agent.sim.errors import ApiError
-from agent.sim.registry import Registry
-from agent.sim.resources import ResourceType
+from testbed.sim.errors import ApiError
+from testbed.sim.registry import Registry
+from testbed.sim.resources import ResourceType
 
 Widget = Callable[..., dict[str, Any]]
 

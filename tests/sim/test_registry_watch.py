@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from agent.sim.errors import ApiError
-from agent.sim.registry import Registry
-from agent.sim.resources import ResourceType
-from agent.sim.store import WatchEvent
+from testbed.sim.errors import ApiError
+from testbed.sim.registry import Registry
+from testbed.sim.resources import ResourceType
+from testbed.sim.store import WatchEvent
 
 Widget = Callable[..., dict[str, Any]]
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.sim.errors import Cause
-from agent.sim.schema import StructuralSchema
+from testbed.sim.errors import Cause
+from testbed.sim.schema import StructuralSchema
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
+from testbed.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
 
 LABELS = {"app": "lcm", "tier": "worker", "zone": "a", "count": "5", "example.com/owner": "ops", "empty": ""}
 NAME_PART = (

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
+from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
 
 pytestmark = pytest.mark.kube
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"

@@ -13,7 +13,7 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 
 from agent.cli.ctl import main
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES
+from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.sim.errors import ApiError
-from agent.sim.store import Store, Watcher, WatchEvent
+from testbed.sim.errors import ApiError
+from testbed.sim.store import Store, Watcher, WatchEvent
 
 
 def obj(name: str, namespace: str = "ns", **fields: Any) -> dict[str, Any]:

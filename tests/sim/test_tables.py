@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.sim.tables import human_duration, to_table
+from testbed.sim.tables import human_duration, to_table
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 COLUMNS: list[dict[str, Any]] = [

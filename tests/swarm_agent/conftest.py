@@ -29,8 +29,8 @@ _load_agent_harness()
 from machine_harness import MakeNode, SwarmNode, apply_rbac  # noqa: E402
 
 from agent.adapters.kube import Kube, connect  # noqa: E402
-from agent.lab.node import LabNode  # noqa: E402
-from agent.sim.testing import KubeApi  # noqa: E402
+from testbed.lab.netns.node import LabNode  # noqa: E402
+from testbed.sim.testing import KubeApi  # noqa: E402
 
 
 @pytest.fixture

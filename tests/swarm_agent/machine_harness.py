@@ -29,8 +29,8 @@ from agent.api.hostinfo import HostInfo, NetworkInterface
 from agent.daemon.app import ExitCode, Hooks, run_daemon
 from agent.daemon.config import AgentConfig, load_config
 from agent.daemon.logs import JsonFormatter, RedactingFilter, SecretRegistry
-from agent.lab.node import LabNode
-from agent.sim.testing import KubeApi
+from testbed.lab.netns.node import LabNode
+from testbed.sim.testing import KubeApi
 
 ROOT = Path(__file__).parents[2]
 RBAC_DIR = ROOT / "deploy" / "rbac"

@@ -25,7 +25,7 @@ from agent.daemon.cluster_states import (
     settled,
 )
 from agent.daemon.following import LCMMACHINES
-from agent.sim.testing import lcm_machine
+from testbed.sim.testing import lcm_machine
 
 EXECUTOR = "demo-control-0"
 UNHANDLED = "cordon-drain is not handled here: the swarm agent only executes swarm-drain and swarm-remove"

@@ -24,7 +24,7 @@ from machine_harness import (
 )
 
 from agent.adapters.kube import SECRETS, Kube
-from agent.lab.nodes import Lab
+from testbed.lab.netns.nodes import Lab
 
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-aaaaaaaaaaaaaaaaaaaaaaaaa"
 LabFactory = Callable[..., Lab]

@@ -16,9 +16,9 @@ from machine_harness import MANAGER_SECRET, PLAYBOOKS, WORKER_SECRET, MakeNode, 
 
 from agent.adapters.kube import Kube
 from agent.daemon.cluster_states import LCMCLUSTERSTATES
-from agent.lab import dockerd
-from agent.lab.node import LabNode
-from agent.lab.nodes import Lab
+from testbed.lab.netns import dockerd
+from testbed.lab.netns.node import LabNode
+from testbed.lab.netns.nodes import Lab
 
 LabFactory = Callable[..., Lab]
 SD = "sd-demo-worker-0"

@@ -14,7 +14,7 @@ from machine_harness import MANAGER_SECRET, WORKER_SECRET, put_secret
 from agent.adapters.kube import SECRETS, Kube, KubeError, connect
 from agent.daemon.cluster_states import EXECUTOR_LABEL, LCMCLUSTERSTATES
 from agent.daemon.following import LCMMACHINES
-from agent.sim.testing import KubeApi, lcm_machine
+from testbed.sim.testing import KubeApi, lcm_machine
 
 MACHINES = ("demo-control-0", "demo-worker-0", "demo-worker-1")
 Call = Callable[[Kube, str, str], Awaitable[Any]]

@@ -25,8 +25,8 @@ from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox
 from agent.api import telemetry as t
 from agent.daemon.config import AgentConfig, load_config
-from agent.lab.mosquitto import REGIONAL_USER, Broker, available
-from agent.sim.testing import KubeApi
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker, available
+from testbed.sim.testing import KubeApi
 
 PASSWORDS = {"node-1": "node-1-Secret-pw", "node-2": "node-2-Secret-pw", REGIONAL_USER: "regional-Secret-pw"}
 """Broker users: nodes are named after their LCMMachine, as ``deploy/mqtt/acl`` expects."""

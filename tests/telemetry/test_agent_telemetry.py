@@ -9,7 +9,7 @@ from agent_harness import Node
 from conftest import PASSWORDS, Received, kind, listening, telemetry_config
 
 from agent.api import telemetry as t
-from agent.lab.mosquitto import Broker
+from testbed.lab.stack.mosquitto import Broker
 
 
 def _running(item: str) -> Callable[[Received], bool]:

@@ -11,7 +11,7 @@ from conftest import PASSWORDS, listening, publishing, settings
 
 from agent.adapters.mqtt import Outgoing
 from agent.api import telemetry as t
-from agent.lab.mosquitto import REGIONAL_USER, Broker
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 
 OWN = "lcm/ns/demo/node-1"
 OTHER = "lcm/ns/demo/node-2"

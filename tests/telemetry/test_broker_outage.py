@@ -13,7 +13,7 @@ from agent_harness import Node
 from conftest import PASSWORDS, kind, listening, telemetry_config
 
 from agent.api import telemetry as t
-from agent.lab.mosquitto import REGIONAL_USER, Broker
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 
 OUTAGE = 20.0
 

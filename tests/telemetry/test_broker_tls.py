@@ -16,7 +16,7 @@ from test_liveness import HOST
 from agent.adapters.mqtt import MqttLink, Outgoing
 from agent.adapters.tls import ensure_certificate
 from agent.api import telemetry as t
-from agent.lab.mosquitto import Broker, BrokerTls, available
+from testbed.lab.stack.mosquitto import Broker, BrokerTls, available
 
 
 @pytest.fixture

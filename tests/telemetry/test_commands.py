@@ -13,8 +13,8 @@ from conftest import Received, kind, listening, publishing, settings, telemetry_
 
 from agent.adapters.mqtt import Outgoing
 from agent.api import telemetry as t
-from agent.lab.mosquitto import REGIONAL_USER, Broker
-from agent.sim.faults import Faults
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
+from testbed.sim.faults import Faults
 
 
 async def _send(broker: Broker, node: Node, command: str, **fields: str) -> None:

@@ -14,7 +14,7 @@ from agent_harness import Node, status
 from conftest import Received, kind, listening, telemetry_config
 
 from agent.adapters.udev import HardwareChange, change_of
-from agent.lab.mosquitto import Broker
+from testbed.lab.stack.mosquitto import Broker
 
 
 @pytest.mark.parametrize(("action", "subsystem", "name", "expected"), [

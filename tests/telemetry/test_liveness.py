@@ -20,9 +20,9 @@ from conftest import listening, publishing, settings, telemetry_config
 from agent.adapters.mqtt import Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.daemon.following import LCMMACHINES
-from agent.lab.mosquitto import REGIONAL_USER, Broker
 from agent.scheduler.liveness import CONDITION, Liveness, LivenessSettings
-from agent.sim.testing import lcm_machine
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
+from testbed.sim.testing import lcm_machine
 
 T = TypeVar("T")
 HOST = t.HostLoad(load=(0.0, 0.0, 0.0), memory_total=1, memory_available=1, disk_path="/", disk_total=1,

@@ -17,9 +17,9 @@ from agent.adapters.kube import Kube, connect
 from agent.adapters.mqtt import Outgoing
 from agent.api import telemetry as t
 from agent.daemon.following import LCMMACHINES
-from agent.lab.mosquitto import REGIONAL_USER, Broker
 from agent.scheduler.liveness import CONDITION
-from agent.sim.testing import KubeApi, lcm_machine
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
+from testbed.sim.testing import KubeApi, lcm_machine
 
 SCHEDULER = str(Path(sys.executable).with_name("lcm-scheduler"))
 

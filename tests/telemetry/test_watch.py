@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agent.api import telemetry as t
 from agent.cli.watch import Board
-from agent.lab.mosquitto import REGIONAL_USER, Broker
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 
 
 def _text(board: Board) -> str:

@@ -28,7 +28,7 @@ from agent.daemon.config import AgentConfig
 from agent.daemon.following import MachineFollower
 from agent.daemon.registration import Identity
 from agent.daemon.upgrade import UpgradeSettings, upgrade_loop
-from agent.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
+from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
 
 NAME = "node-1"
 GOOD = "lcm_agent-0.2.0-py3-none-any.whl"
