@@ -50,11 +50,14 @@ install_apt() {
 }
 
 install_python() {
-  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  local stamp="$VENV/.installed-$(cat pyproject.toml regional/pyproject.toml testbed/pyproject.toml | sha256sum | cut -c1-16)"
   [ -e "$stamp" ] && return 0
   [ -x "$VENV/bin/python" ] || step "creating the venv $VENV" python3 -m venv "$VENV"
   step "upgrading pip in $VENV" "$VENV/bin/pip" install --upgrade pip
-  step "installing lcm-agent (editable) and its test tools into $VENV" "$VENV/bin/pip" install -e '.[test]'
+  # The three distributions of this checkout, editable: the node package (what machines install), the
+  # regional side and the testbed; the test tools ride on the node package's `test` extra.
+  step "installing lcm-agent, lcm-regional, lcm-testbed (editable) and the test tools into $VENV" \
+    "$VENV/bin/pip" install -e '.[test]' -e ./regional -e ./testbed
   rm -f "$VENV"/.installed-* && touch "$stamp"
 }
 

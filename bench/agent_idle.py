@@ -65,8 +65,8 @@ class Bench:
 
 async def _simulator(workdir: Path) -> tuple[psutil.Popen, Path]:
     kubeconfig = workdir / "admin.kubeconfig"
-    proc = psutil.Popen([sys.executable, "-m", "agent.cli.ctl", "sim", "serve", "--port", "0", "--state-dir",
-                         str(workdir / "sim"), "--kubeconfig", str(kubeconfig)],
+    proc = psutil.Popen([sys.executable, "-m", "regional.cli.ctl", "sim", "serve", "--port", "0",
+                         "--state-dir", str(workdir / "sim"), "--kubeconfig", str(kubeconfig)],
                         stdout=(workdir / "sim.log").open("ab"), stderr=(workdir / "sim.log").open("ab"))
     for _ in range(200):
         if kubeconfig.exists():

@@ -26,8 +26,8 @@ from typing import Any
 
 from agent.api.models import ClusterRelease, LCMCluster, LCMMachine
 from agent.decisions.hashing import item_hash
-from agent.decisions.planning.actions import Patch, PlanInput
-from agent.decisions.planning.planner import plan
+from regional.planning.actions import Patch, PlanInput
+from regional.planning.planner import plan
 from testbed.sim.patching import merge_patch
 
 BUDGET_S = 1.0

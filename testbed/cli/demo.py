@@ -41,7 +41,8 @@ from rich.live import Live
 
 from agent.adapters.kube import Kube, KubeError, connect
 from agent.api.crds import crd_paths
-from agent.cli.watch import Board
+from regional.cli.watch import Board
+from regional.provisioning import ProvisioningError
 from testbed import CHECKOUT
 from testbed.kube.build import BuildError, ensure_built
 from testbed.kube.objects import apply_documents, documents
@@ -152,8 +153,8 @@ def run_demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
-    except (ApiError, KubeError, BuildError, PlaneError, LabError, MachineLabError, RuntimeError,
-            TimeoutError) as exc:
+    except (ApiError, KubeError, BuildError, PlaneError, LabError, MachineLabError, ProvisioningError,
+            RuntimeError, TimeoutError) as exc:
         print(f"lcmctl demo: {exc}", file=sys.stderr)
         return 1
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.adapters.kube import KubeError
 from agent.api.crds import crd_paths
+from regional.provisioning import ProvisioningError
 from testbed.lab.machines.host import LabError
 from testbed.lab.machines.machine import STATE_ROOT, Machine, known_machines
 from testbed.lab.machines.network import Subnet
@@ -91,7 +92,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     run = {"up": _up, "down": _down, "ls": _ls, "journal": _journal}[args.command]
     try:
         return asyncio.run(run(args))
-    except LabError as exc:
+    except (LabError, ProvisioningError) as exc:
         print(f"lcmctl machines {args.command}: {exc}", file=sys.stderr)
         return 1
 
@@ -139,7 +140,7 @@ async def _up(args: argparse.Namespace) -> int:
         code = 0
         try:
             await fleet.wait_registered(names)
-        except LabError as exc:
+        except (LabError, ProvisioningError) as exc:
             print(f"lcmctl machines up: {exc}", file=sys.stderr)
             code = 1
         print(await _table(known_machines(), fleet))

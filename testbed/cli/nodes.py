@@ -21,7 +21,7 @@ from testbed.lab.netns import dockerd, nodes
 from testbed.lab.netns.namespaces import LabError
 
 
-def add_lab_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_nodes_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = groups.add_parser("nodes", help="lab nodes: network namespaces with their own dockerd")
     commands = group.add_subparsers(dest="command", required=True)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.adapters.tls import ServerCertificate, ensure_certificate, write_private
+from testbed.tls import ServerCertificate, ensure_certificate, write_private
 
 SERVICE_IP = "10.0.0.1"
 """The ``kubernetes`` Service's address in ``--service-cluster-ip-range``; in-cluster clients dial it."""

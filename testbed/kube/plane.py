@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import IO
 
 from agent.adapters.kube import KubeError, Resource, connect
-from agent.adapters.kubeconfig import write_kubeconfig
 from testbed.kube.crds import install_crds
 from testbed.kube.pki import ADMIN, CONTROLLER_MANAGER, Pki, ensure_pki
+from testbed.kubeconfig import write_kubeconfig
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
 SERVICE_RANGE = "10.0.0.0/24"

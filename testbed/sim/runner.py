@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from agent.adapters.kubeconfig import write_kubeconfig
-from agent.adapters.tls import ensure_certificate, write_private
+from testbed.kubeconfig import write_kubeconfig
 from testbed.sim.auth import new_token
 from testbed.sim.errors import ApiError
 from testbed.sim.faults import Faults
@@ -32,6 +31,7 @@ from testbed.sim.resources import ResourceType
 from testbed.sim.server import ApiServer
 from testbed.sim.store import Store
 from testbed.sim.tokens import TokenIssuer
+from testbed.tls import ensure_certificate, write_private
 
 log = logging.getLogger(__name__)
 

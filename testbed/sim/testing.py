@@ -23,8 +23,8 @@ import yaml
 from kubernetes_asyncio import client, config
 
 from agent.adapters.kube import Kube, KubeError, Resource
-from agent.adapters.kubeconfig import write_kubeconfig
 from agent.api.crds import crd_paths, load_crds
+from testbed.kubeconfig import write_kubeconfig
 from testbed.sim.faults import Faults
 from testbed.sim.runner import Simulator
 

@@ -15,8 +15,8 @@ import yaml
 
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource, connect
 from agent.api.names import agent_account
-from agent.decisions.planning.contract import manager_token_secret, worker_token_secret
-from testbed.lab.machines.access import LCMMACHINES, ROLES, agent_rules, credential_secret, provision
+from regional.planning.contract import manager_token_secret, worker_token_secret
+from regional.provisioning import LCMMACHINES, ROLES, agent_rules, credential_secret, provision
 from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube

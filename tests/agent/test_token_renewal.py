@@ -21,7 +21,7 @@ from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import SECRETS, Kube
 from agent.api.names import agent_account
 from agent.daemon.renewal import CONDITION
-from testbed.lab.machines.access import ROLES, credential_secret, provision
+from regional.provisioning import ROLES, credential_secret, provision
 from testbed.sim.testing import token_answer, token_claims
 
 pytestmark = pytest.mark.kube

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.adapters.kube import Kube, KubeError, connect
-from testbed.lab.machines.access import LCMMACHINES, NAMESPACES
+from regional.provisioning import LCMMACHINES, NAMESPACES
 from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube

@@ -18,10 +18,10 @@ from typing import Any
 from agent.api.hostinfo import rfc3339
 from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
-from agent.decisions.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
-from agent.decisions.planning.planner import plan
-from agent.decisions.planning.settings import PlanSettings
 from agent.decisions.state import item_done, machine_state
+from regional.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
+from regional.planning.planner import plan
+from regional.planning.settings import PlanSettings
 from testbed.sim.patching import merge_patch
 
 API = "lcm.mirantis.com/v1alpha1"

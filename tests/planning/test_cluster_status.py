@@ -6,7 +6,7 @@ import pytest
 from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
 from agent.api.crds import load_crds
-from agent.decisions.planning.releases import release_digest
+from regional.planning.releases import release_digest
 from testbed.sim.schema import StructuralSchema
 
 

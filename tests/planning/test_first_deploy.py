@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from planning_world import World, cluster_raw, machine_raw, plan_for
 
-from agent.decisions.planning.actions import Patch, Plan
-from agent.decisions.planning.planner import plan
+from regional.planning.actions import Patch, Plan
+from regional.planning.planner import plan
 
 
 def _given(spec: dict[str, Any] | None = None, **machines: str | None) -> World:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
-from agent.decisions.planning.actions import Create, Delete, Patch, Plan
+from regional.planning.actions import Create, Delete, Patch, Plan
 
 FINALIZER = "lcm.mirantis.com/swarm-member"
 

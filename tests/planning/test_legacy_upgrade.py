@@ -18,8 +18,8 @@ from agent.api.backoff import Backoff
 from agent.api.models import LCMMachine, StateItem
 from agent.decisions.execution import Idle, LocalRecord, Rehash, next_step, rehash_patch
 from agent.decisions.hashing import legacy_item_hash
-from agent.decisions.planning.contract import PLANNED_PARAMS
 from agent.decisions.state import counts_done, machine_state
+from regional.planning.contract import PLANNED_PARAMS
 from testbed.sim.patching import merge_patch
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

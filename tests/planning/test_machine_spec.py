@@ -9,9 +9,9 @@ import pytest
 from planning_world import cluster_raw, item, machine_raw, release
 
 from agent.api.models import LCMCluster, LCMMachine, StateItem
-from agent.decisions.planning.machines import MachineView, view
-from agent.decisions.planning.ordering import first_control
-from agent.decisions.planning.rendering import (
+from regional.planning.machines import MachineView, view
+from regional.planning.ordering import first_control
+from regional.planning.rendering import (
     Swarm,
     Target,
     Templates,

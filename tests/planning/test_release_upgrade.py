@@ -10,7 +10,7 @@ from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
 from agent.api.models import KaaSRelease
 from agent.decisions.hashing import item_hash
-from agent.decisions.planning.actions import Create, Delete, Patch, Plan
+from regional.planning.actions import Create, Delete, Patch, Plan
 
 V1 = release()
 V2 = release("swarm-1.1.0", "1.1.0", agent="0.2.0", upgrade_from=["swarm-1.0.0"])

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from planning_world import TICK, World, cluster_raw, machine_raw, plan_for, release
 
 from agent.api.models import LCMMachine
-from agent.decisions.planning.actions import Create, Patch, Plan, PlanInput
-from agent.decisions.planning.machines import MachineView, order_key, view
-from agent.decisions.planning.planner import plan
+from regional.planning.actions import Create, Patch, Plan, PlanInput
+from regional.planning.machines import MachineView, order_key, view
+from regional.planning.planner import plan
 
 ITEMS = ["preflight", "docker-engine", "swarm-init", "swarm-join", "node-labels"]
 RELEASES = (release(), release("swarm-1.1.0", "1.1.0", agent="0.2.0", upgrade_from=["swarm-1.0.0"]))

@@ -16,10 +16,10 @@ from typing import Any
 from agent.adapters.kube import Kube, Resource
 from agent.adapters.watching import Change, watch_resource
 from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
-from agent.scheduler.controller import PlanFunction
-from agent.scheduler.leadership import LeaseSettings
-from agent.scheduler.runtime import Scheduler
-from agent.scheduler.settings import SchedulerSettings, Throttle
+from regional.scheduler.controller import PlanFunction
+from regional.scheduler.leadership import LeaseSettings
+from regional.scheduler.runtime import Scheduler
+from regional.scheduler.settings import SchedulerSettings, Throttle
 from testbed.fake_agents import Fleet, FleetSettings, Script, succeed
 
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")

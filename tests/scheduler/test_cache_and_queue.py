@@ -11,9 +11,9 @@ import pytest
 
 from agent.adapters.watching import Change, Snapshot
 from agent.api.models import LCMMachine
-from agent.scheduler.caching import ObjectCache
-from agent.scheduler.controller import cluster_of
-from agent.scheduler.queueing import WorkQueue, serve
+from regional.scheduler.caching import ObjectCache
+from regional.scheduler.controller import cluster_of
+from regional.scheduler.queueing import WorkQueue, serve
 
 
 def machine(name: str, rv: int, cluster: str = "demo", **spec: Any) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def test_a_malformed_object_is_left_out_and_its_reason_logged_once(caplog: pytes
     objects, _ = cache()
     bad = machine("bad", 2, type="master")
     objects.feed(Snapshot([machine("good", 1), bad], "2"))
-    with caplog.at_level(logging.WARNING, logger="agent.scheduler.caching"):
+    with caplog.at_level(logging.WARNING, logger="regional.scheduler.caching"):
         for _ in range(3):
             assert [m.metadata.name for m in objects.models(("ns", "demo"))] == ["good"]
     reasons = [r.getMessage() for r in caplog.records]

@@ -22,8 +22,8 @@ from scheduler_harness import (
 )
 
 from agent.adapters.kube import Kube, Resource, connect
-from agent.decisions.planning.actions import Patch, Plan, PlanInput
-from agent.scheduler.runtime import Scheduler
+from regional.planning.actions import Patch, Plan, PlanInput
+from regional.scheduler.runtime import Scheduler
 from testbed.sim.faults import Faults
 from testbed.sim.testing import KubeApi
 

@@ -26,7 +26,7 @@ from scheduler_harness import (
 from agent.adapters.kube import Kube, KubeError
 from agent.api.execution import ItemResult
 from agent.api.models import StateItem
-from agent.decisions.planning.settings import PlanSettings
+from regional.planning.settings import PlanSettings
 from testbed.fake_agents import FleetSettings, succeed
 from testbed.sim.testing import KubeApi
 

@@ -24,8 +24,8 @@ from scheduler_harness import (
 )
 
 from agent.adapters.kube import Kube, KubeError
-from agent.decisions.planning.actions import Action, Create, Patch, Plan, PlanInput
-from agent.scheduler.settings import Throttle
+from regional.planning.actions import Action, Create, Patch, Plan, PlanInput
+from regional.scheduler.settings import Throttle
 from testbed.sim.faults import Faults
 from testbed.sim.testing import KubeApi
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agent.scheduler.throttling import TokenBucket
-from agent.scheduler.writing import reflects
+from regional.scheduler.throttling import TokenBucket
+from regional.scheduler.writing import reflects
 
 OBJ = {"metadata": {"name": "m", "labels": {"a": "1"}}, "spec": {"type": "worker", "items": [{"n": 1}],
                                                                "halt": False, "count": 1}}

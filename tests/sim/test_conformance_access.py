@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, watch
 
-from agent.adapters.kubeconfig import write_kubeconfig
+from testbed.kubeconfig import write_kubeconfig
 from testbed.sim.testing import (
     LCM_GROUP,
     LCM_VERSION,

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.adapters.kubeconfig import write_kubeconfig
-from agent.adapters.tls import ensure_certificate
+from testbed.kubeconfig import write_kubeconfig
 from testbed.sim.discovery import discovery_document
 from testbed.sim.errors import ApiError
 from testbed.sim.faults import Faults
 from testbed.sim.resources import BUILTIN_TYPES, ResourceType
 from testbed.sim.server import Query, Target, parse_path, verb_of
+from testbed.tls import ensure_certificate
 
 MACHINE_TYPE = ResourceType("lcm.mirantis.com", "v1alpha1", "LCMMachine", "lcmmachines", "lcmmachine", True,
                             short_names=("lcmm",), categories=("lcm",), status_subresource=True)

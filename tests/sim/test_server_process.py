@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, config, watch
 
-from agent.cli.ctl import main
+from regional.cli.ctl import main
 from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))

@@ -14,9 +14,9 @@ from conftest import PASSWORDS, kind, listening, publishing, settings
 from test_liveness import HOST
 
 from agent.adapters.mqtt import MqttLink, Outgoing
-from agent.adapters.tls import ensure_certificate
 from agent.api import telemetry as t
 from testbed.lab.stack.mosquitto import Broker, BrokerTls, available
+from testbed.tls import ensure_certificate
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.scheduler.liveness import CONDITION, LivenessBook, Verdict, condition_patch
+from regional.scheduler.liveness import CONDITION, LivenessBook, Verdict, condition_patch
 
 A, B = ("ns", "a"), ("ns", "b")
 

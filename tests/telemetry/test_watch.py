@@ -12,7 +12,7 @@ from conftest import PASSWORDS, kind, listening, telemetry_config
 from rich.console import Console
 
 from agent.api import telemetry as t
-from agent.cli.watch import Board
+from regional.cli.watch import Board
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 
 
@@ -60,7 +60,7 @@ async def test_lcmctl_watch_once_shows_a_live_agent(node: Node, mqtt_broker: Bro
         await node.wait_state("Ready")
         await regional.wait_for(kind("heartbeat"), describe="a heartbeat")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli.ctl", "watch", "--once", "--namespace", node.namespace,
+            sys.executable, "-m", "regional.cli.ctl", "watch", "--once", "--namespace", node.namespace,
             "--cluster", "demo", "--kubeconfig", str(node.kube_api.kubeconfig_path), "--mqtt-url",
             mqtt_broker.url, "--mqtt-password-file", str(secret), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})

@@ -27,7 +27,7 @@ import yaml
 
 from agent.adapters.kube import Kube, KubeError, connect
 from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from testbed.lab.machines.access import LCMMACHINES, ensure_namespace, provision
+from regional.provisioning import LCMMACHINES, ensure_namespace, provision
 from testbed.lab.machines.diagnosis import agent_unit_summary, cloud_init_summary, last_agent_error
 from testbed.lab.machines.host import LabError, missing_prerequisites
 from testbed.lab.machines.machine import STATE_ROOT, Machine, known_machines

@@ -42,8 +42,8 @@ from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import Kube, Resource, connect
 from agent.api.models import GROUP, VERSION
 from agent.api.names import agent_account
+from regional.provisioning import issue_token
 from testbed import CHECKOUT
-from testbed.lab.machines.access import issue_token
 from testbed.lab.machines.sets import MqttAccess, RegionalApi, registered
 from testbed.lab.stack import mosquitto
 from testbed.lab.stack.stages import Stages

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.adapters.watching import WatchSettings
-from agent.decisions.planning.settings import PlanSettings
-from agent.scheduler.leadership import LeaseSettings
+from regional.planning.settings import PlanSettings
+from regional.scheduler.leadership import LeaseSettings
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 from agent.api.models import API_VERSION, LCMCluster, LCMClusterState
 from agent.api.names import MachineOperation, cluster_state_name
-from agent.decisions.planning.actions import Action, Create, Delete, Patch
-from agent.decisions.planning.contract import EXECUTOR_LABEL
+from regional.planning.actions import Action, Create, Delete, Patch
+from regional.planning.contract import EXECUTOR_LABEL
 
 MANAGED: frozenset[str] = frozenset({"swarm-drain", "swarm-remove"})
 

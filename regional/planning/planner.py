@@ -12,18 +12,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from agent.api.models import LCMClusterState
-from agent.decisions.planning.actions import Action, Patch, Plan, PlanInput
-from agent.decisions.planning.clusterstates import state_writes
-from agent.decisions.planning.contract import PAUSED_ANNOTATION
-from agent.decisions.planning.deletion import deletion_phases, plan_leaving
-from agent.decisions.planning.failures import drain_time_left, item_time_left, trouble
-from agent.decisions.planning.fleet import Fleet
-from agent.decisions.planning.machines import MachineView, view
-from agent.decisions.planning.ordering import first_control, manager_addresses, ready_managers
-from agent.decisions.planning.releases import check_releases
-from agent.decisions.planning.rendering import Swarm, Templates
-from agent.decisions.planning.rollout import plan_controls, plan_workers
-from agent.decisions.planning.status import Summary, cluster_status_patch, stuck_flags
+from regional.planning.actions import Action, Patch, Plan, PlanInput
+from regional.planning.clusterstates import state_writes
+from regional.planning.contract import PAUSED_ANNOTATION
+from regional.planning.deletion import deletion_phases, plan_leaving
+from regional.planning.failures import drain_time_left, item_time_left, trouble
+from regional.planning.fleet import Fleet
+from regional.planning.machines import MachineView, view
+from regional.planning.ordering import first_control, manager_addresses, ready_managers
+from regional.planning.releases import check_releases
+from regional.planning.rendering import Swarm, Templates
+from regional.planning.rollout import plan_controls, plan_workers
+from regional.planning.status import Summary, cluster_status_patch, stuck_flags
 
 
 def plan(inp: PlanInput) -> Plan:

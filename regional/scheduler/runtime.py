@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.adapters.kube import Kube
-from agent.decisions.planning.planner import plan as planner
-from agent.scheduler.controller import Controller, PlanFunction
-from agent.scheduler.leadership import LeaderElector
-from agent.scheduler.settings import SchedulerSettings
+from regional.planning.planner import plan as planner
+from regional.scheduler.controller import Controller, PlanFunction
+from regional.scheduler.leadership import LeaderElector
+from regional.scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 

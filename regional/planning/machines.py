@@ -11,8 +11,8 @@ import weakref
 from dataclasses import dataclass
 
 from agent.api.models import AssignedMachineType, LCMMachine, LCMMachineSpec, LCMMachineStatus
-from agent.decisions.planning.contract import FINALIZER, INDEX_ANNOTATION, SWARM_INIT, SWARM_ITEMS
 from agent.decisions.state import agent_upgrade_pending, counts_done, reboot_pending
+from regional.planning.contract import FINALIZER, INDEX_ANNOTATION, SWARM_INIT, SWARM_ITEMS
 
 OrderKey = tuple[int, int, str]
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster
-from agent.decisions.planning.machines import MachineView
+from regional.planning.machines import MachineView
 
 
 @dataclass(frozen=True)

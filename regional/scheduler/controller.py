@@ -35,14 +35,14 @@ from agent.api.models import (
     LCMClusterState,
     LCMMachine,
 )
-from agent.decisions.planning.actions import Plan, PlanInput
-from agent.scheduler.caching import ObjectCache, object_key, raw_field
-from agent.scheduler.leadership import LeaseLostError
-from agent.scheduler.queueing import WorkQueue, serve
-from agent.scheduler.recording import EventRecorder, Involved
-from agent.scheduler.settings import SchedulerSettings
-from agent.scheduler.throttling import RateLimiter
-from agent.scheduler.writing import Writer
+from regional.planning.actions import Plan, PlanInput
+from regional.scheduler.caching import ObjectCache, object_key, raw_field
+from regional.scheduler.leadership import LeaseLostError
+from regional.scheduler.queueing import WorkQueue, serve
+from regional.scheduler.recording import EventRecorder, Involved
+from regional.scheduler.settings import SchedulerSettings
+from regional.scheduler.throttling import RateLimiter
+from regional.scheduler.writing import Writer
 
 log = logging.getLogger(__name__)
 

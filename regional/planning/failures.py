@@ -16,10 +16,10 @@ from datetime import datetime
 from agent.api.models import EXIT_CODE_RUNNING, LCMClusterState
 from agent.decisions.execution import parse_time
 from agent.decisions.hashing import item_hash
-from agent.decisions.planning.machines import MachineView
-from agent.decisions.planning.settings import PlanSettings
 from agent.decisions.reporting import clip
 from agent.decisions.state import spec_error
+from regional.planning.machines import MachineView
+from regional.planning.settings import PlanSettings
 
 REASON_LIMIT = 300
 """Characters of a failure message quoted in a reason: the end of it, where the error is."""

@@ -1,5 +1,4 @@
-"""``lcmctl``: the operator's tool. Each command group adds its own subparser; ``sim`` runs the API simulator,
-``demo`` a demo regional cluster.
+"""``lcmctl sim``: the regional API simulator, served here or driven from here.
 
     lcmctl sim serve --port 6443 --state-dir DIR --kubeconfig OUT [--load deploy/samples/]
     lcmctl sim fault [--kubeconfig K] error --code 503 --count 3
@@ -15,25 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config
 
 from agent.api.crds import crd_paths
-from agent.cli.cloudinit import add_cloudinit_commands
-from agent.cli.watch import add_watch_commands
-from testbed.cli.demo import add_demo_commands
-from testbed.cli.kube import add_kube_commands
-from testbed.cli.machines import add_machines_commands
-from testbed.cli.nodes import add_lab_commands
 from testbed.sim.errors import ApiError
 from testbed.sim.runner import Simulator, serve
-
-CommandGroup = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 def add_sim_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,30 +66,6 @@ def add_sim_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]
                        ("clear", "remove every rule"), ("list", "show the rules")):
         actions.add_parser(name, help=text)
     fault.set_defaults(func=_fault)
-
-
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (add_sim_commands, add_demo_commands, add_lab_commands,
-                                             add_cloudinit_commands, add_machines_commands,
-                                             add_watch_commands, add_kube_commands)
-"""Every ``lcmctl`` command group; a new group is one function added here."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lcmctl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    groups = parser.add_subparsers(dest="group", required=True)
-    for add in COMMAND_GROUPS:
-        add(groups)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -147,7 +112,3 @@ async def _post_fault(kubeconfig: str | None, body: dict[str, Any]) -> Any:
             "/sim/v1/faults", "POST", body=body, auth_settings=["BearerToken"],
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
             response_types_map={200: "object"}, _return_http_data_only=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

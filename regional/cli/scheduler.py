@@ -6,7 +6,7 @@
                       [--log-level INFO] [--mqtt-url URL --mqtt-password-file FILE [--mqtt-username U]
                       [--mqtt-ca-file FILE]]
 
-With ``--mqtt-url`` the process also runs the liveness subscriber (``agent.scheduler.liveness``): agents'
+With ``--mqtt-url`` the process also runs the liveness subscriber (``regional.scheduler.liveness``): agents'
 status and heartbeats become the ``AgentReachable`` condition of their LCMMachines (written by the leader).
 
 Only the replica holding the Lease plans and writes. Logs are JSON lines on stderr. SIGTERM/SIGINT: stop
@@ -29,12 +29,12 @@ from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings
 from agent.daemon.logs import SecretRegistry, setup_logging
 from agent.daemon.stopping import StopSignals
-from agent.scheduler.leadership import LeaseSettings, default_identity
-from agent.scheduler.liveness import LivenessSettings, run_liveness
-from agent.scheduler.runtime import Companion, CompanionContext, Scheduler
-from agent.scheduler.settings import SchedulerSettings, Throttle
+from regional.scheduler.leadership import LeaseSettings, default_identity
+from regional.scheduler.liveness import LivenessSettings, run_liveness
+from regional.scheduler.runtime import Companion, CompanionContext, Scheduler
+from regional.scheduler.settings import SchedulerSettings, Throttle
 
-log = logging.getLogger("agent.cli.scheduler")
+log = logging.getLogger("regional.cli.scheduler")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 
@@ -81,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def companion_tasks(args: argparse.Namespace) -> dict[str, Companion]:
-    """Tasks that run inside the scheduler process (``agent.scheduler.runtime.Companion``), by name: the MQTT
-    liveness subscriber when a broker is named."""
+    """Tasks that run inside the scheduler process (``regional.scheduler.runtime.Companion``), by name:
+    the MQTT liveness subscriber when a broker is named."""
     if not args.mqtt_url:
         return {}
     password = args.mqtt_password_file.read_text().strip() if args.mqtt_password_file else None

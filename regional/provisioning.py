@@ -16,8 +16,7 @@ from typing import Any
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
 from agent.api.models import LCM_TYPE
 from agent.api.names import agent_account
-from agent.decisions.planning.contract import manager_token_secret, worker_token_secret
-from testbed.lab.machines.host import LabError
+from regional.planning.contract import manager_token_secret, worker_token_secret
 
 LCM_GROUP = "lcm.mirantis.com"
 LCMMACHINES = Resource(LCM_GROUP, "v1alpha1", "lcmmachines")
@@ -27,6 +26,10 @@ ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
 BOOTSTRAP_LIFETIME = 7 * 24 * 3600
 """Seconds a provisioned token lives by default: the time a machine has to boot for the first time."""
+
+
+class ProvisioningError(Exception):
+    """The API refused part of a machine's identity; the message names the object and the reason."""
 
 
 def credential_secret(account: str) -> str:
@@ -109,10 +112,12 @@ async def issue_token(kube: Kube, namespace: str, account: str, *, lifetime: int
     try:
         answer = await kube.request_token(namespace, account, seconds=lifetime, bound_secret=secret)
     except KubeError as exc:
-        raise LabError(f"the API refused a token for ServiceAccount {namespace}/{account}: {exc}") from None
+        raise ProvisioningError(
+            f"the API refused a token for ServiceAccount {namespace}/{account}: {exc}") from None
     token = str((answer.get("status") or {}).get("token", ""))
     if not token:
-        raise LabError(f"the API answered the token request of {namespace}/{account} without a token")
+        raise ProvisioningError(
+            f"the API answered the token request of {namespace}/{account} without a token")
     return token
 
 
@@ -128,11 +133,12 @@ async def _check_unique(kube: Kube, namespace: str, machine: str) -> None:
         elsewhere = [ns for ns in sorted(candidates)
                      if not (await kube.get(NAMESPACES, "", ns))["metadata"].get("deletionTimestamp")]
     except KubeError as exc:
-        raise LabError(f"cannot check that the machine name {machine!r} is unique: {exc}") from None
+        raise ProvisioningError(f"cannot check that the machine name {machine!r} is unique: {exc}") from None
     if elsewhere:
-        raise LabError(f"an LCMMachine {machine!r} already exists in namespace {elsewhere[0]}: a machine's "
-                       "name is its MQTT broker user, so it must be unique across the namespaces one broker "
-                       "serves; choose another name")
+        raise ProvisioningError(
+            f"an LCMMachine {machine!r} already exists in namespace {elsewhere[0]}: a machine's "
+            "name is its MQTT broker user, so it must be unique across the namespaces one broker "
+            "serves; choose another name")
 
 
 async def _create(kube: Kube, res: Resource, namespace: str, body: dict[str, Any]) -> None:
@@ -140,4 +146,5 @@ async def _create(kube: Kube, res: Resource, namespace: str, body: dict[str, Any
         await kube.create(res, namespace, body)
     except KubeError as exc:
         if exc.status != 409:
-            raise LabError(f"cannot create {body['kind']} {body['metadata']['name']}: {exc}") from None
+            raise ProvisioningError(
+                f"cannot create {body['kind']} {body['metadata']['name']}: {exc}") from None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.decisions.planning.contract import SWARM_INIT, SWARM_JOIN, SWARM_PORT
-from agent.decisions.planning.machines import MachineView
+from regional.planning.contract import SWARM_INIT, SWARM_JOIN, SWARM_PORT
+from regional.planning.machines import MachineView
 
 
 def first_control(views: Sequence[MachineView]) -> MachineView | None:

@@ -38,7 +38,7 @@ from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
-from agent.scheduler.throttling import RateLimiter
+from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from agent.api.hostinfo import rfc3339
 from agent.api.models import LCMCluster
-from agent.decisions.planning.actions import Patch
-from agent.decisions.planning.failures import Trouble
-from agent.decisions.planning.machines import MachineView
-from agent.decisions.planning.releases import Refusal
+from regional.planning.actions import Patch
+from regional.planning.failures import Trouble
+from regional.planning.machines import MachineView
+from regional.planning.releases import Refusal
 
 SHOWN_TROUBLES = 5
 """Stuck machines named in the condition's message; the rest are counted."""

@@ -28,11 +28,11 @@ from typing import Any
 
 from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.api.models import GROUP, VERSION, ApiObject
-from agent.decisions.planning.actions import Action, Create, Delete, Patch
-from agent.scheduler.caching import ObjectCache, raw_field
-from agent.scheduler.leadership import LeaseLostError
-from agent.scheduler.recording import EventRecorder, Involved
-from agent.scheduler.throttling import RateLimiter
+from regional.planning.actions import Action, Create, Delete, Patch
+from regional.scheduler.caching import ObjectCache, raw_field
+from regional.scheduler.leadership import LeaseLostError
+from regional.scheduler.recording import EventRecorder, Involved
+from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Literal
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.api.hostinfo import rfc3339
 from agent.api.models import API_VERSION
-from agent.scheduler.throttling import RateLimiter
+from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
     lcmctl cloud-init provision --kubeconfig ADMIN --namespace cluster-a --machine worker-07 \
         [--type worker] [--cluster lab] [--token-lifetime 604800] --token-file worker-07.token
-    lcmctl cloud-init index --dest /srv/mirror/pypi [--project .]
 
     lcmctl cloud-init render --machine worker-07 --namespace cluster-a \\
         --api-server https://regional.example.net:6443 --ca-file ca.pem --token-file worker-07.token \\
@@ -14,8 +13,6 @@
 swarm join token) only, and writes a bound token of the account (0600) that expires after
 ``--token-lifetime`` seconds (7 days): the machine must boot before then; its agent renews the token
 itself from then on. Run again, it issues a new token (e.g. after a revocation, docs/security.md).
-``index`` builds the agent's wheel from a checkout and a PEP 503 index of it and its dependencies, and
-prints the wheel's path and sha256: what a release publishes on its mirror.
 
 The agent URL, digest and index are the release's (ClusterRelease ``spec.agent``); the token is the
 machine's own. The output carries the token, so ``--output`` writes it 0600; without it the document goes
@@ -26,18 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
 from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import KubeError, connect
 from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from testbed import CHECKOUT
-from testbed.lab.machines.access import BOOTSTRAP_LIFETIME, ensure_namespace, provision
-from testbed.lab.machines.host import LabError
-from testbed.lab.machines.rootfs import CACHE_ROOT
-from testbed.lab.mirrors.pypi import build_index
+from regional.provisioning import BOOTSTRAP_LIFETIME, ProvisioningError, ensure_namespace, provision
 
 
 def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,12 +67,6 @@ def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentP
                            "default: 7 days, the time the machine has to boot)")
     prov.set_defaults(func=_provision)
 
-    index = commands.add_parser("index", help="the agent's wheel and a PEP 503 index of its dependencies")
-    index.add_argument("--dest", type=Path, required=True, help="directory to fill: files/ and simple/")
-    index.add_argument("--project", type=Path, default=CHECKOUT, help="lcm-agent source checkout")
-    index.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help="wheels kept between runs")
-    index.set_defaults(func=_index)
-
 
 def _render(args: argparse.Namespace) -> int:
     try:
@@ -109,21 +95,11 @@ def _provision(args: argparse.Namespace) -> int:
                                    machine_type=args.type, lifetime=args.token_lifetime)
     try:
         token = asyncio.run(provisioned())
-    except (OSError, LabError, KubeError) as exc:
+    except (OSError, ProvisioningError, KubeError) as exc:
         print(f"lcmctl cloud-init provision: {exc}", file=sys.stderr)
         return 1
     write_atomic(args.token_file, f"{token}\n".encode(), 0o600)
     print(f"LCMMachine {args.namespace}/{args.machine} is provisioned; its token is in {args.token_file}")
-    return 0
-
-
-def _index(args: argparse.Namespace) -> int:
-    try:
-        wheel = asyncio.run(build_index(args.dest, args.cache_dir, project=args.project))
-    except LabError as exc:
-        print(f"lcmctl cloud-init index: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"wheel": str(wheel.path.relative_to(args.dest)), "sha256": wheel.sha256}))
     return 0
 
 

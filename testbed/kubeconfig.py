@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from agent.adapters.tls import write_private
+from testbed.tls import write_private
 
 
 def kubeconfig_document(

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
-from agent.decisions.planning.settings import PlanSettings
+from regional.planning.settings import PlanSettings
 
 Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
 """Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""

@@ -31,7 +31,7 @@ from agent.api.models import (
     LCMMachine,
     StateItem,
 )
-from agent.decisions.planning.contract import (
+from regional.planning.contract import (
     FINALIZER,
     NODE_LABEL_PREFIX,
     NODE_LABELS,
@@ -42,7 +42,7 @@ from agent.decisions.planning.contract import (
     manager_token_secret,
     worker_token_secret,
 )
-from agent.decisions.planning.machines import MachineView
+from regional.planning.machines import MachineView
 
 Overwrites = Mapping[str, Mapping[str, str]]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.decisions.planning.fleet import Fleet
-from agent.decisions.planning.machines import MachineView
+from regional.planning.fleet import Fleet
+from regional.planning.machines import MachineView
 
 
 def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:

@@ -23,12 +23,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from agent.api.models import PrepareDeletionPhase
-from agent.decisions.planning.actions import Patch
-from agent.decisions.planning.contract import FINALIZER, SWARM_ITEMS
-from agent.decisions.planning.fleet import Fleet
-from agent.decisions.planning.machines import MachineView
-from agent.decisions.planning.rendering import Target, without_finalizer
 from agent.decisions.state import counts_done
+from regional.planning.actions import Patch
+from regional.planning.contract import FINALIZER, SWARM_ITEMS
+from regional.planning.fleet import Fleet
+from regional.planning.machines import MachineView
+from regional.planning.rendering import Target, without_finalizer
 
 
 def _joined(v: MachineView) -> bool:

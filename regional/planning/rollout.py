@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agent.decisions.planning.fleet import Fleet
-from agent.decisions.planning.machines import MachineView
-from agent.decisions.planning.rendering import Target
-from agent.decisions.planning.upgrade import drained_update, finish, needs_drain
+from regional.planning.fleet import Fleet
+from regional.planning.machines import MachineView
+from regional.planning.rendering import Target
+from regional.planning.upgrade import drained_update, finish, needs_drain
 
 Slot = Literal["prepare", "deploy"] | None
 """The budget a step took a place in, if any."""

@@ -1,0 +1,41 @@
+"""``lcmctl mirror``: what a release publishes for an air-gapped site.
+
+    lcmctl mirror index --dest /srv/mirror/pypi [--project .] [--cache-dir DIR]
+
+``index`` builds the agent's wheel from a checkout and a PEP 503 index of it and its dependencies, and
+prints the wheel's path and sha256: the ``spec.agent`` a ClusterRelease names and the index its machines
+install from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from testbed import CHECKOUT
+from testbed.lab.machines.host import LabError
+from testbed.lab.machines.rootfs import CACHE_ROOT
+from testbed.lab.mirrors.pypi import build_index
+
+
+def add_mirror_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = groups.add_parser("mirror", help="the agent's wheel and the index a release publishes")
+    commands = group.add_subparsers(dest="command", required=True)
+    index = commands.add_parser("index", help="the agent's wheel and a PEP 503 index of its dependencies")
+    index.add_argument("--dest", type=Path, required=True, help="directory to fill: files/ and simple/")
+    index.add_argument("--project", type=Path, default=CHECKOUT, help="lcm-agent source checkout")
+    index.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help="wheels kept between runs")
+    index.set_defaults(func=_index)
+
+
+def _index(args: argparse.Namespace) -> int:
+    try:
+        wheel = asyncio.run(build_index(args.dest, args.cache_dir, project=args.project))
+    except LabError as exc:
+        print(f"lcmctl mirror index: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"wheel": str(wheel.path.relative_to(args.dest)), "sha256": wheel.sha256}))
+    return 0
