@@ -44,7 +44,7 @@ from sim_throughput import NAMESPACES, free_port, wait_ready
 from agent.adapters.kube import Kube, KubeError, Resource, connect
 from agent.api.crds import crd_paths
 from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
-from testbed.fake_agents import Fleet, fleet_client
+from testbed.fake_agents import SimulatedFleet, fleet_client
 from testbed.kube.build import ensure_built
 from testbed.kube.plane import ControlPlane, PlaneSettings
 
@@ -148,7 +148,7 @@ async def one_run(args: argparse.Namespace, server: str, tmp: Path) -> Run:
         names = await provide(admin, args.machines, args.budget or args.machines)
         kube = await fleet_client(kubeconfig, connections=args.machines + 64)
         async with kube:
-            fleet = Fleet(kube, NS, names)
+            fleet = SimulatedFleet(kube, NS, names)
             with log_path.open("wb") as log:
                 started = time.monotonic()
                 scheduler = await asyncio.create_subprocess_exec(

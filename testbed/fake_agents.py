@@ -13,7 +13,7 @@ for a swarm-drain it moves the target's ``status.swarmCordonDrain`` through ``co
 ``cordondrained`` (or ``uncordoning`` to unset), then reports ``status.value``; a swarm-remove is reported
 done. It acts only on objects whose executor label names a machine of the fleet.
 
-All agents of a ``Fleet`` share one client (one connection pool, sized for a watch per agent), as a
+All agents of a ``SimulatedFleet`` share one client (one connection pool, sized for a watch per agent), as a
 process of simulated agents should; ``counts`` tallies their writes by kind.
 """
 
@@ -37,7 +37,7 @@ from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.backoff import Backoff
 from agent.api.execution import ItemResult
-from agent.api.hostinfo import Cpu, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
+from agent.api.host_facts import Cpu, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
 from agent.decisions.addressing import choose_internal_ip
 from agent.decisions.execution import (
@@ -68,7 +68,7 @@ def succeed(machine: str, item: StateItem, attempt: int) -> ItemResult:
 
 
 @dataclass(frozen=True)
-class FleetSettings:
+class SimulatedFleetSettings:
     item_seconds: float = 0.0
     """How long each simulated run takes."""
     drain_seconds: float = 0.0
@@ -87,10 +87,10 @@ async def fleet_client(kubeconfig: Path, connections: int) -> Kube:
     return Kube(client.ApiClient(cfg))
 
 
-def fake_host(index: int) -> HostInfo:
+def fake_host(index: int) -> HostFacts:
     """A small VM with one NIC, eth0, at 10.<a>.<b>.<c>/8 derived from ``index`` (unique per fleet)."""
     address = f"10.{index // 62500 % 250}.{index // 250 % 250}.{index % 250 + 1}/8"
-    return HostInfo(
+    return HostFacts(
         boot_time=datetime(2024, 1, 1, tzinfo=UTC), architecture="x86_64", kernel_version="6.1.0-18-amd64",
         os=OsInfo(family="debian", platform="debian", name="Debian GNU/Linux", version="12 (bookworm)",
                   major=12, codename="bookworm"),
@@ -105,7 +105,7 @@ def fake_host(index: int) -> HostInfo:
 class FakeAgent:
     """One machine's agent: register, then run (pretend to) whatever ``next_step`` says, forever."""
 
-    def __init__(self, fleet: Fleet, name: str, index: int) -> None:
+    def __init__(self, fleet: SimulatedFleet, name: str, index: int) -> None:
         self.fleet, self.name, self.host = fleet, name, fake_host(index)
         self.latest: LCMMachine | None = None
         self.state = ""
@@ -225,7 +225,7 @@ class FakeAgent:
 class FakeExecutor:
     """Carries out drains and removals for the fleet's control machines (one watch for the namespace)."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: SimulatedFleet) -> None:
         self.fleet = fleet
         self._latest: dict[str, LCMClusterState] = {}
         self._wake = asyncio.Event()
@@ -300,13 +300,13 @@ def _rv(raw: Object) -> int:
     return int(raw.get("metadata", {}).get("resourceVersion", 0))
 
 
-class Fleet:
+class SimulatedFleet:
     """Agents for ``names`` (LCMMachines in ``namespace``, created by whoever plays the provider)."""
 
     def __init__(self, kube: Kube, namespace: str, names: Iterable[str], *, script: Script = succeed,
-                 settings: FleetSettings | None = None) -> None:
+                 settings: SimulatedFleetSettings | None = None) -> None:
         self.kube, self.namespace, self.script = kube, namespace, script
-        self.settings = settings or FleetSettings()
+        self.settings = settings or SimulatedFleetSettings()
         self.agents = {name: FakeAgent(self, name, index) for index, name in enumerate(names)}
         self.executor = FakeExecutor(self)
         self.counts: Counter[str] = Counter()

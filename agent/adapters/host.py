@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.api.hostinfo import Cpu, Disk, Hardware, HostInfo, Memory, NetworkInterface, OsInfo, Partition
+from agent.api.host_facts import Cpu, Disk, Hardware, HostFacts, Memory, NetworkInterface, OsInfo, Partition
 from agent.api.telemetry import HostLoad
 
 CONTAINER_NIC_PREFIXES = ("veth", "docker", "br-")
@@ -38,10 +38,10 @@ _RTF_UP = 0x0001
 _RTF_REJECT = 0x0200
 
 
-def collect_host_info(*, root: Path = Path("/")) -> HostInfo:
+def collect_host_info(*, root: Path = Path("/")) -> HostFacts:
     """The host's facts now; two calls on an unchanged host return equal values."""
     reboot_required, reboot_reason = _reboot(root / "var/run")
-    return HostInfo(
+    return HostFacts(
         boot_time=datetime.fromtimestamp(int(psutil.boot_time()), UTC),
         architecture=platform.machine(),
         kernel_version=platform.release(),

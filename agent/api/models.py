@@ -271,7 +271,7 @@ class OSInfo(ApiModel):
 
 class HostInfo(ApiModel):
     """Host facts. ``hardware`` stays plain data: decisions never look inside it, and its typed schema is the
-    CRD's (agent.api.hostinfo builds it)."""
+    CRD's (agent.api.host_facts builds it)."""
 
     boot_time: str | None = None
     architecture: str = ""

@@ -30,12 +30,12 @@ from agent import __version__
 from agent.adapters.atomic import write_atomic
 from agent.adapters.install import MARKER, InstallError, Layout, activate
 from agent.adapters.journal import Journal
-from agent.daemon import reconciler as reconcile
 from agent.daemon.app import ExitCode, run_daemon
-from agent.daemon.config import CONFIG_PATH_ENV, AgentConfig, ConfigError, load_config
+from agent.daemon.config import CONFIG_PATH_ENV, AgentSettings, ConfigError, load_config
 from agent.daemon.local import apply_items
 from agent.daemon.logs import SecretRegistry, setup_logging
 from agent.daemon.stopping import StopSignals
+from agent.reconciler import converge
 
 log = logging.getLogger("agent.cli")
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply.add_argument("--release-dir", type=Path, required=True, help="root of the release's playbooks")
     apply.add_argument("--state-dir", type=Path, default=Path(".lcm-apply"),
                        help="journal and artifacts of local runs (a re-run skips items already done)")
-    reconcile.add_arguments(sub.add_parser("reconcile", help="converge this node to its desired state "
+    converge.add_arguments(sub.add_parser("reconcile", help="converge this node to its desired state "
                                            "(the agent starts it on drift); --dry-run prints the drift"))
     switch = sub.add_parser("activate", help="switch <root>/current to this installed version "
                             "(cloud-init's last install step; docs/self-upgrade.md)")
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "activate":
         return _activate(args.wheel_sha256)
     if args.command == "reconcile":
-        return reconcile.main(args)
+        return converge.main(args)
     if args.command == "run":
         return _run(args.config)
     if args.command == "status":
@@ -89,7 +89,7 @@ def _run(config_path: Path) -> int:
     return asyncio.run(_serve(cfg, config_path, secrets))
 
 
-async def _serve(cfg: AgentConfig, config_path: Path, secrets: SecretRegistry) -> int:
+async def _serve(cfg: AgentSettings, config_path: Path, secrets: SecretRegistry) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     main_task = asyncio.create_task(run_daemon(cfg, stopping, secrets=secrets))

@@ -4,7 +4,7 @@ Start: state dir (0700), journal, API client, registration (retried until the AP
 systemd. Run: the one watch of the machine's LCMMachine (``MachineFollower``), the item worker (which also
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
-(``reconciling``), the self-upgrade loop, the API token's renewal (``renewal``, with a token file) and the
+(``drift_watch``), the self-upgrade loop, the API token's renewal (``renewal``, with a token file) and the
 watchdog pinger, each guarded: a root
 task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
@@ -34,18 +34,18 @@ from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.api.execution import EventSink
-from agent.api.hostinfo import HostInfo
-from agent.daemon.cluster_states import ClusterStateExecutor, ExecutorSettings, one_at_a_time
-from agent.daemon.config import AgentConfig
+from agent.api.host_facts import HostFacts
+from agent.daemon.config import AgentSettings
+from agent.daemon.drift_watch import ReconcileSink, Reconciling
 from agent.daemon.following import MachineFollower
 from agent.daemon.logs import SecretRegistry
-from agent.daemon.reconciling import ReconcileSink, Reconciling
-from agent.daemon.registration import HostFacts, Identity, RegistrationError, find_or_create, report
+from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
+from agent.daemon.self_upgrade import UPGRADE_EXIT_CODE, upgrade_loop
 from agent.daemon.stopping import until_stopped
+from agent.daemon.swarm_executor import ClusterStateExecutor, ExecutorSettings, one_at_a_time
 from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
-from agent.daemon.upgrade import UPGRADE_EXIT_CODE, upgrade_loop
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
 
@@ -72,7 +72,7 @@ class Hooks:
     """What tests replace: how items run, how host facts are read, where progress events go."""
 
     run_item: RunItem = runners.run_item
-    host_info: Callable[[], HostInfo] = collect_host_info
+    host_info: Callable[[], HostFacts] = collect_host_info
     on_event: EventSink = field(default=lambda event: None)
     on_reconcile: ReconcileSink = field(default=lambda event, data: None)
 
@@ -91,7 +91,7 @@ async def _end_predecessors_run(journal: Journal, machine: str) -> None:
 
 
 async def run_daemon(
-    cfg: AgentConfig, stopping: asyncio.Event, hooks: Hooks | None = None, *,
+    cfg: AgentSettings, stopping: asyncio.Event, hooks: Hooks | None = None, *,
     secrets: SecretRegistry | None = None,
 ) -> ExitCode:
     """Run until ``stopping`` is set (clean exit) or a root task fails; secrets the daemon learns (swarm join
@@ -157,7 +157,7 @@ async def run_daemon(
     return ExitCode.UPGRADED if upgraded.is_set() and result == ExitCode.OK else result
 
 
-def _watch_settings(cfg: AgentConfig) -> WatchSettings:
+def _watch_settings(cfg: AgentSettings) -> WatchSettings:
     """The configured inactivity timeout, and reconnects paced like every other retry of the agent (capped
     at 30 s, so that the watch is back soon after an outage however long it lasted)."""
     timings = cfg.timings
@@ -165,13 +165,13 @@ def _watch_settings(cfg: AgentConfig) -> WatchSettings:
     return WatchSettings(inactivity_timeout=timings.watch_inactivity_timeout, backoff=backoff)
 
 
-async def _client(cfg: AgentConfig) -> Kube:
+async def _client(cfg: AgentSettings) -> Kube:
     token = cfg.api.token_file if cfg.api.kubeconfig is None else None
     return await connect(kubeconfig=cfg.api.kubeconfig, server=cfg.api.server, ca_file=cfg.api.ca_file,
                          token_file=token)
 
 
-async def _register(kube: Kube, who: Identity, cfg: AgentConfig, hooks: Hooks) -> HostFacts:
+async def _register(kube: Kube, who: Identity, cfg: AgentSettings, hooks: Hooks) -> FactsTracker:
     """Find the object and report addresses and host facts, retrying until the API takes the write."""
     failures = 0
     while True:
@@ -180,7 +180,7 @@ async def _register(kube: Kube, who: Identity, cfg: AgentConfig, hooks: Hooks) -
         try:
             fields = await report(kube, who, raw, host)
             log.info("registered", extra={"machine": who.name, "namespace": who.namespace})
-            return HostFacts(who, hooks.host_info, fields)
+            return FactsTracker(who, hooks.host_info, fields)
         except (KubeError, RegistrationError) as exc:
             delay = cfg.timings.backoff.window(failures)
             failures += 1

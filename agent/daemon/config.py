@@ -200,7 +200,7 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentSettings:
     """Everything ``lcm-agent run`` needs."""
 
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -227,7 +227,7 @@ class AgentConfig:
         return {DOCKER_HOST_VAR: self.docker.host, **self.playbook_vars}
 
 
-def load_config(path: Path, env: Mapping[str, str]) -> AgentConfig:
+def load_config(path: Path, env: Mapping[str, str]) -> AgentSettings:
     """The validated configuration from ``path`` overridden by ``env``; raises ConfigError."""
     raw = _read_yaml(path)
     keys = _known_keys()
@@ -274,8 +274,8 @@ def _check_private(path: Path, st: os.stat_result) -> None:
 
 @functools.cache
 def _sections() -> dict[str, type]:
-    """``section name → settings class``, from AgentConfig's fields."""
-    hints = get_type_hints(AgentConfig)
+    """``section name → settings class``, from AgentSettings's fields."""
+    hints = get_type_hints(AgentSettings)
     return {name: t for name, t in hints.items() if isinstance(t, type) and dataclasses.is_dataclass(t)}
 
 
@@ -283,7 +283,7 @@ def _known_keys() -> dict[str, tuple[str, str]]:
     """Every setting as ``ENV_NAME → (section, key)``; section "" for top-level keys."""
     keys = {}
     sections = _sections()
-    for f in dataclasses.fields(AgentConfig):
+    for f in dataclasses.fields(AgentSettings):
         if f.name not in sections:
             keys[f"{ENV_PREFIX}{f.name.upper()}"] = ("", f.name)
     for section, cls in sections.items():
@@ -314,7 +314,7 @@ def _suggest(name: str, candidates: Any) -> str:
 
 
 def _hint(section: str, key: str) -> Any:
-    return _hints(_sections()[section] if section else AgentConfig)[key]
+    return _hints(_sections()[section] if section else AgentSettings)[key]
 
 
 @functools.cache
@@ -354,7 +354,7 @@ def _is_string_map(hint: Any) -> bool:
     return typing.get_origin(hint) is Mapping
 
 
-def _build(raw: Mapping[str, Any], path: Path) -> AgentConfig:
+def _build(raw: Mapping[str, Any], path: Path) -> AgentSettings:
     values = {}
     for name, value in raw.items():
         if name in _sections():
@@ -362,7 +362,7 @@ def _build(raw: Mapping[str, Any], path: Path) -> AgentConfig:
             values[name] = _sections()[name](**fields)
         else:
             values[name] = _coerce(value, _hint("", name), name, path)
-    return AgentConfig(**values)
+    return AgentSettings(**values)
 
 
 def _coerce(value: Any, hint: Any, key: str, path: Path) -> Any:
@@ -395,7 +395,7 @@ def _string_map(value: Any, key: str, path: Path) -> dict[str, str]:
     return {str(name): item for name, item in value.items()}
 
 
-def _validate(cfg: AgentConfig) -> AgentConfig:
+def _validate(cfg: AgentSettings) -> AgentSettings:
     """Cross-field rules, defaults that need the host, and the secrets read from their files."""
     api, mqtt = cfg.api, cfg.mqtt
     if api.kubeconfig is not None and (api.server or api.token_file is not None):

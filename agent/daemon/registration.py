@@ -18,7 +18,7 @@ from typing import Any
 from agent import __version__
 from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
-from agent.api.hostinfo import HostInfo
+from agent.api.host_facts import HostFacts
 from agent.api.models import API_VERSION, LCM_TYPE, LCMMachine
 from agent.daemon.following import LCMMACHINES
 from agent.decisions.addressing import choose_internal_ip
@@ -66,7 +66,7 @@ async def find_or_create(kube: Kube, who: Identity, backoff: Backoff) -> dict[st
             await asyncio.sleep(delay)
 
 
-def registration_fields(machine: LCMMachine, host: HostInfo, hostname: str) -> dict[str, Any]:
+def registration_fields(machine: LCMMachine, host: HostFacts, hostname: str) -> dict[str, Any]:
     """addresses, agentVersion and hostInfo as the status should show them."""
     try:
         ip = choose_internal_ip(host.hardware.network, machine.spec.interface or None,
@@ -78,12 +78,12 @@ def registration_fields(machine: LCMMachine, host: HostInfo, hostname: str) -> d
     return {"addresses": addresses, "agentVersion": __version__, "hostInfo": host.to_status()}
 
 
-class HostFacts:
+class FactsTracker:
     """Re-reads the host's facts for the worker and says which registration fields changed since the last
     report: hostInfo and addresses are written only when they change (a NIC added, a new kernel after a
     reboot, an address moved), never as a periodic heartbeat (that is MQTT's job)."""
 
-    def __init__(self, who: Identity, read: Callable[[], HostInfo], reported: Mapping[str, Any]) -> None:
+    def __init__(self, who: Identity, read: Callable[[], HostFacts], reported: Mapping[str, Any]) -> None:
         self.who = who
         self.read = read
         self.reported = dict(reported)
@@ -103,8 +103,8 @@ class HostFacts:
         self.reported.update(fields)
 
 
-async def report(kube: Kube, who: Identity, raw: dict[str, Any], host: HostInfo) -> dict[str, Any]:
-    """Write the registration fields; returns them, as ``HostFacts`` compares later facts with them."""
+async def report(kube: Kube, who: Identity, raw: dict[str, Any], host: HostFacts) -> dict[str, Any]:
+    """Write the registration fields; returns them, as ``FactsTracker`` compares later facts with them."""
     machine = LCMMachine.from_raw(raw)
     fields = registration_fields(machine, host, who.hostname)
     if not any(a["type"] == "InternalIP" for a in fields["addresses"]):

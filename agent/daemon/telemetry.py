@@ -35,7 +35,7 @@ from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.adapters.udev import HardwareChange, HardwareMonitor
 from agent.api import telemetry as t
 from agent.api.execution import ItemEvent
-from agent.daemon.config import AgentConfig
+from agent.daemon.config import AgentSettings
 from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.daemon.logs import SecretRegistry
 from agent.daemon.worker import MachineWorker
@@ -48,7 +48,7 @@ HARDWARE_SETTLE = 1.0
 """Seconds without another hardware event before host facts are re-read."""
 
 
-def broker_settings(cfg: AgentConfig) -> BrokerSettings:
+def broker_settings(cfg: AgentSettings) -> BrokerSettings:
     mqtt, api = cfg.mqtt, cfg.api
     return BrokerSettings(
         url=mqtt.url, client_id=f"lcm-agent-{api.namespace}-{api.machine_name}", username=mqtt.username,
@@ -64,7 +64,7 @@ class Telemetry:
     """Publishes for one agent; ``on_item_event`` is the worker's event sink."""
 
     def __init__(
-        self, cfg: AgentConfig, kube: Kube, follower: MachineFollower, secrets: SecretRegistry,
+        self, cfg: AgentSettings, kube: Kube, follower: MachineFollower, secrets: SecretRegistry,
     ) -> None:
         self.cfg = cfg
         self.kube = kube
@@ -206,7 +206,7 @@ class Telemetry:
                                              data=event.data, item=event.item))
 
     def on_reconcile(self, event: str, data: Mapping[str, Any]) -> None:
-        """The reconciler's sink (``reconciling.ReconcileSink``): drift found, a run started or finished."""
+        """The reconciler's sink (``drift_watch.ReconcileSink``): drift found, a run started or finished."""
         self.publish("events", self._message(t.event_message, type="reconciler", event=event, data=data))
 
     def on_hardware(self, change: HardwareChange) -> None:

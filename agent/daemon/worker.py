@@ -89,7 +89,7 @@ class ItemSteps(Protocol):
 
 
 class HostRefresh(Protocol):
-    """Re-reads host facts (``registration.HostFacts``): the registration fields that changed."""
+    """Re-reads host facts (``registration.FactsTracker``): the registration fields that changed."""
 
     async def changes(self, machine: LCMMachine) -> dict[str, Any]: ...
 

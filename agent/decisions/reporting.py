@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.api.gosemver import InvalidVersionError
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, Components, LCMMachine, LCMMachineStatus, StateItemStatus
 from agent.decisions.state import items_state, machine_state, pending_operation, progress_text, spec_error
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState
 from agent.api.names import MachineOperation
-from regional.planning.clusterstates import Wanted
 from regional.planning.contract import EXECUTOR_LABEL
 from regional.planning.machines import MachineView
 from regional.planning.ordering import first_ready
 from regional.planning.rendering import Swarm, Target, Templates, machine_patch, swarm_item_for, target
+from regional.planning.swarm_orders import Wanted
 
 
 @dataclass

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from agent.api.models import LCMClusterState
 from regional.planning.actions import Action, Patch, Plan, PlanInput
-from regional.planning.clusterstates import state_writes
 from regional.planning.contract import PAUSED_ANNOTATION
 from regional.planning.deletion import deletion_phases, plan_leaving
 from regional.planning.failures import drain_time_left, item_time_left, trouble
@@ -24,6 +23,7 @@ from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
 from regional.planning.rollout import plan_controls, plan_workers
 from regional.planning.status import Summary, cluster_status_patch, stuck_flags
+from regional.planning.swarm_orders import state_writes
 
 
 def plan(inp: PlanInput) -> Plan:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.release_upgrade import drained_update, finish, needs_drain
 from regional.planning.rendering import Target
-from regional.planning.upgrade import drained_update, finish, needs_drain
 
 Slot = Literal["prepare", "deploy"] | None
 """The budget a step took a place in, if any."""

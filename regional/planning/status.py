@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import LCMCluster
 from regional.planning.actions import Patch
 from regional.planning.failures import Trouble

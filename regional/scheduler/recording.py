@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from agent.adapters.kube import Kube, KubeError, Resource
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import API_VERSION
 from regional.scheduler.throttling import RateLimiter
 

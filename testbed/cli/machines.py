@@ -35,8 +35,8 @@ from testbed.lab.machines.host import LabError
 from testbed.lab.machines.machine import STATE_ROOT, Machine, known_machines
 from testbed.lab.machines.network import Subnet
 from testbed.lab.machines.sets import (
-    Fleet,
-    FleetSettings,
+    MachineSet,
+    MachineSetSettings,
     RegionalApi,
     destroy_all,
     diagnose,
@@ -100,9 +100,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def open_lab(
     state_dir: Path, *, namespace: str, api_port: int = 0, mirror_port: int = 0, apt_mirror: str = "",
-) -> AsyncIterator[Fleet]:
+) -> AsyncIterator[MachineSet]:
     """A prepared fleet connected to a simulator on the bridge; machines and servers gone on exit."""
-    fleet = Fleet(FleetSettings(run_dir=state_dir, namespace=namespace, mirror_port=mirror_port,
+    fleet = MachineSet(MachineSetSettings(run_dir=state_dir, namespace=namespace, mirror_port=mirror_port,
                                 debian_mirror=apt_mirror))
     sim: Simulator | None = None
     # The machines are new on every run, so is the API: a previous run's LCMMachines would look registered.
@@ -122,7 +122,7 @@ async def open_lab(
         await release_bridge(fleet.settings.subnet)
 
 
-def save_lab_info(fleet: Fleet, state_dir: Path) -> LabInfo:
+def save_lab_info(fleet: MachineSet, state_dir: Path) -> LabInfo:
     """``STATE/lab.json``: where ``ls`` finds the API, and what a release needs to use the lab's mirror."""
     info = LabInfo(str(state_dir / "kubeconfig"), fleet.settings.namespace, fleet.apt_source, fleet.agent.url,
                    fleet.agent.sha256, fleet.agent.index_url)
@@ -173,7 +173,7 @@ async def _ls(args: argparse.Namespace) -> int:
     lab_file = args.state_dir / LAB_FILE
     if lab_file.is_file():
         info = LabInfo(**json.loads(lab_file.read_text()))
-        fleet = Fleet(FleetSettings(run_dir=args.state_dir, namespace=info.namespace))
+        fleet = MachineSet(MachineSetSettings(run_dir=args.state_dir, namespace=info.namespace))
         await fleet.connect(RegionalApi.from_kubeconfig(Path(info.kubeconfig)), create_namespace=False)
     print(await _table(machines, fleet))
     if fleet is not None:
@@ -181,7 +181,7 @@ async def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _table(machines: list[Machine], fleet: Fleet | None) -> str:
+async def _table(machines: list[Machine], fleet: MachineSet | None) -> str:
     """NAME ADDRESS RUNNING STATE, then one line for each running machine that has not registered."""
     rows, stuck = [("NAME", "ADDRESS", "RUNNING", "STATE")], []
     for machine in machines:
@@ -198,7 +198,7 @@ async def _table(machines: list[Machine], fleet: Fleet | None) -> str:
     return "\n".join(lines + ([""] + [f"not registered: {line}" for line in stuck] if stuck else []))
 
 
-async def _lcm_machine(fleet: Fleet | None, name: str) -> dict[str, Any] | None:
+async def _lcm_machine(fleet: MachineSet | None, name: str) -> dict[str, Any] | None:
     if fleet is None:
         return None
     try:

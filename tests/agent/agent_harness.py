@@ -23,7 +23,7 @@ import yaml
 from agent.adapters.kube import Kube, Resource
 from agent.adapters.watching import Change, watch_resource
 from agent.daemon.app import ExitCode, Hooks, run_daemon
-from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.config import AgentSettings, load_config
 from agent.daemon.following import LCMMACHINES
 from testbed.sim.testing import KubeApi, lcm_machine
 
@@ -74,7 +74,7 @@ class Node:
 
     async def configure(
         self, *, create_if_missing: bool = False, token_file: Path | None = None, **timings: float,
-    ) -> AgentConfig:
+    ) -> AgentSettings:
         """Write the agent's config file (0600) and load it as the agent would: with a kubeconfig of a
         ServiceAccount granted its own LCMMachine, or with ``token_file`` (a provisioned machine's token,
         which the agent renews) and the API's address and CA."""
@@ -181,7 +181,7 @@ class Node:
 
     @contextlib.asynccontextmanager
     async def agent(
-        self, cfg: AgentConfig, hooks: Hooks | None = None,
+        self, cfg: AgentSettings, hooks: Hooks | None = None,
     ) -> AsyncIterator[asyncio.Task[ExitCode]]:
         """The daemon in this process; stopped (as by SIGTERM) when the block ends."""
         stopping = asyncio.Event()

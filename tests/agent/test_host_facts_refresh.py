@@ -8,7 +8,7 @@ import dataclasses
 from agent_harness import Node, status
 
 from agent.adapters.host import collect_host_info
-from agent.api.hostinfo import HostInfo
+from agent.api.host_facts import HostFacts
 from agent.daemon.app import Hooks
 
 
@@ -18,7 +18,7 @@ async def test_changed_host_facts_are_written_once_and_unchanged_ones_never(node
     real = collect_host_info()
     facts = {"now": real}
 
-    def read() -> HostInfo:
+    def read() -> HostFacts:
         return facts["now"]
 
     async with node.recording() as events, node.agent(cfg, Hooks(host_info=read)):

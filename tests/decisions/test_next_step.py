@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.api.backoff import Backoff
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine, StateItem
 from agent.decisions.execution import (
     Idle,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.lab.machines.sets import Fleet
+from testbed.lab.machines.sets import MachineSet
 
 
 @dataclass(frozen=True)
 class Lab:
-    fleet: Fleet
+    fleet: MachineSet
     state_dir: Path
     """Where ``lcmctl machines ls --state-dir`` finds this lab's API."""
     tag: str

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from agent.adapters.host import collect_host_info
-from agent.api.hostinfo import Cpu, Disk, Hardware, HostInfo, Memory, NetworkInterface, OsInfo
+from agent.api.host_facts import Cpu, Disk, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
 from testbed.sim.schema import StructuralSchema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,8 +209,8 @@ def test_default_route_interface(tmp_path: Path, route: str, ipv6_route: str, ex
     assert collect_host_info(root=root).default_interface == expected
 
 
-def _sample(**changes: object) -> HostInfo:
-    base = HostInfo(
+def _sample(**changes: object) -> HostFacts:
+    base = HostFacts(
         boot_time=datetime(2024, 5, 1, tzinfo=UTC), architecture="x86_64", kernel_version="6.1.0",
         os=OsInfo("debian", "debian", "Debian GNU/Linux", "12 (bookworm)", 12), timezone="UTC",
         hardware=Hardware(

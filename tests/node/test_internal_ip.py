@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.api.hostinfo import NetworkInterface
+from agent.api.host_facts import NetworkInterface
 from agent.decisions.addressing import choose_internal_ip
 
 

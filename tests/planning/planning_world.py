@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
 from agent.decisions.state import item_done, machine_state

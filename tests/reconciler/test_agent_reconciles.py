@@ -31,9 +31,9 @@ from reconciler_lab import (
 from agent.adapters.engine_checks import observe
 from agent.adapters.kube import SECRETS, connect
 from agent.daemon.app import Hooks
-from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.config import AgentSettings, load_config
+from agent.daemon.drift_watch import EVENTS
 from agent.daemon.following import LCMMACHINES
-from agent.daemon.reconciling import EVENTS
 from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi
 
@@ -65,13 +65,13 @@ def reconcilers(state_dir: Path) -> list[str]:
             argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        started_as = {b"reconcile", b"agent.daemon.reconciler"} & set(argv)  # by hand, or by the agent
+        started_as = {b"reconcile", b"agent.reconciler.converge"} & set(argv)  # by hand, or by the agent
         if started_as and any(str(state_dir).encode() in a for a in argv):
             found.append(cmdline.parent.name)
     return found
 
 
-async def configure(node: Node, lab_node: LabNode) -> AgentConfig:
+async def configure(node: Node, lab_node: LabNode) -> AgentSettings:
     """The harness's config pointed at the lab node, with quick reconciler timings, and the RBAC a
     provider grants an agent for its join token and Events."""
     await node.configure()

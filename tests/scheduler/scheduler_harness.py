@@ -1,7 +1,7 @@
 """The scheduler under test against the API server over HTTPS (real, or simulated), with simulated agents.
 
 Objects are created as the other parties would (a release engineer's ClusterRelease, an operator's
-LCMCluster, a provider's LCMMachines); ``Fleet`` (testbed.fake_agents) plays the machines' agents; a
+LCMCluster, a provider's LCMMachines); ``SimulatedFleet`` (testbed.fake_agents) plays the machines' agents; a
 ``Scheduler`` runs in this process with timings short enough for tests.
 """
 
@@ -20,7 +20,7 @@ from regional.scheduler.controller import PlanFunction
 from regional.scheduler.leadership import LeaseSettings
 from regional.scheduler.runtime import Scheduler
 from regional.scheduler.settings import SchedulerSettings, Throttle
-from testbed.fake_agents import Fleet, FleetSettings, Script, succeed
+from testbed.fake_agents import Script, SimulatedFleet, SimulatedFleetSettings, succeed
 
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")
 CLUSTERS = Resource(GROUP, VERSION, "lcmclusters")
@@ -105,8 +105,8 @@ async def running(scheduler: Scheduler) -> AsyncIterator[asyncio.Task[None]]:
 
 @contextlib.asynccontextmanager
 async def fleet_running(kube: Kube, namespace: str, names: Iterable[str], *, script: Script = succeed,
-                        settings: FleetSettings | None = None) -> AsyncIterator[Fleet]:
-    fleet = Fleet(kube, namespace, names, script=script, settings=settings)
+                        settings: SimulatedFleetSettings | None = None) -> AsyncIterator[SimulatedFleet]:
+    fleet = SimulatedFleet(kube, namespace, names, script=script, settings=settings)
     task = asyncio.create_task(fleet.run())
     try:
         yield fleet

@@ -27,7 +27,7 @@ from agent.adapters.kube import Kube, KubeError
 from agent.api.execution import ItemResult
 from agent.api.models import StateItem
 from regional.planning.settings import PlanSettings
-from testbed.fake_agents import FleetSettings, succeed
+from testbed.fake_agents import SimulatedFleetSettings, succeed
 from testbed.sim.testing import KubeApi
 
 pytestmark = pytest.mark.kube
@@ -136,7 +136,7 @@ async def test_an_upgrade_drains_workers_no_more_than_the_cluster_allows_at_once
                                                                                 kube: Kube) -> None:
     ns = kube_api.namespace
     names = await create_cluster(kube, ns, 4, maxWorkerUpgradeCount=2)
-    settings = FleetSettings(drain_seconds=0.2)
+    settings = SimulatedFleetSettings(drain_seconds=0.2)
     async with running(scheduler(kube, ns)), fleet_running(kube, ns, names, settings=settings) as fleet:
         await eventually(lambda: _cluster_ready(kube, ns, 5), within=60, what="5 ready on 1.0.0")
         async with Recorder(kube, CLUSTER_STATES, ns) as operations:

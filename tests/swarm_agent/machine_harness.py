@@ -25,9 +25,9 @@ from agent_harness import FAST, Node, slot
 
 from agent.adapters.host import collect_host_info
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
-from agent.api.hostinfo import HostInfo, NetworkInterface
+from agent.api.host_facts import HostFacts, NetworkInterface
 from agent.daemon.app import ExitCode, Hooks, run_daemon
-from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.config import AgentSettings, load_config
 from agent.daemon.logs import JsonFormatter, RedactingFilter, SecretRegistry
 from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi
@@ -66,7 +66,7 @@ async def apply_rbac(admin: Kube, namespace: str) -> None:
         await admin.create(RBAC_KINDS[doc["kind"]], namespace, doc)
 
 
-def lab_host_info(node: LabNode) -> HostInfo:
+def lab_host_info(node: LabNode) -> HostFacts:
     """This host's facts, with the lab node's interface as the only NIC: the agent runs in the test's
     process, and must register the node's address, which is its swarm address."""
     info = collect_host_info()
@@ -98,7 +98,7 @@ class SwarmNode(Node):
         return self._kubeconfig
 
     async def configure(self, *, playbook_vars: dict[str, str] | None = None, docker_host: str = "",
-                        **timings: float) -> AgentConfig:
+                        **timings: float) -> AgentSettings:
         kubeconfig = await self.grant()
         host = docker_host or (self.lab.docker_host if self.lab else "unix:///var/run/docker.sock")
         doc = {
@@ -116,7 +116,7 @@ class SwarmNode(Node):
 
     @contextlib.asynccontextmanager
     async def agent(
-        self, cfg: AgentConfig, hooks: Hooks | None = None,
+        self, cfg: AgentSettings, hooks: Hooks | None = None,
     ) -> AsyncIterator[asyncio.Task[ExitCode]]:
         """The daemon in this process, logging JSON through the redaction filter into ``agent.log``."""
         hooks = hooks or Hooks()

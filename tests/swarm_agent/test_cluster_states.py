@@ -15,7 +15,8 @@ from machine_harness import PATIENCE, MakeNode, SwarmNode
 
 from agent.adapters.kube import Kube
 from agent.api.models import LCMClusterState
-from agent.daemon.cluster_states import (
+from agent.daemon.following import LCMMACHINES
+from agent.daemon.swarm_executor import (
     DRAIN_PLAYBOOK,
     LCMCLUSTERSTATES,
     REMOVE_PLAYBOOK,
@@ -24,7 +25,6 @@ from agent.daemon.cluster_states import (
     operation,
     settled,
 )
-from agent.daemon.following import LCMMACHINES
 from testbed.sim.testing import lcm_machine
 
 EXECUTOR = "demo-control-0"

@@ -15,7 +15,7 @@ import pytest
 from machine_harness import MANAGER_SECRET, PLAYBOOKS, WORKER_SECRET, MakeNode, SwarmNode
 
 from agent.adapters.kube import Kube
-from agent.daemon.cluster_states import LCMCLUSTERSTATES
+from agent.daemon.swarm_executor import LCMCLUSTERSTATES
 from testbed.lab.netns import dockerd
 from testbed.lab.netns.node import LabNode
 from testbed.lab.netns.nodes import Lab

@@ -12,8 +12,8 @@ import pytest
 from machine_harness import MANAGER_SECRET, WORKER_SECRET, put_secret
 
 from agent.adapters.kube import SECRETS, Kube, KubeError, connect
-from agent.daemon.cluster_states import EXECUTOR_LABEL, LCMCLUSTERSTATES
 from agent.daemon.following import LCMMACHINES
+from agent.daemon.swarm_executor import EXECUTOR_LABEL, LCMCLUSTERSTATES
 from testbed.sim.testing import KubeApi, lcm_machine
 
 MACHINES = ("demo-control-0", "demo-worker-0", "demo-worker-1")

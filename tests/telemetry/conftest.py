@@ -24,7 +24,7 @@ from agent_harness import Node
 from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox
 from agent.api import telemetry as t
-from agent.daemon.config import AgentConfig, load_config
+from agent.daemon.config import AgentSettings, load_config
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker, available
 from testbed.sim.testing import KubeApi
 
@@ -59,7 +59,7 @@ def settings(broker: Broker, user: str, client_id: str = "") -> BrokerSettings:
 
 
 async def telemetry_config(node: Node, broker: Broker, *, buffer_size: int = 1000,
-                           **timings: float) -> AgentConfig:
+                           **timings: float) -> AgentSettings:
     """The harness's agent config plus an ``mqtt`` section: the node's own broker user and password file."""
     await node.configure(**timings)
     secret = node.tmp / "mqtt-password"

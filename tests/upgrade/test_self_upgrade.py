@@ -24,10 +24,10 @@ from agent.adapters.install import Layout
 from agent.adapters.kube import Kube, connect
 from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
-from agent.daemon.config import AgentConfig
+from agent.daemon.config import AgentSettings
 from agent.daemon.following import MachineFollower
 from agent.daemon.registration import Identity
-from agent.daemon.upgrade import UpgradeSettings, upgrade_loop
+from agent.daemon.self_upgrade import UpgradeSettings, upgrade_loop
 from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
 
 NAME = "node-1"
@@ -48,7 +48,7 @@ def start_upgrade_loop(
 ) -> asyncio.Task[None]:
     """The upgrade loop with the machine follower beside it, as the daemon runs them."""
     follower = MachineFollower(kube, ns, NAME, WatchSettings())
-    loop = upgrade_loop(kube, Identity(ns, NAME, False), AgentConfig(), stopping, follower=follower,
+    loop = upgrade_loop(kube, Identity(ns, NAME, False), AgentSettings(), stopping, follower=follower,
                         restart=restart, settings=settings)
 
     async def both() -> None:

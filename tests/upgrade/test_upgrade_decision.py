@@ -8,7 +8,7 @@ import pytest
 
 from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig, AgentUpgradeStatus
-from agent.decisions.upgrade import (
+from agent.decisions.self_upgrade import (
     Nothing,
     Upgrade,
     Wait,

@@ -1,6 +1,6 @@
 """Machines as a provider would bring them up against one regional API.
 
-``Fleet.prepare`` readies what every machine shares: the cached image, the bridge, and the package mirror
+``MachineSet.prepare`` readies what every machine shares: the cached image, the bridge, and the package mirror
 on the bridge (the agent's wheel and dependency index, the apt repository with Docker Engine). ``connect``
 attaches the regional API (any cluster: the CLI and the tests run the project's simulator on the bridge
 address). ``add`` provisions one machine (LCMMachine, ServiceAccount, Role, token), renders its user-data
@@ -84,7 +84,7 @@ class MqttAccess:
 
 
 @dataclass(frozen=True)
-class FleetSettings:
+class MachineSetSettings:
     run_dir: Path
     """This run's files: the mirror's document root (agent wheel, index, apt repository)."""
     namespace: str = "lcm-lab"
@@ -107,8 +107,8 @@ def check_host() -> None:
         raise LabUnavailableError("cannot run nspawn machines on this host; missing: " + "; ".join(missing))
 
 
-class Fleet:
-    def __init__(self, settings: FleetSettings) -> None:
+class MachineSet:
+    def __init__(self, settings: MachineSetSettings) -> None:
         self.settings = settings
         self.machines: dict[str, Machine] = {}
         self._mirror: MirrorServer | None = None

@@ -26,7 +26,7 @@ import yaml
 from testbed.kube.objects import documents
 from testbed.lab.machines.machine import STATE_ROOT, Machine
 from testbed.lab.machines.network import Subnet
-from testbed.lab.machines.sets import Fleet, FleetSettings, RegionalApi, release_bridge
+from testbed.lab.machines.sets import MachineSet, MachineSetSettings, RegionalApi, release_bridge
 from testbed.lab.stack.stack import AgentAccess, Rollout, StackSettings
 from testbed.lab.stack.stages import Stages
 
@@ -39,9 +39,9 @@ class MachineNodes:
 
     def __init__(self, settings: StackSettings, *, machines_root: Path = STATE_ROOT) -> None:
         self.settings = settings
-        self.fleet = Fleet(FleetSettings(run_dir=settings.run_dir / "lab", namespace=settings.namespace,
-                                         cluster=settings.cluster, machines_root=machines_root,
-                                         debian_mirror=settings.apt_mirror))
+        self.fleet = MachineSet(MachineSetSettings(
+            run_dir=settings.run_dir / "lab", namespace=settings.namespace, cluster=settings.cluster,
+            machines_root=machines_root, debian_mirror=settings.apt_mirror))
 
     async def up(self, stages: Stages) -> str:
         (self.settings.run_dir / RECORD).write_text(json.dumps(list(self.settings.machines)))

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.api.backoff import Backoff
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import AgentConfig, AgentUpgradeStatus
 from agent.decisions.execution import parse_time, stable_uniform
 from agent.decisions.reporting import clip

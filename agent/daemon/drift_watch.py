@@ -46,14 +46,14 @@ from agent.api.desired import (
     derive_desired,
     items_digest,
 )
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.api.models import API_VERSION, LCMMachine
 from agent.daemon.config import ReconcileSettings
 from agent.daemon.following import MachineFollower
-from agent.daemon.reconciler import DESIRED_FILE, EXIT_CONVERGED
 from agent.decisions.drift import Drift, drift
 from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state
+from agent.reconciler.converge import DESIRED_FILE, EXIT_CONVERGED
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ and a restart by hand or by systemd gets a moment to complete before it is taken
 STOP_GRACE = 10.0
 """Seconds a reconciler gets between SIGTERM and SIGKILL when it is stopped."""
 MESSAGE_LIMIT = 1024
-RECONCILER = (sys.executable, "-m", "agent.daemon.reconciler")
-"""``lcm-agent reconcile`` without the daemon's imports (see ``agent.daemon.reconciler``)."""
+RECONCILER = (sys.executable, "-m", "agent.reconciler.converge")
+"""``lcm-agent reconcile`` without the daemon's imports (see ``agent.reconciler.converge``)."""
 
 
 class ReconcileSink(Protocol):

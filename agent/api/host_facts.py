@@ -161,7 +161,7 @@ class Hardware:
 
 
 @dataclass(frozen=True)
-class HostInfo:
+class HostFacts:
     """Everything ``status.hostInfo`` carries, plus the routing fact the InternalIP choice needs."""
 
     boot_time: datetime

@@ -30,7 +30,7 @@ from agent.adapters.atomic import write_json
 from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.engine_ops import Engine, EngineOpError
 from agent.api.desired import ComponentReport, DesiredState, DesiredStateError, Observed, ReconcileReport
-from agent.api.hostinfo import rfc3339
+from agent.api.host_facts import rfc3339
 from agent.decisions.drift import ORDER, Component, Drift, check, drift, labels_in_config, unchecked
 
 log = logging.getLogger(__name__)

@@ -32,12 +32,12 @@ from agent.adapters.kube import Kube, KubeError
 from agent.adapters.runners.downloader import DownloadError, ParamsError, fetch, parse
 from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig as ApiAgentConfig
-from agent.daemon.config import AgentConfig
+from agent.daemon.config import AgentSettings
 from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.daemon.registration import Identity
 from agent.daemon.stopping import until_stopped
 from agent.daemon.worker import utcnow
-from agent.decisions.upgrade import (
+from agent.decisions.self_upgrade import (
     Decision,
     Nothing,
     Upgrade,
@@ -75,7 +75,7 @@ class UpgradeSettings:
     """The whole download of a wheel; a stalled connection fails sooner (the downloader's read timeout)."""
 
     @classmethod
-    def from_config(cls, cfg: AgentConfig) -> UpgradeSettings:
+    def from_config(cls, cfg: AgentSettings) -> UpgradeSettings:
         """The install root is where the running agent lives, so a node installed elsewhere just works."""
         prefix = Path(sys.prefix)
         root = prefix.parent.parent if prefix.parent.name == "versions" else None
@@ -84,7 +84,7 @@ class UpgradeSettings:
 
 
 async def upgrade_loop(
-    kube: Kube, who: Identity, cfg: AgentConfig, stopping: asyncio.Event, *, follower: MachineFollower,
+    kube: Kube, who: Identity, cfg: AgentSettings, stopping: asyncio.Event, *, follower: MachineFollower,
     restart: Callable[[], None], settings: UpgradeSettings | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> None:
