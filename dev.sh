@@ -69,7 +69,7 @@ setup() { install_apt; install_python; build_kube; }
 
 run_tests() {
   setup
-  "$VENV/bin/ruff" check agent tests bench
+  "$VENV/bin/ruff" check agent regional testbed tests bench
   "$VENV/bin/mypy"
   "$VENV/bin/lint-imports"
   "$VENV/bin/python" -m pytest "$@"
