@@ -3,6 +3,7 @@
 #   ./dev.sh demo     set up, start the regional API simulator with the sample objects, show them (Ctrl-C stops)
 #   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter) and the whole test suite
 #   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv, the real control plane)
+#   ./dev.sh lock     recompile requirements/node.lock and dev.lock after a dependency changed (then commit them)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,14 +51,15 @@ install_apt() {
 }
 
 install_python() {
-  local stamp="$VENV/.installed-$(cat pyproject.toml regional/pyproject.toml testbed/pyproject.toml | sha256sum | cut -c1-16)"
+  local stamp="$VENV/.installed-$(cat pyproject.toml regional/pyproject.toml testbed/pyproject.toml \
+    requirements/dev.lock | sha256sum | cut -c1-16)"
   [ -e "$stamp" ] && return 0
   [ -x "$VENV/bin/python" ] || step "creating the venv $VENV" python3 -m venv "$VENV"
-  step "upgrading pip in $VENV" "$VENV/bin/pip" install --upgrade pip
+  step "installing the locked pip in $VENV" "$VENV/bin/pip" install -c requirements/dev.lock pip
   # The three distributions of this checkout, editable: the node package (what machines install), the
   # regional side and the testbed; the test tools ride on the node package's `test` extra.
   step "installing lcm-agent, lcm-regional, lcm-testbed (editable) and the test tools into $VENV" \
-    "$VENV/bin/pip" install -e '.[test]' -e ./regional -e ./testbed
+    "$VENV/bin/pip" install -c requirements/dev.lock -e '.[test]' -e ./regional -e ./testbed
   rm -f "$VENV"/.installed-* && touch "$stamp"
 }
 
@@ -66,6 +68,21 @@ install_python() {
 build_kube() { "$VENV/bin/python" -m testbed.kube.build >/dev/null; }
 
 setup() { install_apt; install_python; build_kube; }
+
+# The locks: requirements/node.lock (the node's dependencies with their hashes: what every machine installs)
+# and requirements/dev.lock (everything the checkout's three distributions and their tests use, at the
+# node's versions). Run after changing a dependency; the tests check that the locks satisfy the pyprojects.
+lock() {
+  install_python
+  local compile=("$VENV/bin/pip-compile" --quiet --no-header --no-emit-index-url --no-emit-find-links
+                 --strip-extras --allow-unsafe)
+  "${compile[@]}" --generate-hashes --upgrade --output-file requirements/node.lock pyproject.toml
+  "${compile[@]}" --upgrade --output-file requirements/dev.lock requirements/dev.in
+  # pip takes no editable requirement as a constraint: the checkout's own distributions leave the lock.
+  awk '/^-e /{skip=1; next} skip && /^ /{next} {skip=0; print}' requirements/dev.lock > requirements/dev.lock.new
+  mv requirements/dev.lock.new requirements/dev.lock
+  echo "lcm-agent: requirements/node.lock and requirements/dev.lock are written; review and commit them"
+}
 
 run_tests() {
   setup
@@ -78,6 +95,7 @@ run_tests() {
 case "${1:-}" in
   setup) setup ;;
   test) shift; run_tests "$@" ;;
+  lock) lock ;;
   demo) shift; install_apt; install_python; exec "$VENV/bin/lcmctl" demo "$@" ;;
-  *) sed -n '2,6p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,7p' "$0" >&2; exit 2 ;;
 esac

@@ -2,9 +2,11 @@
 
 This is what a release publishes for air-gapped sites: the agent build (the wheel whose URL and sha256 the
 user-data names) and an index its dependencies install from. The agent wheel is built from this checkout on
-every run (it is what is under test); its dependencies are downloaded once per set of requirements from the
-host's own package index (pip's configuration) and cached, binary wheels only, for the machines' Python
-(Debian bookworm's 3.11), so nothing has to be compiled inside a machine. A cached set whose marker is
+every run (it is what is under test); its dependencies are exactly the node's lock
+(``requirements/node.lock``: pinned versions with their hashes, so every machine installs the same
+bytes), downloaded once per lock from the host's own package index (pip's configuration) and cached,
+binary wheels only, for the machines' Python (Debian bookworm's 3.11), so nothing has to be compiled
+inside a machine. A cached set whose marker is
 missing or one of whose wheels is not a whole archive is downloaded again.
 """
 
@@ -23,6 +25,8 @@ from pathlib import Path
 from testbed import CHECKOUT
 from testbed.lab.machines.host import LabError, run
 
+NODE_LOCK = Path("requirements") / "node.lock"
+"""The node's dependencies, pinned with their hashes (``./dev.sh lock``): what every machine installs."""
 MACHINE_PYTHON = "3.11"
 """The machines' python3 (Debian bookworm): the dependency wheels must fit it."""
 
@@ -43,12 +47,15 @@ async def build_index(dest: Path, cache_root: Path, *, project: Path = CHECKOUT)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     await run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(files), str(project)])
     wheel = _one(files.glob("lcm_agent-*.whl"))
-    deps = cache_root / f"wheels-{_requirements_key(wheel)}"
+    lock = project / NODE_LOCK
+    if not lock.is_file():
+        raise LabError(f"{lock} is missing: the machines install exactly the node's locked dependencies "
+                       "(./dev.sh lock writes it)")
+    deps = cache_root / f"wheels-{_requirements_key(lock)}"
     if not _complete(deps):
         shutil.rmtree(deps, ignore_errors=True)
         await run([*pip, "download", "--quiet", "--only-binary=:all:", "--python-version", MACHINE_PYTHON,
-                   "--dest", str(deps), str(wheel)])
-        (deps / wheel.name).unlink(missing_ok=True)  # the agent itself is built fresh on every run
+                   "--no-deps", "--require-hashes", "--dest", str(deps), "--requirement", str(lock)])
         (deps / ".complete").touch()
     for dep in deps.glob("*.whl"):
         shutil.copy2(dep, files / dep.name)
@@ -85,13 +92,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _requirements_key(wheel: Path) -> str:
-    """A digest of the wheel's declared dependencies and the target Python: when to download again."""
-    with zipfile.ZipFile(wheel) as archive:
-        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        requires = sorted(line for line in archive.read(metadata).decode().splitlines()
-                          if line.startswith("Requires-Dist:") and "extra ==" not in line)
-    return hashlib.sha256("\n".join([MACHINE_PYTHON, *requires]).encode()).hexdigest()[:12]
+def _requirements_key(lock: Path) -> str:
+    """A digest of the locked dependencies and the target Python: when to download again."""
+    return hashlib.sha256(MACHINE_PYTHON.encode() + b"\n" + lock.read_bytes()).hexdigest()[:12]
 
 
 def _complete(deps: Path) -> bool:
