@@ -1,7 +1,7 @@
 """Followed objects: every object of one kind as last seen, newest version wins, optionally indexed.
 
 The one facility behind everything that follows objects: the agent's own LCMMachine (``daemon.own_machine``),
-the LCMClusterStates a control machine executes (``daemon.cluster_states``) and the scheduler's five kinds.
+the LCMClusterStates a control machine executes (``daemon.swarm_executor``) and the scheduler's five kinds.
 Two sources feed it: the kind's watch (``follow``: ``Snapshot`` after every list, ``Change`` events) and the
 server's answers to the holder's own requests (``answered``: a write's answer, or a fresh read). An answer
 is newer than anything the watch has delivered yet, so it goes in at once, and watch events older than what
