@@ -28,7 +28,7 @@ import psutil
 import yaml
 
 from agent.adapters.kube import Kube, Resource, connect
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from testbed.sim.testing import KubeApi, lcm_machine
 
 BUDGET_RSS_MIB = 90.0

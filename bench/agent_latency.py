@@ -23,7 +23,7 @@ from agent_idle import Bench, bash_item, bench_cluster
 from agent.api.execution import ItemEvent
 from agent.daemon.app import Hooks, run_daemon
 from agent.daemon.config import load_config
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 
 BUDGET_P50_MS = 20.0
 BUDGET_P99_MS = 100.0

@@ -33,7 +33,7 @@ from agent_idle import _grant, _simulator
 
 from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.kube import SECRETS, Kube, connect
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.netns import dockerd, nodes
 from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi, lcm_machine

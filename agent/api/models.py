@@ -397,10 +397,24 @@ class LCMClusterStateSpec(ApiModel):
         return self.value == "true"
 
 
+class ClusterStateFailure(ApiModel):
+    """lcm-agent's extension: the failed attempts at the value now requested, so that their retries are
+    paced from the status (a restarted agent keeps the pacing), as the state items' are."""
+
+    value: BoolString
+    """The requested value that failed: a request changed since then starts afresh."""
+    count: StrictInt = Field(ge=1)
+    """Failed attempts at it in a row."""
+    finished_at: str | None = None
+    """When the last of them ended."""
+
+
 class LCMClusterStateStatus(ApiModel):
     value: BoolString | None = None
     message: str = ""
     attempt: StrictInt = Field(default=0, ge=0)
+    last_failure: ClusterStateFailure | None = None
+    """Absent once the requested value is applied."""
 
 
 class LCMClusterState(ApiObject):

@@ -1,7 +1,8 @@
 """The daemon's lifecycle: start up, run the root tasks, shut down in steps.
 
 Start: state dir (0700), journal, API client, registration (retried until the API answers), readiness to
-systemd. Run: the one watch of the machine's LCMMachine (``MachineFollower``), the item worker (which also
+systemd. Run: the one handle on the machine's LCMMachine (``OwnMachine``: its watch, and the one write path
+that registration and every root task writing the object use), the item worker (which also
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
 (``drift_watch``), the self-upgrade loop, the API token's renewal (``renewal``, with a token file) and the
@@ -28,7 +29,7 @@ from agent.adapters import runners, systemd
 from agent.adapters.engine_checks import EngineAccess
 from agent.adapters.host import collect_host_info
 from agent.adapters.journal import Journal
-from agent.adapters.kube import Kube, KubeError, connect
+from agent.adapters.kube import Kube, connect
 from agent.adapters.runners import leftovers
 from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.watching import WatchSettings
@@ -37,8 +38,8 @@ from agent.api.execution import EventSink
 from agent.api.host_facts import HostFacts
 from agent.daemon.config import AgentSettings
 from agent.daemon.drift_watch import ReconcileSink, Reconciling
-from agent.daemon.following import MachineFollower
 from agent.daemon.logs import SecretRegistry
+from agent.daemon.own_machine import OwnMachine
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
 from agent.daemon.self_upgrade import UPGRADE_EXIT_CODE, upgrade_loop
@@ -106,7 +107,9 @@ async def run_daemon(
     if kube.credentials is not None:
         kube.credentials.on_token = secrets.add
     async with kube:
-        host_facts = await until_stopped(_register(kube, who, cfg, hooks), stopping)
+        own = OwnMachine(kube, who.namespace, who.name, watch=_watch_settings(cfg),
+                         backoff=cfg.timings.backoff)
+        host_facts = await until_stopped(_register(own, who, cfg, hooks), stopping)
         if host_facts is None:
             return ExitCode.OK
         systemd.notify_ready()
@@ -116,17 +119,16 @@ async def run_daemon(
             stop_grace_period=cfg.timings.stop_grace_period, host_info_period=cfg.timings.host_info_period,
             node_vars=cfg.node_vars(),
         )
-        follower = MachineFollower(kube, who.namespace, who.name, _watch_settings(cfg))
         run_item = one_at_a_time(hooks.run_item)
-        telemetry = Telemetry(cfg, kube, follower, secrets) if cfg.mqtt.url else None
+        telemetry = Telemetry(cfg, own, secrets) if cfg.mqtt.url else None
         on_event = hooks.on_event if telemetry is None else fan_out(hooks.on_event, telemetry.on_item_event)
         on_reconcile = (hooks.on_reconcile if telemetry is None
                         else fan_out(hooks.on_reconcile, telemetry.on_reconcile))
-        tokens = SwarmTokens(kube, follower, docker_host=cfg.docker.host, secrets=secrets)
-        worker = MachineWorker(kube, journal, settings, run_item=run_item, on_event=on_event,
-                               follower=follower, steps=tokens, host_facts=host_facts)
+        tokens = SwarmTokens(kube, own, docker_host=cfg.docker.host, secrets=secrets)
+        worker = MachineWorker(journal, settings, run_item=run_item, on_event=on_event, own=own, steps=tokens,
+                               host_facts=host_facts)
         executor = ClusterStateExecutor(
-            kube, follower, ExecutorSettings(
+            kube, own, ExecutorSettings(
                 namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
                 work_dir=cfg.state_dir / "maintenance", backoff=cfg.timings.backoff,
                 stop_grace_period=cfg.timings.stop_grace_period, node_vars=cfg.node_vars()),
@@ -137,18 +139,17 @@ async def run_daemon(
             upgraded.set()
             stopping.set()
 
-        roots = {"watch": follower.run(stopping), "worker": worker.run(stopping),
+        roots = {"watch": own.run(stopping), "worker": worker.run(stopping),
                  "watchdog": _watchdog(stopping), "cluster-states": executor.run(stopping),
-                 "upgrade": upgrade_loop(kube, who, cfg, stopping, follower=follower,
-                                         restart=restart_into_new_version)}
+                 "upgrade": upgrade_loop(own, cfg, stopping, restart=restart_into_new_version)}
         if telemetry is not None:
             roots["telemetry"] = telemetry.run(stopping, worker)
         if kube.credentials is not None:
-            roots["token-renewal"] = TokenRenewal(kube, kube.credentials, follower, RenewalSettings(
+            roots["token-renewal"] = TokenRenewal(kube, kube.credentials, own, RenewalSettings(
                 namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,
                 backoff=cfg.timings.backoff)).run(stopping)
         roots["reconcile"] = Reconciling(
-            kube, follower, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
+            kube, own, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
             access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),
             read_token=tokens.join_token, busy=lambda: isinstance(worker.step, Run),
             on_event=on_reconcile).run(stopping)
@@ -171,21 +172,27 @@ async def _client(cfg: AgentSettings) -> Kube:
                          token_file=token)
 
 
-async def _register(kube: Kube, who: Identity, cfg: AgentSettings, hooks: Hooks) -> FactsTracker:
-    """Find the object and report addresses and host facts, retrying until the API takes the write."""
+async def _register(own: OwnMachine, who: Identity, cfg: AgentSettings, hooks: Hooks) -> FactsTracker:
+    """Find the object and report addresses and host facts. The write retries by itself until it lands;
+    the object is read again when the spec makes the facts unreportable or the server refused them for
+    good (the object was deleted meanwhile, say)."""
     failures = 0
     while True:
-        raw = await find_or_create(kube, who, cfg.timings.backoff)
+        raw = await find_or_create(own.kube, who, cfg.timings.backoff)
         host = await asyncio.to_thread(hooks.host_info)
         try:
-            fields = await report(kube, who, raw, host)
-            log.info("registered", extra={"machine": who.name, "namespace": who.namespace})
+            fields = await report(own, who, raw, host)
+        except RegistrationError as exc:
+            fields, why = None, str(exc)
+        else:
+            why = "the server refused the write"
+        if fields is not None:
+            log.info("registered", extra=own.fields)
             return FactsTracker(who, hooks.host_info, fields)
-        except (KubeError, RegistrationError) as exc:
-            delay = cfg.timings.backoff.window(failures)
-            failures += 1
-            log.error("registration failed: %s; retrying in %.0fs", exc, delay)
-            await asyncio.sleep(delay)
+        delay = cfg.timings.backoff.window(failures)
+        failures += 1
+        log.error("registration failed: %s; retrying in %.0fs", why, delay, extra=own.fields)
+        await asyncio.sleep(delay)
 
 
 async def _guarded(roots: dict[str, Coroutine[Any, Any, None]], stopping: asyncio.Event) -> ExitCode:

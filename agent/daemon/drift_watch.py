@@ -1,7 +1,8 @@
 """The agent's side of the reconciler: record the desired state, check it cheaply, start the reconciler
 process on drift, and report every run.
 
-A root task of the daemon. It reads the machine from the agent's one ``MachineFollower`` and never edits
+A root task of the daemon. It reads and writes the machine through the agent's one ``OwnMachine`` handle
+(its ``Reconciled`` condition, best effort, rewritten when it next changes) and never edits
 the item worker: when the machine is Ready and its done items differ from those the record was derived
 from, it records a new desired state (``agent.api.desired``) in the state dir. From then on it checks the
 engine (``engine_checks.observe``, off the event loop) every ``reconcile.check_period`` and shortly after
@@ -49,7 +50,7 @@ from agent.api.desired import (
 from agent.api.host_facts import rfc3339
 from agent.api.models import API_VERSION, LCMMachine
 from agent.daemon.config import ReconcileSettings
-from agent.daemon.following import MachineFollower
+from agent.daemon.own_machine import OwnMachine
 from agent.decisions.drift import Drift, drift
 from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state
@@ -95,11 +96,11 @@ class Reconciling:
     """Records, checks, reconciles; ``run`` is a root task of the daemon."""
 
     def __init__(
-        self, kube: Kube, follower: MachineFollower, journal: Journal, *, state_dir: Path,
+        self, kube: Kube, own: OwnMachine, journal: Journal, *, state_dir: Path,
         access: EngineAccess, settings: ReconcileSettings, read_token: ReadToken, busy: Callable[[], bool],
         on_event: ReconcileSink,
     ) -> None:
-        self.kube, self.follower, self.journal = kube, follower, journal
+        self.kube, self.own, self.journal = kube, own, journal
         self.state_dir, self.access, self.settings = state_dir, access, settings
         self.read_token, self.busy, self.on_event = read_token, busy, on_event
         self.desired = _load(state_dir / DESIRED_FILE)
@@ -108,21 +109,21 @@ class Reconciling:
         self._retry_at = 0.0
         self._blocked = ""
         self._poked = asyncio.Event()
-        self._fields = {"machine": follower.name, "namespace": follower.namespace}
+        self._fields = own.fields
 
     async def run(self, stopping: asyncio.Event) -> None:
         events: EngineEvents | None = None
         try:
             while not stopping.is_set():
-                seen = self.follower.version
-                machine = self.follower.latest
+                seen = self.own.version
+                machine = self.own.latest
                 if machine is not None:
                     await self._record(machine)
                 if self.desired is None:
                     if events is not None:
                         await asyncio.to_thread(events.stop)
                         events = None
-                    await self.follower.wait(seen, stopping, None)
+                    await self.own.wait(seen, stopping, None)
                     continue
                 events = events or self._follow_engine()
                 await self._check(machine, stopping)
@@ -181,7 +182,7 @@ class Reconciling:
         if self._retry_at:
             period = min(period, max(self._retry_at - time.monotonic(), 0.0))
         poked = asyncio.ensure_future(self._poked.wait())
-        moved = asyncio.ensure_future(self.follower.wait(seen, stopping, period))
+        moved = asyncio.ensure_future(self.own.wait(seen, stopping, period))
         try:
             await asyncio.wait([poked, moved], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -245,7 +246,7 @@ class Reconciling:
                 "seconds": round(time.monotonic() - began, 3),
                 "components": [c.to_json() for c in result.report.components] if result.report else []}
         self.on_event("finished", data)
-        newest = self.follower.latest or machine
+        newest = self.own.latest or machine
         if result.converged:
             self.failures, self._retry_at = 0, 0.0
             log.info("reconciled: %s", result.message, extra=self._fields)
@@ -302,8 +303,8 @@ class Reconciling:
         reason = ""
         try:
             while not done.done() and not reason:
-                seen = self.follower.version
-                moved = asyncio.ensure_future(self.follower.wait(seen, stopping, deadline - time.monotonic()))
+                seen = self.own.version
+                moved = asyncio.ensure_future(self.own.wait(seen, stopping, deadline - time.monotonic()))
                 try:
                     await asyncio.wait([done, moved], return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -312,11 +313,11 @@ class Reconciling:
                     break
                 if time.monotonic() >= deadline:
                     reason = "timeout"
-                elif stopping.is_set() or self._why_blocked(self.follower.latest):
+                elif stopping.is_set() or self._why_blocked(self.own.latest):
                     reason = "must not run"
             if reason:
                 log.warning("stopping the reconciler: %s (%s)", reason,
-                            self._why_blocked(self.follower.latest) or "agent stopping", extra=self._fields)
+                            self._why_blocked(self.own.latest) or "agent stopping", extra=self._fields)
                 await stop_process_group(process, STOP_GRACE)
         except asyncio.CancelledError:
             await finish(stop_process_group(process, STOP_GRACE))
@@ -347,13 +348,13 @@ class Reconciling:
     # Reporting
 
     async def _report_condition(self, machine: LCMMachine, status: str, reason: str, message: str) -> None:
-        await self.follower.write_condition(machine, CONDITION, status, reason, clip(message, MESSAGE_LIMIT))
+        await self.own.write_condition(machine, CONDITION, status, reason, clip(message, MESSAGE_LIMIT))
 
     async def _report_event(self, machine: LCMMachine, result: RunResult, attempt: int) -> None:
         message = f"attempt {attempt}: {clip(result.message, MESSAGE_LIMIT)}"
         body = run_event(machine, result.converged, message, datetime.now(UTC))
         try:
-            await self.kube.create(EVENTS, self.follower.namespace, body)
+            await self.kube.create(EVENTS, self.own.namespace, body)
         except KubeError as exc:
             log.warning("cannot record the reconciler run as an Event: %s", exc, extra=self._fields)
 

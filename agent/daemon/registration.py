@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import __version__
+from agent.adapters.followed import UNTIL_LANDED
 from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
 from agent.api.host_facts import HostFacts
 from agent.api.models import API_VERSION, LCM_TYPE, LCMMachine
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES, OwnMachine
 from agent.decisions.addressing import choose_internal_ip
 from agent.decisions.reporting import summary_patch
 
@@ -103,13 +104,16 @@ class FactsTracker:
         self.reported.update(fields)
 
 
-async def report(kube: Kube, who: Identity, raw: dict[str, Any], host: HostFacts) -> dict[str, Any]:
-    """Write the registration fields; returns them, as ``FactsTracker`` compares later facts with them."""
+async def report(
+    own: OwnMachine, who: Identity, raw: dict[str, Any], host: HostFacts,
+) -> dict[str, Any] | None:
+    """Write the registration fields through the machine's one write path, until they land; returns them,
+    as ``FactsTracker`` compares later facts with them, or None when the server refused them for good."""
     machine = LCMMachine.from_raw(raw)
+    own.answered(raw)
     fields = registration_fields(machine, host, who.hostname)
     if not any(a["type"] == "InternalIP" for a in fields["addresses"]):
         log.error("no usable InternalIP (interface=%r, cidr=%r): the machine stays Uninitialized",
                   machine.spec.interface, machine.spec.cidr)
-    await kube.patch(LCMMACHINES, who.namespace, who.name, summary_patch(machine, fields),
-                     subresource="status")
-    return fields
+    written = await own.write(summary_patch(machine, fields), retry=UNTIL_LANDED, what="registration")
+    return None if written is None else fields

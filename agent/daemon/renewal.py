@@ -28,7 +28,7 @@ from agent.adapters.kube import Kube, KubeError
 from agent.api.backoff import Backoff
 from agent.api.models import LCMMachine
 from agent.api.names import agent_account
-from agent.daemon.following import MachineFollower
+from agent.daemon.own_machine import OwnMachine
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ class TokenRenewal:
     """Renews ``credentials`` and reports on them; ``run`` returns once ``stopping`` is set."""
 
     def __init__(
-        self, kube: Kube, credentials: Credentials, follower: MachineFollower, settings: RenewalSettings, *,
+        self, kube: Kube, credentials: Credentials, own: OwnMachine, settings: RenewalSettings, *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.kube, self.credentials, self.follower, self.settings = kube, credentials, follower, settings
+        self.kube, self.credentials, self.own, self.settings = kube, credentials, own, settings
         self.clock = clock
         self._fields = {"machine": settings.machine, "namespace": settings.namespace}
         self._pending: tuple[str, str, str] | None = None
@@ -133,10 +133,10 @@ class TokenRenewal:
 
     async def _flush(self) -> bool:
         """Write the pending condition, if any and if the object is known; True once nothing is pending."""
-        machine: LCMMachine | None = self.follower.latest
+        machine: LCMMachine | None = self.own.latest
         if self._pending is None:
             return True
-        if machine is None or not await self.follower.write_condition(machine, CONDITION, *self._pending):
+        if machine is None or not await self.own.write_condition(machine, CONDITION, *self._pending):
             return False
         self._pending = None
         return True
@@ -146,7 +146,7 @@ class TokenRenewal:
         waiters = [asyncio.ensure_future(stopping.wait()),
                    asyncio.ensure_future(self.credentials.moved_from(generation))]
         if self._pending is not None:
-            waiters.append(asyncio.ensure_future(self.follower.moved_from(self.follower.version)))
+            waiters.append(asyncio.ensure_future(self.own.moved_from(self.own.version)))
         try:
             await asyncio.wait(waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,13 +27,11 @@ from typing import Any
 from agent import __version__
 from agent.adapters.atomic import read_json, write_json
 from agent.adapters.install import InstallError, Layout, activate, build, installed, prune, smoke_test
-from agent.adapters.kube import Kube, KubeError
 from agent.adapters.runners.downloader import DownloadError, ParamsError, fetch, parse
 from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig as ApiAgentConfig
 from agent.daemon.config import AgentSettings
-from agent.daemon.following import LCMMACHINES, MachineFollower
-from agent.daemon.registration import Identity
+from agent.daemon.own_machine import OwnMachine
 from agent.daemon.stopping import until_stopped
 from agent.daemon.worker import utcnow
 from agent.decisions.self_upgrade import (
@@ -84,15 +81,13 @@ class UpgradeSettings:
 
 
 async def upgrade_loop(
-    kube: Kube, who: Identity, cfg: AgentSettings, stopping: asyncio.Event, *, follower: MachineFollower,
-    restart: Callable[[], None], settings: UpgradeSettings | None = None,
-    clock: Callable[[], datetime] = utcnow,
+    own: OwnMachine, cfg: AgentSettings, stopping: asyncio.Event, *, restart: Callable[[], None],
+    settings: UpgradeSettings | None = None, clock: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Run until ``stopping`` is set, reading the machine from the agent's shared ``follower``. After a
-    successful upgrade it calls ``restart``, which must end the daemon (set ``stopping``, exit with
+    """Run until ``stopping`` is set, reading and writing the machine through the agent's ``own`` handle.
+    After a successful upgrade it calls ``restart``, which must end the daemon (set ``stopping``, exit with
     ``UPGRADE_EXIT_CODE``), and waits for the stop."""
-    upgrader = Upgrader(kube, who, settings or UpgradeSettings.from_config(cfg), follower=follower,
-                        restart=restart, clock=clock)
+    upgrader = Upgrader(own, settings or UpgradeSettings.from_config(cfg), restart=restart, clock=clock)
     await upgrader.run(stopping)
 
 
@@ -101,22 +96,20 @@ class _AttemptError(Exception):
 
 
 class Upgrader:
-    """One machine's self-upgrade, deciding on the object the agent's follower keeps current."""
+    """One machine's self-upgrade, deciding on the object the agent's ``OwnMachine`` keeps current."""
 
     def __init__(
-        self, kube: Kube, who: Identity, settings: UpgradeSettings, *, follower: MachineFollower,
-        restart: Callable[[], None], clock: Callable[[], datetime],
+        self, own: OwnMachine, settings: UpgradeSettings, *, restart: Callable[[], None],
+        clock: Callable[[], datetime],
     ) -> None:
-        self.kube, self.who, self.settings, self.restart, self.clock = kube, who, settings, restart, clock
-        self.follower = follower
-        self._write_failures = 0
+        self.own, self.settings, self.restart, self.clock = own, settings, restart, clock
         self._record = settings.work_dir / "last-build.json"
-        self._fields = {"machine": who.name, "namespace": who.namespace}
+        self._fields = own.fields
 
     async def run(self, stopping: asyncio.Event) -> None:
         last: Decision | None = None
         while not stopping.is_set():
-            seen = self.follower.version
+            seen = self.own.version
             decision = self._decide()
             if decision != last:
                 log.info("agent upgrade: %s", _describe(decision), extra=self._fields)
@@ -127,12 +120,12 @@ class Upgrader:
                     self.restart()
                     await stopping.wait()
             elif isinstance(decision, Wait):
-                await self.follower.wait(seen, stopping, (decision.until - self.clock()).total_seconds())
+                await self.own.wait(seen, stopping, (decision.until - self.clock()).total_seconds())
             else:
-                await self.follower.wait(seen, stopping, None)
+                await self.own.wait(seen, stopping, None)
 
     def _decide(self) -> Decision:
-        machine = self.follower.latest
+        machine = self.own.latest
         if machine is None:
             return Nothing("LCMMachine not seen yet")
         return next_upgrade(machine.spec.agent_config, self.settings.running_version,
@@ -143,8 +136,9 @@ class Upgrader:
         """One attempt, reported before and after; True when the new version is active."""
         started = self.clock()
         if not await self._write(started_patch(step.attempt, started)):
-            # No attempt without its "started" mark: the API is away; decide again after a growing pause.
-            await asyncio.sleep(self.settings.backoff.delay(self._write_failures - 1, random.uniform))
+            # No attempt without its "started" mark: the API is away; decide again after a pause that grows
+            # with the handle's failed writes in a row.
+            await asyncio.sleep(self.own.pause())
             return False
         self.settings.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         requested = ApiAgentConfig.model_validate({"version": step.version, "downloadURL": step.url,
@@ -227,17 +221,10 @@ class Upgrader:
         return build if isinstance(build, str) else None
 
     async def _write(self, patch: dict[str, Any]) -> bool:
-        """One status write; on success the server's answer becomes ``latest``."""
-        try:
-            raw = await self.kube.patch(LCMMACHINES, self.who.namespace, self.who.name, patch,
-                                        subresource="status")
-        except KubeError as exc:
-            self._write_failures += 1
-            log.warning("agent upgrade status write failed: %s", exc, extra=self._fields)
-            return False
-        self._write_failures = 0
-        self.follower.wrote(raw)
-        return True
+        """One status write, tried ``ONCE``: the next decision is derived from the status, so a write that
+        did not land is simply decided again; True when it landed."""
+        return await self.own.write(patch, what="agent upgrade status write") is not None
+
 
 def _describe(decision: Decision) -> str:
     if isinstance(decision, Nothing):

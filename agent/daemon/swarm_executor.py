@@ -14,8 +14,11 @@ items, one object at a time:
 * ``swarm-remove``: ``maintenance/swarm-remove.yml`` with ``node_address``.
 
 The outcome lands in the object's ``status {value, message, attempt}`` (``message``: the last error, empty on
-success). A failure is retried with the agent's backoff; another type (``cordon-drain`` is Kubernetes-only)
-gets a status message saying so once, and no retry.
+success). A failure is retried with the agent's backoff, paced from the status (``lastFailure``: the value
+that failed, how often in a row, when it last ended), so a restarted agent keeps the pacing; another type
+(``cordon-drain`` is Kubernetes-only) gets a status message saying so once, and no retry. The objects are
+followed like the machine itself (``adapters.followed``): the answer to the executor's own status write is
+the newest version it knows, and older watch events are skipped.
 
 Serialised with the item worker (``one_at_a_time``): both drive the same engine, and a drain racing the
 machine's own engine restart (a ``daemon-config`` item) would fail half-way for nothing. The cost is that a
@@ -27,20 +30,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.adapters.followed import UNTIL_LANDED, FollowedObjects, write
 from agent.adapters.kube import Kube, KubeError, Resource
-from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EXIT_FAILED, EventSink, ItemInput, ItemResult
 from agent.api.models import GROUP, VERSION, CordonDrain, InvalidObjectError, LCMClusterState, LCMMachine
-from agent.daemon.following import LCMMACHINES, MachineFollower, resource_version
-from agent.daemon.worker import RunItem
+from agent.daemon.own_machine import LCMMACHINES, OwnMachine
+from agent.daemon.worker import RunItem, utcnow
+from agent.decisions.execution import parse_time, stable_uniform
 from agent.decisions.reporting import clip
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,37 @@ def settled(state: LCMClusterState) -> bool:
     return isinstance(todo, Settle) and written == (todo.value, todo.message)
 
 
+def retry_at(state: LCMClusterState, backoff: Backoff) -> datetime | None:
+    """When the requested value may be attempted again after failing: the backoff for its failures in a
+    row, from the end of the last one, jittered by a pure function of the object (so the decision can be
+    recomputed after a restart); None when nothing failed at this value (attempt now)."""
+    failure = state.status.last_failure
+    if failure is None or failure.value != state.spec.value:
+        return None
+    ended = parse_time(failure.finished_at)
+    return None if ended is None else paced(state, failure.count, ended, backoff)
+
+
+def paced(state: LCMClusterState, failures: int, ended: datetime, backoff: Backoff) -> datetime:
+    """The retry time after ``failures`` failed attempts in a row at the requested value, the last at
+    ``ended``."""
+    seed = f"{state.metadata.namespace}/{state.metadata.name}/{state.spec.value}/{failures}"
+    return ended + timedelta(seconds=backoff.delay(failures - 1, stable_uniform(seed)))
+
+
+def failure_after(state: LCMClusterState, now: datetime) -> dict[str, Any]:
+    """The ``lastFailure`` to write after one more failed attempt at the requested value."""
+    failure = state.status.last_failure
+    count = failure.count if failure is not None and failure.value == state.spec.value else 0
+    return {"value": state.spec.value, "count": count + 1, "finishedAt": precise_stamp(now)}
+
+
+def precise_stamp(moment: datetime) -> str:
+    """An RFC 3339 timestamp to the microsecond (``2024-05-01T12:00:00.250000Z``): whole seconds would cut
+    up to a second off each retry's pause, all of it when the backoff is short."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 # -- the executor ------------------------------------------------------------------------------------------
 
 
@@ -121,28 +156,17 @@ class TargetError(Exception):
     """The target machine cannot be acted on (not found, no address, its status not writable)."""
 
 
-@dataclass
-class _Retry:
-    value: str
-    failures: int
-    not_before: float
-
-
 class ClusterStateExecutor:
     """Carries out this machine's LCMClusterStates; ``run`` is a root task of the daemon."""
 
     def __init__(
-        self, kube: Kube, follower: MachineFollower, settings: ExecutorSettings, *, run_item: RunItem,
-        on_event: EventSink, watch: WatchSettings,
+        self, kube: Kube, own: OwnMachine, settings: ExecutorSettings, *, run_item: RunItem,
+        on_event: EventSink, watch: WatchSettings, clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.kube, self.follower, self.settings = kube, follower, settings
-        self.run_item, self.on_event, self.watch = run_item, on_event, watch
-        self.states: dict[str, LCMClusterState] = {}
-        self._written: dict[str, int] = {}
-        self._retries: dict[str, _Retry] = {}
-        self._version = 0
-        self._moved = asyncio.Event()
-        self._fields = {"machine": settings.name, "namespace": settings.namespace}
+        self.kube, self.own, self.settings = kube, own, settings
+        self.run_item, self.on_event, self.watch, self.clock = run_item, on_event, watch, clock
+        self.states: FollowedObjects[LCMClusterState] = FollowedObjects(LCMClusterState)
+        self._fields = own.fields
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Idle until the machine is a control machine; then execute until ``stopping``."""
@@ -150,7 +174,9 @@ class ClusterStateExecutor:
             return
         log.info("executing the LCMClusterStates labelled %s=%s", EXECUTOR_LABEL, self.settings.name,
                  extra=self._fields)
-        watcher = asyncio.ensure_future(self._follow())
+        watcher = asyncio.ensure_future(self.states.follow(
+            self.kube, LCMCLUSTERSTATES, self.settings.namespace,
+            label_selector=f"{EXECUTOR_LABEL}={self.settings.name}", settings=self.watch))
         work = asyncio.ensure_future(self._work(stopping))
         try:
             await asyncio.wait([watcher, work], return_when=asyncio.FIRST_COMPLETED)
@@ -158,7 +184,6 @@ class ClusterStateExecutor:
                 work.cancel()
                 await asyncio.wait([work])
                 watcher.result()  # raises what ended it
-                raise RuntimeError("the watch of LCMClusterStates ended")
             await work
         finally:
             for task in (watcher, work):
@@ -167,72 +192,32 @@ class ClusterStateExecutor:
 
     async def _until_control(self, stopping: asyncio.Event) -> bool:
         while not stopping.is_set():
-            seen = self.follower.version
-            machine = self.follower.latest
+            seen = self.own.version
+            machine = self.own.latest
             if machine is not None and machine.spec.type == "control":
                 return True
-            await self.follower.wait(seen, stopping, None)
+            await self.own.wait(seen, stopping, None)
         return False
-
-    async def _follow(self) -> None:
-        selector = f"{EXECUTOR_LABEL}={self.settings.name}"
-        stream = watch_resource(self.kube, LCMCLUSTERSTATES, self.settings.namespace, label_selector=selector,
-                                settings=self.watch)
-        async for event in stream:
-            if isinstance(event, Snapshot):
-                self.states.clear()
-                for raw in event.objects:
-                    self._accept(raw)
-            elif isinstance(event, Change) and event.type == "DELETED":
-                name = event.object.get("metadata", {}).get("name", "")
-                for known in (self.states, self._retries, self._written):
-                    known.pop(name, None)
-            elif isinstance(event, Change):
-                self._accept(event.object)
-            self._bump()
-
-    def _accept(self, raw: dict[str, Any], *, from_watch: bool = True) -> None:
-        """Take a version of an object, unless it is older than this agent's own last write of it."""
-        name = str(raw.get("metadata", {}).get("name", ""))
-        if from_watch and resource_version(raw) < self._written.get(name, 0):
-            return
-        try:
-            self.states[name] = LCMClusterState.from_raw(raw)
-        except InvalidObjectError as exc:
-            log.error("LCMClusterState is malformed, not acting on it: %s", exc, extra=self._fields)
-            self.states.pop(name, None)
-
-    def _bump(self) -> None:
-        self._version += 1
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
 
     async def _work(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            seen = self._version
-            state, delay = self._next(time.monotonic())
+            seen = self.states.version
+            state, until = self._next(self.clock())
             if state is not None:
                 await self._handle(state, stopping)
                 continue
-            waiters = [asyncio.ensure_future(self._moved.wait()), asyncio.ensure_future(stopping.wait())]
-            try:
-                if self._version == seen:
-                    await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            seconds = None if until is None else (until - self.clock()).total_seconds()
+            await self.states.wait(seen, stopping, seconds)
 
-    def _next(self, now: float) -> tuple[LCMClusterState | None, float | None]:
-        """The first object due (by name), else how long until one is (None: until something changes)."""
-        soonest: float | None = None
-        for name in sorted(self.states):
-            state = self.states[name]
+    def _next(self, now: datetime) -> tuple[LCMClusterState | None, datetime | None]:
+        """The first object due (by name), else when the soonest one is (None: when something changes)."""
+        soonest: datetime | None = None
+        for state in sorted(self.states.models(), key=lambda s: str(s.metadata.name)):
             if settled(state):
                 continue
-            retry = self._retries.get(name)
-            if retry is not None and retry.value == state.spec.value and retry.not_before > now:
-                wait = retry.not_before - now
-                soonest = wait if soonest is None else min(soonest, wait)
+            due = retry_at(state, self.settings.backoff)
+            if due is not None and due > now:
+                soonest = due if soonest is None else min(soonest, due)
                 continue
             return state, None
         return None, soonest
@@ -243,21 +228,25 @@ class ClusterStateExecutor:
         if isinstance(todo, Settle):
             log.info("%s: %s", name, todo.message or f"{spec.type}={spec.value}: nothing to do",
                      extra=self._fields)
-            if not await self._report(state, todo.value, todo.message, state.status.attempt):
-                self._retry_later(name, spec.value)
+            await self._report(state, {"value": todo.value, "message": todo.message,
+                                       "attempt": state.status.attempt}, stopping)
             return
         attempt = state.status.attempt + 1
         fields = {**self._fields, "item": name, "attempt": attempt}
         log.info("%s %s=%s on machine %s", name, spec.type, spec.value, spec.arg, extra=fields)
         result = await self._attempt(state, todo, attempt, stopping)
         log.info("%s %s (exit code %d)", name, result.result, result.exit_code, extra=fields)
+        outcome: dict[str, Any]
         if result.succeeded:
-            if await self._report(state, spec.value, "", attempt):
-                self._retries.pop(name, None)
-                return
+            outcome = {"value": spec.value, "message": "", "attempt": attempt, "lastFailure": None}
         else:
-            await self._report(state, state.status.value, result.message, attempt)
-        self._retry_later(name, spec.value)
+            now = self.clock()
+            failure = failure_after(state, now)
+            outcome = {"value": state.status.value, "message": clip(result.message), "attempt": attempt,
+                       "lastFailure": failure}
+            delay = (paced(state, failure["count"], now, self.settings.backoff) - now).total_seconds()
+            log.info("%s: retrying in %.1fs", name, delay, extra=self._fields)
+        await self._report(state, outcome, stopping)
 
     async def _attempt(
         self, state: LCMClusterState, todo: Operation, attempt: int, stopping: asyncio.Event,
@@ -275,13 +264,6 @@ class ClusterStateExecutor:
         except TargetError as exc:
             return ItemResult(EXIT_FAILED, "failed", str(exc))
         return result
-
-    def _retry_later(self, name: str, value: str) -> None:
-        retry = self._retries.get(name)
-        failures = retry.failures if retry is not None and retry.value == value else 0
-        delay = self.settings.backoff.delay(failures, random.uniform)
-        self._retries[name] = _Retry(value, failures + 1, time.monotonic() + delay)
-        log.info("%s: retrying in %.1fs", name, delay, extra=self._fields)
 
     async def _address(self, machine: str) -> str:
         """The target's swarm address: its InternalIP, which the planner gave it as ``advertiseAddress``."""
@@ -304,7 +286,7 @@ class ClusterStateExecutor:
     async def _execute(
         self, state: LCMClusterState, todo: Operation, address: str, attempt: int, stopping: asyncio.Event,
     ) -> ItemResult:
-        machine = self.follower.latest
+        machine = self.own.latest
         inputs = ItemInput(
             machine=self.settings.name, name=str(state.metadata.name), runner="ansible",
             version=machine.spec.release if machine is not None else "", phase=PHASE,
@@ -337,21 +319,15 @@ class ClusterStateExecutor:
         except asyncio.CancelledError:  # while waiting for the worker's item (``one_at_a_time``)
             return ItemResult(EXIT_CANCELLED, "cancelled", "cancelled")
 
-    async def _report(self, state: LCMClusterState, value: str | None, message: str, attempt: int) -> bool:
-        """Write the object's status; False when the write failed (the attempt is then retried)."""
+    async def _report(self, state: LCMClusterState, status: dict[str, Any], stopping: asyncio.Event) -> None:
+        """Write the object's status until it lands (an attempt's outcome must reach it, or the attempt
+        would be repeated at once); if the server refuses it for good, decide again after a pause."""
         name = str(state.metadata.name)
-        body = {"status": {"value": value, "message": clip(message), "attempt": attempt}}
-        try:
-            raw = await self.kube.patch(LCMCLUSTERSTATES, self.settings.namespace, name, body,
-                                        subresource="status")
-        except KubeError as exc:
-            log.warning("%s: status write failed: %s", name, exc, extra=self._fields)
-            if exc.status == 404:
-                self.states.pop(name, None)
-            return False
-        self._written[name] = resource_version(raw)
-        self._accept(raw, from_watch=False)
-        return True
+        written = await write(self.kube, LCMCLUSTERSTATES, self.settings.namespace, name, {"status": status},
+                              into=self.states, retry=UNTIL_LANDED, backoff=self.settings.backoff,
+                              stopping=stopping, what=f"{name}: status write", fields=self._fields)
+        if written is None and not stopping.is_set():
+            await self.states.wait(self.states.version, stopping, self.settings.backoff.base)
 
 
 def one_at_a_time(run_item: RunItem) -> RunItem:

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from agent.adapters import swarm
 from agent.adapters.kube import SECRETS, Kube, KubeError
 from agent.api.execution import EXIT_FAILED, ItemInput, ItemResult
-from agent.daemon.following import MachineFollower
 from agent.daemon.logs import SecretRegistry
+from agent.daemon.own_machine import OwnMachine
 
 JOIN_SECRET_PARAM = "joinTokenSecret"  # noqa: S105 (param names, not secrets)
 PUBLISH_PARAMS: Mapping[str, str] = {"manager": "managerTokenSecret", "worker": "workerTokenSecret"}
@@ -47,18 +47,18 @@ class SwarmTokens:
     """The worker's ``ItemSteps`` for swarm items; every other item passes through untouched."""
 
     def __init__(
-        self, kube: Kube, follower: MachineFollower, *, docker_host: str, secrets: SecretRegistry,
+        self, kube: Kube, own: OwnMachine, *, docker_host: str, secrets: SecretRegistry,
         read_tokens: ReadTokens = swarm.join_tokens,
     ) -> None:
         self.kube = kube
-        self.follower = follower
+        self.own = own
         self.docker_host = docker_host
         self.secrets = secrets
         self.read_tokens = read_tokens
 
     @property
     def namespace(self) -> str:
-        return self.follower.namespace
+        return self.own.namespace
 
     async def prepare(self, item: ItemInput) -> ItemInput | ItemResult:
         """The item with its join token added, or the failure that stops it from running."""
@@ -125,7 +125,7 @@ class SwarmTokens:
 
     async def _publish(self, name: str, token: str) -> None:
         """Replace the Secret whole, or create it: needs only RBAC ``update`` (on its name) and ``create``."""
-        machine = self.follower.latest
+        machine = self.own.latest
         cluster = machine.spec.cluster_name if machine is not None else ""
         labels = {CLUSTER_LABEL: cluster} if cluster else {}
         metadata = {"name": name, "namespace": self.namespace, "labels": labels}

@@ -30,14 +30,14 @@ from typing import Any, ParamSpec
 
 from agent import __version__
 from agent.adapters.host import read_host_load
-from agent.adapters.kube import Kube, KubeError
+from agent.adapters.kube import KubeError
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.adapters.udev import HardwareChange, HardwareMonitor
 from agent.api import telemetry as t
 from agent.api.execution import ItemEvent
 from agent.daemon.config import AgentSettings
-from agent.daemon.following import LCMMACHINES, MachineFollower
 from agent.daemon.logs import SecretRegistry
+from agent.daemon.own_machine import OwnMachine
 from agent.daemon.worker import MachineWorker
 from agent.decisions.execution import Idle, Rehash, Report, Run, Step, Wait
 
@@ -63,12 +63,9 @@ def broker_settings(cfg: AgentSettings) -> BrokerSettings:
 class Telemetry:
     """Publishes for one agent; ``on_item_event`` is the worker's event sink."""
 
-    def __init__(
-        self, cfg: AgentSettings, kube: Kube, follower: MachineFollower, secrets: SecretRegistry,
-    ) -> None:
+    def __init__(self, cfg: AgentSettings, own: OwnMachine, secrets: SecretRegistry) -> None:
         self.cfg = cfg
-        self.kube = kube
-        self.follower = follower
+        self.own = own
         self.worker: MachineWorker | None = None
         self.outbox = Outbox(cfg.mqtt.buffer_size)
         self.subtree: t.Subtree | None = None
@@ -128,9 +125,9 @@ class Telemetry:
 
     async def _links(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            machine = self.follower.latest
+            machine = self.own.latest
             if machine is None:
-                await self.follower.wait(self.follower.version, stopping, None)
+                await self.own.wait(self.own.version, stopping, None)
                 continue
             api = self.cfg.api
             self.subtree = t.Subtree(api.namespace, machine.spec.cluster_name, api.machine_name)
@@ -153,8 +150,8 @@ class Telemetry:
         """Sets ``done`` on stop, or when the machine moved to another cluster (then the link's farewell
         clears the old subtree's retained status instead of saying offline)."""
         while not stopping.is_set():
-            await self.follower.wait(self.follower.version, stopping, None)
-            machine = self.follower.latest
+            await self.own.wait(self.own.version, stopping, None)
+            machine = self.own.latest
             if machine is not None and machine.spec.cluster_name != subtree.cluster:
                 log.info("the machine's cluster is now %r: moving its MQTT topics",
                          machine.spec.cluster_name)
@@ -174,7 +171,7 @@ class Telemetry:
 
     async def _heartbeat(self, period: float) -> dict[str, Any]:
         host = await asyncio.to_thread(read_host_load, self.cfg.state_dir)
-        machine = self.follower.latest
+        machine = self.own.latest
         state = machine.status.state if machine is not None else None
         step = self.worker.step if self.worker is not None else Idle("starting")
         return self._message(
@@ -245,11 +242,10 @@ class Telemetry:
     async def _wake(self, ident: str) -> None:
         """A fresh read of the LCMMachine, taken as the newest version (older watch events are skipped)."""
         try:
-            raw = await self.kube.get(LCMMACHINES, self.cfg.api.namespace, self.cfg.api.machine_name)
+            await self.own.reread()
         except KubeError as exc:
             self._answer("wake", ident, "refused", f"cannot read the LCMMachine: {exc}")
             return
-        self.follower.wrote(raw)
         self._answer("wake", ident, "done", "re-read the LCMMachine")
 
     def _answer(self, command: str, ident: str, outcome: str, detail: str) -> None:

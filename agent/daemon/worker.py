@@ -1,9 +1,10 @@
 """One machine, one worker: follow the LCMMachine and run its state items in order, reporting each.
 
-The object comes from the agent's ``MachineFollower`` (one watch, shared with the self-upgrade loop); the
+The object comes from the agent's ``OwnMachine`` handle (one watch, shared with every root task); the
 worker asks the pure ``next_step`` what to do with it and does that one thing (run an item, report one,
-wait). Its own status writes go back through the follower, so it never decides on a version of the object
-from before its own write.
+wait). Its status writes go through the handle's one write path, so it never decides on a version of the
+object from before its own write: outcomes are written ``UNTIL_LANDED`` (the journal holds them meanwhile),
+marks and facts with a few tries or once.
 
 While an item runs, a spec change is only looked at: if the running item was removed from the spec it is
 cancelled, otherwise it finishes and the next decision follows the new spec.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.adapters.followed import ONCE, UNTIL_LANDED, Retry
 from agent.adapters.journal import Journal
-from agent.adapters.kube import Kube, KubeError
 from agent.adapters.runners import artifacts
 from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
-from agent.daemon.following import LCMMACHINES, MachineFollower
+from agent.daemon.own_machine import OwnMachine
 from agent.decisions.execution import (
     Idle,
     LocalRecord,
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 RunItem = Callable[[ItemInput, EventSink], Coroutine[Any, Any, ItemResult]]
 
+MARK = Retry(3)
+"""An item's "started" mark: best effort, a few tries; with the API down the item still runs (the journal
+holds the mark) and its outcome is written once the API is back."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -69,7 +73,7 @@ class WorkerSettings:
     work_dir: Path
     """Artifacts of item runs (0700)."""
     backoff: Backoff
-    """Retry pacing of failed items and of failed status writes."""
+    """Retry pacing of failed items (failed status writes are paced by the ``OwnMachine`` handle)."""
     stop_grace_period: float = 60.0
     """On stop, how long a running item may take before it is cancelled."""
     host_info_period: float = 60.0
@@ -100,12 +104,11 @@ class MachineWorker:
     """Runs the machine's items; ``run`` returns once ``stopping`` is set and the running item is over."""
 
     def __init__(
-        self, kube: Kube, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
-        on_event: EventSink, follower: MachineFollower, steps: ItemSteps,
+        self, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
+        on_event: EventSink, own: OwnMachine, steps: ItemSteps,
         host_facts: HostRefresh | None = None, clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.kube = kube
-        self.follower = follower
+        self.own = own
         self.journal = journal
         self.settings = settings
         self.run_item = run_item
@@ -127,7 +130,7 @@ class MachineWorker:
 
     @property
     def latest(self) -> LCMMachine | None:
-        return self.follower.latest
+        return self.own.latest
 
     def refresh_host_now(self) -> None:
         """Re-read host facts at the next chance instead of at the end of the period (the hardware
@@ -149,8 +152,8 @@ class MachineWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Drive until stopped; cancelled (a forced stop), it first kills its running item's processes."""
         while not stopping.is_set():
-            seen = self.follower.version
-            machine = self.follower.latest
+            seen = self.own.version
+            machine = self.own.latest
             if machine is None:
                 await self._wait(stopping, None, seen)
                 continue
@@ -167,8 +170,8 @@ class MachineWorker:
             elif isinstance(step, Report):
                 await self._report(machine, step)
             elif isinstance(step, Rehash):
-                if await self._write(machine, rehash_patch(machine, step), None) is None:
-                    await asyncio.sleep(self.settings.backoff.base)
+                if await self._write(rehash_patch(machine, step), None, UNTIL_LANDED) is None:
+                    await asyncio.sleep(self.own.pause())
             elif await self._catch_up(machine, stopping):
                 continue
             elif isinstance(step, Wait):
@@ -185,7 +188,7 @@ class MachineWorker:
         if patch is None:
             return False
         log.info("status catches up with the spec", extra=self._fields)
-        written = await self._write(machine, patch, stopping, attempts=1)
+        written = await self._write(patch, stopping, ONCE)
         if written is None:
             return False
         self._caught_up = written.metadata.resource_version
@@ -204,7 +207,7 @@ class MachineWorker:
         due, or ``refresh_host_now`` makes them due."""
         self._nudged.clear()
         due = self._refresh_due - time.monotonic()
-        waiters = [asyncio.ensure_future(self.follower.wait(seen, stopping, due if seconds is None
+        waiters = [asyncio.ensure_future(self.own.wait(seen, stopping, due if seconds is None
                                                             else min(seconds, due))),
                    asyncio.ensure_future(self._nudged.wait())]
         try:
@@ -221,7 +224,7 @@ class MachineWorker:
         fields = await self.host_facts.changes(machine)
         if fields:
             log.info("host facts changed: %s", ", ".join(sorted(fields)), extra=self._fields)
-            if await self._write(machine, summary_patch(machine, fields), stopping, attempts=1) is not None:
+            if await self._write(summary_patch(machine, fields), stopping, ONCE) is not None:
                 self.host_facts.written(fields)
 
     def _forget_removed(self, machine: LCMMachine) -> None:
@@ -251,7 +254,7 @@ class MachineWorker:
         # The status mark is best effort: with the API down the item still runs (the journal holds the
         # mark), and the outcome is reported once the API is back.
         mark = started_patch(machine, step.item.name, step.hash, step.attempt, started)
-        machine = await self._write(machine, mark, stopping, attempts=3) or machine
+        machine = await self._write(mark, stopping, MARK) or machine
         current: Run | None = step
         while current is not None:
             result, finished = await self._run_item(current, stopping)
@@ -268,7 +271,7 @@ class MachineWorker:
             if following is not None:
                 self.step = following
                 log.info("next step: %s", _describe(following), extra=self._fields)
-            written = await self._write(newest, patch, stopping)
+            written = await self._write(patch, stopping, UNTIL_LANDED)
             if following is None or written is None:
                 return
             started = finished
@@ -322,8 +325,8 @@ class MachineWorker:
 
     async def _watch_run(self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event) -> None:
         while not task.done():
-            seen = self.follower.version
-            waiters = [asyncio.ensure_future(self.follower.moved_from(seen)),
+            seen = self.own.version
+            waiters = [asyncio.ensure_future(self.own.moved_from(seen)),
                        asyncio.ensure_future(stopping.wait())]
             try:
                 await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
@@ -350,34 +353,15 @@ class MachineWorker:
         done = self.journal.finished[step.item.name]
         patch = finished_patch(machine, step.item.name, step.hash, step.attempt, exit_code=done.exit_code,
                                result="success", message="", started_at=None, now=done.finished_at)
-        if await self._write(machine, patch, None) is None:
-            await asyncio.sleep(self.settings.backoff.base)
+        if await self._write(patch, None, UNTIL_LANDED) is None:
+            await asyncio.sleep(self.own.pause())
 
     async def _write(
-        self, machine: LCMMachine, patch: dict[str, Any], stopping: asyncio.Event | None, attempts: int = 0,
+        self, patch: dict[str, Any], stopping: asyncio.Event | None, retry: Retry,
     ) -> LCMMachine | None:
-        """Write a status patch, retrying with backoff (forever when ``attempts`` is 0) until it lands.
-
-        Returns the object as the server stored it, which becomes ``latest``; None when it gave up.
-        """
-        name, ns = self.settings.name, self.settings.namespace
-        failures = 0
-        while True:
-            try:
-                raw = await self.kube.patch(LCMMACHINES, ns, name, patch, subresource="status")
-            except KubeError as exc:
-                failures += 1
-                # 400/404/422: this very patch can never land (the object is gone, or the server refuses
-                # its content); retrying it would only spin. The journal still holds the outcome.
-                hopeless = exc.status in (400, 404, 422) or (attempts and failures >= attempts)
-                if hopeless or (stopping is not None and stopping.is_set()):
-                    log.warning("status write failed, giving up for now: %s", exc, extra=self._fields)
-                    return None
-                delay = self.settings.backoff.delay(failures - 1, random.uniform)
-                log.warning("status write failed (%s); retrying in %.1fs", exc, delay, extra=self._fields)
-                await asyncio.sleep(delay)
-                continue
-            return self.follower.wrote(raw)
+        """Write a status patch through the agent's one write path (``stopping`` None: not even a stop
+        ends the retries); the object as the server stored it, now ``latest``, or None when it gave up."""
+        return await self.own.write(patch, retry=retry, stopping=stopping)
 
 
 def _seconds(text: str | None) -> float | None:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.adapters.followed import FollowedObjects, object_key, raw_field
 from agent.adapters.kube import Kube, Object, Resource
-from agent.adapters.watching import watch_resource
 from agent.api.models import (
     IGNORED_RELEASE_FIELDS,
     VERSION,
@@ -36,7 +36,6 @@ from agent.api.models import (
     LCMMachine,
 )
 from regional.planning.actions import Plan, PlanInput
-from regional.scheduler.caching import ObjectCache, object_key, raw_field
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.queueing import WorkQueue, serve
 from regional.scheduler.recording import EventRecorder, Involved
@@ -65,20 +64,20 @@ class Controller:
     ) -> None:
         self.kube, self.settings, self.plan, self.clock = kube, settings, plan, clock
         self.queue: WorkQueue[ClusterKey] = WorkQueue()
-        self.releases = ObjectCache(ClusterRelease, on_change=self._release_changed,
+        self.releases = FollowedObjects(ClusterRelease, on_change=self._release_changed,
                                     on_invalid=self._invalid)
-        self.kaas_releases = ObjectCache(KaaSRelease, on_change=self._release_changed,
+        self.kaas_releases = FollowedObjects(KaaSRelease, on_change=self._release_changed,
                                          on_invalid=self._invalid)
         self._named: set[str] = set()
         """Releases whose unused fields were already logged."""
-        self.clusters = ObjectCache(LCMCluster, on_change=self._cluster_changed, on_invalid=self._invalid)
-        self.machines = ObjectCache(LCMMachine, index=cluster_of, on_change=self._member_changed,
+        self.clusters = FollowedObjects(LCMCluster, on_change=self._cluster_changed, on_invalid=self._invalid)
+        self.machines = FollowedObjects(LCMMachine, index=cluster_of, on_change=self._member_changed,
                                     on_invalid=self._invalid)
-        self.states = ObjectCache(LCMClusterState, index=cluster_of, on_change=self._member_changed,
+        self.states = FollowedObjects(LCMClusterState, index=cluster_of, on_change=self._member_changed,
                                   on_invalid=self._invalid)
         self.recorder = EventRecorder(kube, instance=settings.lease.identity, qps=settings.events.qps,
                                       burst=settings.events.burst, fence=fence)
-        caches: dict[str, ObjectCache[Any]] = {
+        caches: dict[str, FollowedObjects[Any]] = {
             "lcmmachines": self.machines, "lcmclusters": self.clusters, "lcmclusterstates": self.states}
         self.writer = Writer(kube, caches, RateLimiter(settings.writes.qps, settings.writes.burst),
                              fence=fence, recorder=self.recorder, in_flight=settings.writes_in_flight)
@@ -89,7 +88,7 @@ class Controller:
 
     async def run(self) -> None:
         """Until cancelled; raises ``LeaseLostError`` when a write found the lease lost before the elector."""
-        watched: list[tuple[type[Any], ObjectCache[Any]]] = [
+        watched: list[tuple[type[Any], FollowedObjects[Any]]] = [
             (ClusterRelease, self.releases), (KaaSRelease, self.kaas_releases), (LCMCluster, self.clusters),
             (LCMMachine, self.machines), (LCMClusterState, self.states)]
         tasks = [asyncio.create_task(self._watch(model, cache), name=f"watch-{model.PLURAL}")
@@ -148,11 +147,10 @@ class Controller:
             log.warning("cluster %s/%s: re-planning in %.1fs after a refused write", namespace, name,
                         self.queue.retry(key), extra={"cluster": name, "namespace": namespace})
 
-    async def _watch(self, model: type[Any], cache: ObjectCache[Any]) -> None:
+    async def _watch(self, model: type[Any], cache: FollowedObjects[Any]) -> None:
         res = Resource(model.GROUP, VERSION, model.PLURAL, namespaced=model.NAMESPACED)
         namespace = self.settings.namespace if model.NAMESPACED else ""
-        async for event in watch_resource(self.kube, res, namespace, settings=self.settings.watch):
-            cache.feed(event)
+        await cache.follow(self.kube, res, namespace, settings=self.settings.watch)
 
     def _release_changed(self, old: Object | None, new: Object | None) -> None:
         spec = raw_field(new, "spec") if new is not None else None

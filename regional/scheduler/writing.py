@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.adapters.followed import FollowedObjects, raw_field
 from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.api.models import GROUP, VERSION, ApiObject
 from regional.planning.actions import Action, Create, Delete, Patch
-from regional.scheduler.caching import ObjectCache, raw_field
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.recording import EventRecorder, Involved
 from regional.scheduler.throttling import RateLimiter
@@ -94,7 +94,7 @@ class Writer:
     """Sends actions for every cluster of one leadership term; ``counts`` tallies writes by verb and kind."""
 
     def __init__(
-        self, kube: Kube, caches: Mapping[str, ObjectCache[Any]], limiter: RateLimiter, *,
+        self, kube: Kube, caches: Mapping[str, FollowedObjects[Any]], limiter: RateLimiter, *,
         fence: Callable[[], bool], recorder: EventRecorder | None = None, in_flight: int = 16,
     ) -> None:
         self.kube, self.caches, self.limiter = kube, caches, limiter
@@ -190,7 +190,7 @@ class Writer:
             cache.gone(namespace, name)
             self._last.pop((resource, namespace, name, sub), None)
         else:
-            cache.wrote(answer)
+            cache.answered(answer)
         if isinstance(action, Patch):
             entry = cache.entry(namespace, name)
             self._last[(resource, namespace, name, sub)] = (
@@ -222,11 +222,11 @@ class Writer:
         return Failure(action, exc, replan_now=False)
 
     async def _refresh(
-        self, action: Action, cache: ObjectCache[ApiObject], namespace: str, name: str,
+        self, action: Action, cache: FollowedObjects[ApiObject], namespace: str, name: str,
     ) -> bool:
         """A conflict means the cache is behind: read the object so the re-plan starts from the truth."""
         try:
-            cache.wrote(await self.kube.get(Resource(GROUP, VERSION, action.resource), namespace, name))
+            cache.answered(await self.kube.get(Resource(GROUP, VERSION, action.resource), namespace, name))
         except KubeError as exc:
             if exc.status != 404:
                 return False

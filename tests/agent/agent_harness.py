@@ -24,7 +24,7 @@ from agent.adapters.kube import Kube, Resource
 from agent.adapters.watching import Change, watch_resource
 from agent.daemon.app import ExitCode, Hooks, run_daemon
 from agent.daemon.config import AgentSettings, load_config
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from testbed.sim.testing import KubeApi, lcm_machine
 
 RELEASE = Path(__file__).parent / "release"
@@ -63,14 +63,18 @@ class Node:
         ]
         if create:
             rules.append({"apiGroups": [group], "resources": ["lcmmachines"], "verbs": ["create"]})
-        meta = {"name": sa, "namespace": self.namespace}
+        await self.allow(sa, rules)
+        return kubeconfig
+
+    async def allow(self, account: str, rules: list[dict[str, Any]]) -> None:
+        """A Role with ``rules``, named after ServiceAccount ``account`` and bound to it."""
+        meta = {"name": account, "namespace": self.namespace}
         await self.admin.create(ROLES, self.namespace, {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules})
         await self.admin.create(ROLE_BINDINGS, self.namespace, {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": self.namespace}]})
-        return kubeconfig
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]})
 
     async def configure(
         self, *, create_if_missing: bool = False, token_file: Path | None = None, **timings: float,

@@ -13,7 +13,7 @@ import pytest
 from agent_harness import Node, slot, status
 
 from agent import __version__
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 
 OUTSIDE = """- name: must never run
   hosts: all

@@ -16,7 +16,7 @@ import pytest
 from agent_harness import Node, slot, status
 
 from agent.api.models import StateItem
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from agent.decisions.hashing import item_hash, legacy_item_hash
 
 DONE_AT = {"startedAt": "2023-02-01T10:00:00Z", "finishedAt": "2023-02-01T10:05:00Z"}

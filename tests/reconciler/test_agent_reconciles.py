@@ -33,7 +33,7 @@ from agent.adapters.kube import SECRETS, connect
 from agent.daemon.app import Hooks
 from agent.daemon.config import AgentSettings, load_config
 from agent.daemon.drift_watch import EVENTS
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from agent.adapters.followed import FollowedObjects
 from agent.adapters.watching import Change, Snapshot
 from agent.api.models import LCMMachine
-from regional.scheduler.caching import ObjectCache
 from regional.scheduler.controller import cluster_of
 from regional.scheduler.queueing import WorkQueue, serve
 
@@ -22,20 +22,20 @@ def machine(name: str, rv: int, cluster: str = "demo", **spec: Any) -> dict[str,
             "spec": {"clusterName": cluster, "type": "worker", **spec}}
 
 
-def cache() -> tuple[ObjectCache[LCMMachine], list[tuple[str | None, str | None]]]:
+def cache() -> tuple[FollowedObjects[LCMMachine], list[tuple[str | None, str | None]]]:
     changes: list[tuple[str | None, str | None]] = []
 
     def changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         versions = [raw and raw["metadata"]["resourceVersion"] for raw in (old, new)]
         changes.append((versions[0], versions[1]))
 
-    return ObjectCache(LCMMachine, index=cluster_of, on_change=changed), changes
+    return FollowedObjects(LCMMachine, index=cluster_of, on_change=changed), changes
 
 
 def test_an_event_older_than_our_own_write_is_ignored() -> None:
     objects, changes = cache()
     objects.feed(Snapshot([machine("m", 5)], "5"))
-    objects.wrote(machine("m", 9, release="r1"))  # our patch's answer
+    objects.answered(machine("m", 9, release="r1"))  # our patch's answer
     objects.feed(Change("MODIFIED", machine("m", 7)))  # an agent's write from before ours, arriving late
     objects.feed(Change("MODIFIED", machine("m", 9, release="r1")))  # our own write's event
     entry = objects.entry("ns", "m")
@@ -47,7 +47,7 @@ def test_an_event_older_than_our_own_write_is_ignored() -> None:
 def test_a_relist_keeps_what_is_newer_than_the_list_and_drops_what_is_gone() -> None:
     objects, _ = cache()
     objects.feed(Snapshot([machine("a", 3), machine("b", 4)], "4"))
-    objects.wrote(machine("c", 12))  # we created it after the list below was taken
+    objects.answered(machine("c", 12))  # we created it after the list below was taken
     objects.feed(Snapshot([machine("a", 10)], "10"))
     assert sorted(m.metadata.name or "" for m in objects.models()) == ["a", "c"]
 
@@ -74,7 +74,7 @@ def test_a_malformed_object_is_left_out_and_its_reason_logged_once(caplog: pytes
     objects, _ = cache()
     bad = machine("bad", 2, type="master")
     objects.feed(Snapshot([machine("good", 1), bad], "2"))
-    with caplog.at_level(logging.WARNING, logger="regional.scheduler.caching"):
+    with caplog.at_level(logging.WARNING, logger="agent.adapters.followed"):
         for _ in range(3):
             assert [m.metadata.name for m in objects.models(("ns", "demo"))] == ["good"]
     reasons = [r.getMessage() for r in caplog.records]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,19 @@ from agent_harness import running, slot, status
 from machine_harness import PATIENCE, MakeNode, SwarmNode
 
 from agent.adapters.kube import Kube
+from agent.api.backoff import Backoff
 from agent.api.models import LCMClusterState
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from agent.daemon.swarm_executor import (
     DRAIN_PLAYBOOK,
     LCMCLUSTERSTATES,
     REMOVE_PLAYBOOK,
     Operation,
     Settle,
+    failure_after,
     operation,
+    precise_stamp,
+    retry_at,
     settled,
 )
 from testbed.sim.testing import lcm_machine
@@ -69,6 +74,52 @@ def test_what_each_request_asks(kind: str, value: str, expected: Operation | Set
 def test_when_a_request_needs_nothing_more(kind: str, value: str, status_: dict[str, Any] | None,
                                           done: bool) -> None:
     assert settled(LCMClusterState.from_raw(cluster_state(kind, "m1", value, status_=status_))) is done
+
+
+ENDED = datetime(2026, 1, 1, tzinfo=UTC)
+PACING = Backoff(base=10.0, cap=100.0)
+
+
+def failed(value: str, count: int, ended: datetime | None = ENDED) -> dict[str, Any]:
+    """A status after ``count`` failed attempts at ``value``, the last ending at ``ended``."""
+    failure: dict[str, Any] = {"value": value, "count": count}
+    if ended is not None:
+        failure["finishedAt"] = precise_stamp(ended)
+    return {"message": "node update refused", "attempt": count, "lastFailure": failure}
+
+
+@pytest.mark.parametrize(("value", "status_", "earliest", "latest"), [
+    ("true", None, None, None),
+    ("true", {"value": "false", "attempt": 3}, None, None),
+    ("false", failed("true", 3), None, None),  # a changed request starts afresh
+    ("true", failed("true", 1, ended=None), None, None),  # no usable time: at once
+    ("true", failed("true", 1), 5.0, 10.0),
+    ("true", failed("true", 3), 20.0, 40.0),
+    ("true", failed("true", 30), 50.0, 100.0),  # capped
+])
+def test_retries_are_paced_from_the_status(value: str, status_: dict[str, Any] | None,
+                                           earliest: float | None, latest: float | None) -> None:
+    state = LCMClusterState.from_raw(cluster_state("swarm-drain", "m1", value, status_=status_))
+    due = retry_at(state, PACING)
+    if earliest is None or latest is None:
+        assert due is None
+    else:
+        assert due is not None
+        assert ENDED + timedelta(seconds=earliest) <= due <= ENDED + timedelta(seconds=latest)
+        assert retry_at(state, PACING) == due  # the same decision after a restart
+
+
+@pytest.mark.parametrize(("value", "status_", "count"), [
+    ("true", None, 1),
+    ("true", failed("true", 2), 3),
+    ("false", failed("true", 2), 1),
+])
+def test_a_failure_counts_the_failures_at_the_requested_value(
+    value: str, status_: dict[str, Any] | None, count: int,
+) -> None:
+    state = LCMClusterState.from_raw(cluster_state("swarm-drain", "m1", value, status_=status_))
+    later = ENDED + timedelta(minutes=1)
+    assert failure_after(state, later) == {"value": value, "count": count, "finishedAt": precise_stamp(later)}
 
 
 class Setup:
@@ -161,6 +212,23 @@ async def test_a_failing_drain_is_retried_with_its_error_shown_until_it_succeeds
     assert done["message"] == ""
     assert cordon(await target.get()) == ("cordondrained", "")
     assert len(setup.calls()) == done["attempt"] >= 3
+
+
+async def test_a_restarted_agent_keeps_the_pacing_of_earlier_failures(setup: Setup, admin: Kube) -> None:
+    await target_machine(admin, setup.namespace, "demo-worker-1", "10.9.8.8")
+    await setup.control.create([], type="control")
+    paced = await setup.request("swarm-drain", "true")
+    # An agent before this one failed it five times, the last just now: its retry is minutes away.
+    just_now = failed("true", 5, datetime.now(UTC))
+    await admin.patch(LCMCLUSTERSTATES, setup.namespace, paced, {"status": just_now}, subresource="status")
+    due = await setup.request("swarm-remove", "true", target="demo-worker-1")  # after it, by name
+    cfg = await setup.control.configure(playbook_vars={"record_dir": str(setup.record_dir)},
+                                        backoff_base=60.0, backoff_cap=600.0)
+    async with setup.control.agent(cfg):
+        removed = await setup.wait_state(due, lambda s: s.get("value") == "true")
+    assert removed["attempt"] == 1
+    assert status(await setup.state(paced)) == just_now  # looked at first, and left for its time
+    assert setup.calls() == [f"{due} 1 10.9.8.8 remove"]
 
 
 async def test_removal_and_requests_not_for_this_agent(setup: Setup, admin: Kube) -> None:

@@ -12,7 +12,7 @@ import pytest
 from machine_harness import MANAGER_SECRET, WORKER_SECRET, put_secret
 
 from agent.adapters.kube import SECRETS, Kube, KubeError, connect
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from agent.daemon.swarm_executor import EXECUTOR_LABEL, LCMCLUSTERSTATES
 from testbed.sim.testing import KubeApi, lcm_machine
 

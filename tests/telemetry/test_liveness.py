@@ -19,7 +19,7 @@ from conftest import listening, publishing, settings, telemetry_config
 
 from agent.adapters.mqtt import Outbox, Outgoing
 from agent.api import telemetry as t
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from regional.scheduler.liveness import CONDITION, Liveness, LivenessSettings
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 from testbed.sim.testing import lcm_machine

@@ -16,7 +16,7 @@ from test_liveness import HOST
 from agent.adapters.kube import Kube, connect
 from agent.adapters.mqtt import Outgoing
 from agent.api import telemetry as t
-from agent.daemon.following import LCMMACHINES
+from agent.daemon.own_machine import LCMMACHINES
 from regional.scheduler.liveness import CONDITION
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 from testbed.sim.testing import KubeApi, lcm_machine

@@ -25,8 +25,7 @@ from agent.adapters.kube import Kube, connect
 from agent.adapters.watching import WatchSettings
 from agent.api.backoff import Backoff
 from agent.daemon.config import AgentSettings
-from agent.daemon.following import MachineFollower
-from agent.daemon.registration import Identity
+from agent.daemon.own_machine import OwnMachine
 from agent.daemon.self_upgrade import UpgradeSettings, upgrade_loop
 from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
 
@@ -46,13 +45,12 @@ class Outcome:
 def start_upgrade_loop(
     kube: Kube, ns: str, stopping: asyncio.Event, *, restart: Callable[[], None], settings: UpgradeSettings,
 ) -> asyncio.Task[None]:
-    """The upgrade loop with the machine follower beside it, as the daemon runs them."""
-    follower = MachineFollower(kube, ns, NAME, WatchSettings())
-    loop = upgrade_loop(kube, Identity(ns, NAME, False), AgentSettings(), stopping, follower=follower,
-                        restart=restart, settings=settings)
+    """The upgrade loop with the machine's handle beside it, as the daemon runs them."""
+    own = OwnMachine(kube, ns, NAME, watch=WatchSettings(), backoff=settings.backoff)
+    loop = upgrade_loop(own, AgentSettings(), stopping, restart=restart, settings=settings)
 
     async def both() -> None:
-        await asyncio.gather(follower.run(stopping), loop)
+        await asyncio.gather(own.run(stopping), loop)
 
     return asyncio.create_task(both())
 

@@ -1,28 +1,37 @@
-"""The scheduler's view of one kind: every object as last seen, newest version wins, indexed by cluster.
+"""Followed objects: every object of one kind as last seen, newest version wins, optionally indexed.
 
-Two sources feed a cache: the kind's watch (``Snapshot`` after every list, ``Change`` events) and the
-answers to the scheduler's own writes. An answer is newer than anything the watch has delivered yet, so it
-goes in at once, and watch events older than what the cache holds are dropped (kopf's rule: never decide on
-a version from before your own write). That is what keeps a re-plan from repeating a write whose watch event
-has not arrived: the cache has already seen the write. resourceVersions are compared as integers (etcd
-revisions, and the simulator's); an object whose version does not parse is simply replaced.
+The one facility behind everything that follows objects: the agent's own LCMMachine (``daemon.own_machine``),
+the LCMClusterStates a control machine executes (``daemon.swarm_executor``) and the scheduler's five kinds.
+Two sources feed it: the kind's watch (``follow``: ``Snapshot`` after every list, ``Change`` events) and the
+server's answers to the holder's own requests (``answered``: a write's answer, or a fresh read). An answer
+is newer than anything the watch has delivered yet, so it goes in at once, and watch events older than what
+is held are dropped (kopf's rule: never decide on a version from before your own write). That is what keeps
+a consumer from repeating a write whose watch event has not arrived: the objects have already seen it.
+resourceVersions are compared as integers (etcd revisions, and the simulator's); an object whose version
+does not parse is simply replaced.
 
-Objects are parsed into the API models lazily, once per version, when a plan first needs them: a fleet's
-status writes arrive far more often than a cluster is planned. A malformed object is logged once per
-version, with every bad field, and left out of plans; the previous good version is not used either (acting
-on stale data would be worse than waiting for a fix).
+``version`` counts accepted changes: a consumer remembers the one it decided on and ``wait``s for it to
+move. ``write`` is the one write path: a patch, a ``Retry`` policy, and the answer taken in.
+
+Objects are parsed into the API models lazily, once per version, when a consumer first needs them: a
+fleet's status writes arrive far more often than a cluster is planned. A malformed object is logged once
+per version, with every bad field, and left out; the previous good version is not used either (acting on
+stale data would be worse than waiting for a fix).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, NoReturn, TypeVar
 
-from agent.adapters.kube import Object
-from agent.adapters.watching import Change, Snapshot
+from agent.adapters.kube import Kube, KubeError, Object, Resource
+from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.api.backoff import Backoff
 from agent.api.models import ApiObject, InvalidObjectError
 
 log = logging.getLogger(__name__)
@@ -94,7 +103,7 @@ class Entry(Generic[M]):
 
 
 
-class ObjectCache(Generic[M]):
+class FollowedObjects(Generic[M]):
     """Objects of one kind. ``index`` maps a raw object to the key it is filed under (its cluster)."""
 
     def __init__(
@@ -109,10 +118,40 @@ class ObjectCache(Generic[M]):
         self._by_index: defaultdict[Hashable, set[ObjectKey]] = defaultdict(set)
         self._tombstones: dict[ObjectKey, int] = {}
         self.synced = asyncio.Event()
-        """Set after the first list: until then the cache does not know what exists."""
+        """Set after the first list: until then the holder does not know what exists."""
+        self.version = 0
+        """Counts accepted changes; a consumer waits for it to differ from the one it decided on."""
+        self._moved = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._objects)
+
+    async def follow(
+        self, kube: Kube, res: Resource, namespace: str = "", *, field_selector: str = "",
+        label_selector: str = "", settings: WatchSettings | None = None,
+    ) -> NoReturn:
+        """Feed from the kind's watch until cancelled. The watch absorbs every API failure, so if it ends
+        anyway (a bug) this raises instead of leaving consumers acting on frozen objects."""
+        stream = watch_resource(kube, res, namespace, field_selector=field_selector,
+                                label_selector=label_selector, settings=settings)
+        async for event in stream:
+            self.feed(event)
+        raise RuntimeError(f"the watch of {res.plural} ended")
+
+    async def moved_from(self, seen: int) -> None:
+        """Returns once ``version`` differs from ``seen`` (at once if it already does)."""
+        if self.version == seen:
+            await self._moved.wait()
+
+    async def wait(self, seen: int, stopping: asyncio.Event, seconds: float | None) -> None:
+        """Until the objects move past ``seen``, ``stopping`` is set, or ``seconds`` pass."""
+        waiters = [asyncio.ensure_future(self.moved_from(seen)), asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=None if seconds is None else max(seconds, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     def feed(self, event: Snapshot | Change) -> None:
         """One item of the kind's watch stream."""
@@ -124,8 +163,9 @@ class ObjectCache(Generic[M]):
         else:
             self._accept(event.object)
 
-    def wrote(self, raw: Object) -> None:
-        """The server's answer to one of our writes: the newest version there is."""
+    def answered(self, raw: Object) -> None:
+        """The server's answer to one of our own requests (a write, or a fresh read): the newest version
+        there is."""
         if is_gone(raw):
             self._remove(object_key(raw), resource_version(raw))
         else:
@@ -174,6 +214,7 @@ class ObjectCache(Generic[M]):
         self._objects[key] = Entry(raw, self.model_type, self._on_invalid)
         self._reindex(key, None if old is None else old.raw, raw)
         self._on_change(None if old is None else old.raw, raw)
+        self._bump()
 
     def _remove(self, key: ObjectKey, rv: int | None) -> None:
         old = self._objects.get(key)
@@ -186,6 +227,12 @@ class ObjectCache(Generic[M]):
         del self._objects[key]
         self._reindex(key, old.raw, None)
         self._on_change(old.raw, None)
+        self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def _reindex(self, key: ObjectKey, old: Object | None, new: Object | None) -> None:
         if self._index_of is None:
@@ -211,3 +258,50 @@ def raw_field(raw: Object, *path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How hard one write tries before it gives up and returns None.
+
+    A write the server refuses for good (400: malformed, 404: the object is gone, 422: invalid content) is
+    never repeated, whatever the policy: this very patch can never land, and retrying would only spin. Any
+    other failure (the API away, 409, 429, 5xx) is retried after the backoff's jittered delay, up to
+    ``attempts`` tries in all (None: until it lands), and never once ``stopping`` is set."""
+
+    attempts: int | None = 1
+
+
+ONCE = Retry(1)
+"""Best effort: a write whose content is written again anyway when it next changes (conditions, facts)."""
+UNTIL_LANDED = Retry(None)
+"""Outcomes that must reach the status (an item's result, a registration): retried until they land."""
+
+async def write(
+    kube: Kube, res: Resource, namespace: str, name: str, patch: Mapping[str, Any], *,
+    into: FollowedObjects[Any], retry: Retry, backoff: Backoff, stopping: asyncio.Event | None = None,
+    subresource: Literal["", "status"] = "status", what: str = "status write",
+    fields: Mapping[str, Any] | None = None,
+) -> Object | None:
+    """The one write path for followed objects: a merge patch, retried by ``retry``, its answer taken into
+    ``into`` (so no decision is made on a version from before it). Returns the answer, or None when the
+    write gave up (logged as ``what`` failed, with ``fields`` as structured fields). A 404 leaves ``into``
+    as it is: the watch says when an object is gone, and a refused write is no proof of that."""
+    extra = dict(fields or {})
+    failures = 0
+    while True:
+        try:
+            raw = await kube.patch(res, namespace, name, dict(patch), subresource=subresource)
+        except KubeError as exc:
+            failures += 1
+            hopeless = exc.status in (400, 404, 422)
+            spent = retry.attempts is not None and failures >= retry.attempts
+            if hopeless or spent or (stopping is not None and stopping.is_set()):
+                log.warning("%s failed, giving up for now: %s", what, exc, extra=extra)
+                return None
+            delay = backoff.delay(failures - 1, random.uniform)
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay, extra=extra)
+            await asyncio.sleep(delay)
+            continue
+        into.answered(raw)
+        return raw
