@@ -18,6 +18,12 @@ finished), the scheduler's writes by kind, its Events.
 
 The CPU line names each process: on the real server ``kube-apiserver``, ``etcd`` and
 ``kube-controller-manager`` apart, so what limits a run over budget is visible.
+
+Each run works in its own folder: the scheduler's log, the simulator's (or the control plane's ``kube/logs``),
+the simulated agents' log and the simulator's database. A run that passes removes it; a run that fails
+(times out, or any error) keeps it, adds ``state.json`` (the cluster and every machine as the server holds
+them, beside what each simulated agent last saw and wrote) and prints where it is, then the benchmark stops
+with exit code 2. ``--logs DIR`` puts the run folders under DIR (default: the system's temporary folder).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -133,7 +141,8 @@ async def serving(server: str, tmp: Path) -> AsyncIterator[tuple[Path, dict[str,
     kubeconfig = tmp / "kubeconfig"
     sim_cmd = [str(Path(sys.executable).with_name("lcmctl")), "sim", "serve", "--port", str(free_port()),
                "--state-dir", str(tmp), "--kubeconfig", str(kubeconfig)]
-    sim = await asyncio.create_subprocess_exec(*sim_cmd, stdout=asyncio.subprocess.DEVNULL)
+    with (tmp / "simulator.log").open("wb") as log:
+        sim = await asyncio.create_subprocess_exec(*sim_cmd, stdout=log, stderr=log)
     try:
         await wait_ready(kubeconfig, sim, time.monotonic() + 60)
         yield kubeconfig, {"simulator": psutil.Process(sim.pid)}
@@ -164,6 +173,10 @@ async def one_run(args: argparse.Namespace, server: str, tmp: Path) -> Run:
                     await asyncio.wait_for(all_ready(admin, args.machines), args.timeout)
                     seconds = time.monotonic() - started
                     cpu = {name: _cpu(p) - before[name] for name, p in processes.items()}
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(dump_state(admin, fleet, tmp / "state.json"), 60)
+                    raise
                 finally:
                     agents.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +184,18 @@ async def one_run(args: argparse.Namespace, server: str, tmp: Path) -> Run:
                     scheduler.send_signal(signal.SIGTERM)
                     await asyncio.wait_for(scheduler.wait(), 30)
     return Run(seconds, args.machines, fleet.counts, cpu, _summary(log_path))
+
+
+async def dump_state(admin: Kube, fleet: Fleet, path: Path) -> None:
+    """What a failed run left behind: the server's cluster and machines, and each simulated agent's view
+    (the version it last saw, the state it last wrote), so a machine stuck on either side can be told."""
+    cluster = await admin.get(CLUSTERS, NS, "fleet")
+    machines = (await admin.list_objects(MACHINES, NS)).get("items", [])
+    agents = {name: {"wrote_state": agent.state,
+                     "seen_version": agent.latest.metadata.resource_version if agent.latest else None}
+              for name, agent in fleet.agents.items()}
+    state = {"cluster": cluster, "machines": machines, "agents": agents, "writes": fleet.counts}
+    await asyncio.to_thread(path.write_text, json.dumps(state, indent=1))
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -198,7 +223,8 @@ def report(run: Run, label: str) -> None:
           f"({(agent_total + sched_total) / run.seconds:.0f} writes/s)")
     kinds = ", ".join(f"{kind} {run.per_machine(agent[kind])}" for kind in ("registration", "started",
                                                                            "finished"))
-    print(f"  agent status writes per machine: {run.per_machine(agent_total)} ({kinds})")
+    print(f"  agent status writes per machine: {run.per_machine(agent_total)} ({kinds}); "
+          f"{agent['overtaken']} answers arrived after a newer version (kept the newer)")
     kinds = ", ".join(f"{kind} {run.per_machine(n)}" for kind, n in sorted(writes.items()))
     print(f"  scheduler writes per machine: {run.per_machine(sched_total)} ({kinds}); "
           f"{superseded} planned writes dropped as already done")
@@ -214,8 +240,20 @@ async def main(args: argparse.Namespace) -> int:
     for server in args.servers.split(","):
         runs = []
         for n in range(args.runs):
-            with tempfile.TemporaryDirectory(prefix="lcm-fleet-") as tmp:
-                run = await one_run(args, server, Path(tmp))
+            tmp = Path(tempfile.mkdtemp(prefix=f"lcm-fleet-{server}-", dir=args.logs))
+            agents_log = logging.FileHandler(tmp / "agents.log")
+            agents_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(agents_log)
+            try:
+                run = await one_run(args, server, tmp)
+            except (Exception, asyncio.CancelledError) as exc:
+                print(f"{server} run {n + 1} FAILED ({type(exc).__name__}: {exc}); "
+                      f"its logs are kept in {tmp}", flush=True)
+                return 2
+            finally:
+                logging.getLogger().removeHandler(agents_log)
+                agents_log.close()
+            shutil.rmtree(tmp)
             report(run, f"{server} run {n + 1}")
             runs.append(run)
         median = statistics.median(r.seconds for r in runs)
@@ -240,6 +278,9 @@ if __name__ == "__main__":
     parser.add_argument("--budget", type=int, default=0,
                         help="maxWorkerPrepareCount and maxWorkerDeployCount (default: the fleet size)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on a run after these seconds")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="where run folders go (default: the temporary folder); a failed run's stays")
     parsed = parser.parse_args()
     parsed.load = os.getloadavg()[0]
+    logging.basicConfig(level=logging.INFO, handlers=[logging.NullHandler()])
     sys.exit(asyncio.run(main(parsed)))

@@ -34,7 +34,7 @@ from kubernetes_asyncio import client, config
 
 from agent import __version__
 from agent.adapters.kube import Kube, KubeError, Object, Resource
-from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
+from agent.adapters.watching import Change, Newest, Snapshot, WatchSettings, resource_version, watch_resource
 from agent.api.backoff import Backoff
 from agent.api.execution import ItemResult
 from agent.api.host_facts import Cpu, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
@@ -111,7 +111,7 @@ class FakeAgent:
         self.state = ""
         """``status.state`` as this agent last wrote it."""
         self._finished: dict[str, tuple[str, int]] = {}
-        self._written_rv = 0
+        self._newest = Newest()
         self._moved = asyncio.Event()
 
     async def run(self) -> None:
@@ -136,14 +136,11 @@ class FakeAgent:
             elif isinstance(event, Change):
                 self._accept(None if event.type == "DELETED" else event.object)
 
-    def _accept(self, raw: Object | None, *, ours: bool = False) -> None:
-        """Like the agent's follower: an event older than our own last write is skipped, and so is the event
-        of that write itself (the write's answer was that very version, parsed once is enough)."""
-        rv = _rv(raw or {})
-        if raw is not None and not ours and rv <= self._written_rv:
+    def _accept(self, raw: Object | None) -> None:
+        """Like the agent's follower: a version from the watch or a write's answer, taken only when newer
+        than the one held (``Newest``)."""
+        if raw is not None and not self._newest.take(raw):
             return
-        if ours:
-            self._written_rv = max(self._written_rv, rv)
         try:
             self.latest = None if raw is None else LCMMachine.from_raw(raw)
         except InvalidObjectError as exc:
@@ -216,8 +213,10 @@ class FakeAgent:
                 await asyncio.sleep(self.fleet.settings.backoff.window(attempt))
                 continue
             self.fleet.counts[kind] += 1
+            if resource_version(raw) < self._newest.held:
+                self.fleet.counts["overtaken"] += 1
             self.state = str(patch["status"].get("state", self.state))
-            self._accept(raw, ours=True)
+            self._accept(raw)
             self.fleet.state_changed()
             return
 
@@ -256,8 +255,8 @@ class FakeExecutor:
             self._latest.pop(name, None)
             return
         known = self._latest.get(name)
-        if known is not None and _rv(raw) <= int(known.metadata.resource_version or 0):
-            return  # older than our own status write
+        if known is not None and resource_version(raw) <= int(known.metadata.resource_version or 0):
+            return  # not newer than what we hold (``Newest``): an old event, or our answer overtaken
         with contextlib.suppress(InvalidObjectError):
             self._latest[name] = LCMClusterState.from_raw(raw)
 
@@ -284,7 +283,7 @@ class FakeExecutor:
             answer = await self.fleet.kube.patch(CLUSTER_STATES, self.fleet.namespace, name, {"status": done},
                                                  subresource="status")
             self.fleet.counts["executor"] += 1
-            self._latest[name] = LCMClusterState.from_raw(answer)
+            self._take(answer, deleted=False)
         except KubeError as exc:
             log.warning("cluster state %s not carried out: %s", name, exc)
             self._wake.set()
@@ -294,10 +293,6 @@ class FakeExecutor:
         await self.fleet.kube.patch(MACHINES, self.fleet.namespace, machine, {"status": fields},
                                     subresource="status")
         self.fleet.counts["executor"] += 1
-
-
-def _rv(raw: Object) -> int:
-    return int(raw.get("metadata", {}).get("resourceVersion", 0))
 
 
 class SimulatedFleet:
@@ -310,7 +305,8 @@ class SimulatedFleet:
         self.agents = {name: FakeAgent(self, name, index) for index, name in enumerate(names)}
         self.executor = FakeExecutor(self)
         self.counts: Counter[str] = Counter()
-        """Writes by kind: ``registration``, ``started``, ``finished`` (agents' status), ``executor``."""
+        """Writes by kind: ``registration``, ``started``, ``finished`` (agents' status), ``executor``; and
+        ``overtaken``: answers to agents' writes that arrived after the watch had brought a newer version."""
         self._changed = asyncio.Event()
 
     async def run(self) -> None:

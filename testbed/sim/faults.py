@@ -3,9 +3,11 @@
 Tests (through the Python object), operators (``lcmctl sim fault``) and anything holding the admin token
 (``POST /sim/v1/faults``) add rules at runtime. A rule matches requests by verb, resource, path and user and
 either fails them with an HTTP error (``Retry-After`` included for 429/503, as the API server's priority and
-fairness does) or delays them. Two one-shot actions act on the server itself: ``drop_watches`` ends every open
-watch stream (what an API server restart or a load balancer cut looks like to a client), and ``compact``
-drops the watch history, so resuming from an older resourceVersion gets 410 Gone.
+fairness does) or delays them: before they are served, or (``answer``) after, so that a write takes effect and
+its watch events go out at once while its answer arrives late, as over a congested return path. Two one-shot
+actions act on the server itself: ``drop_watches`` ends every open watch stream (what an API server restart
+or a load balancer cut looks like to a client), and ``compact`` drops the watch history, so resuming from an
+older resourceVersion gets 410 Gone.
 """
 
 from __future__ import annotations
@@ -57,11 +59,13 @@ class Match:
 
 @dataclass
 class Rule:
-    """An error (``code`` set) or a delay (``latency_ms`` set); ``count`` None means until cleared."""
+    """An error (``code`` set) or a delay (``latency_ms`` set, of the answer when ``answer``); ``count`` None
+    means until cleared."""
 
     match: Match
     code: int = 0
     latency_ms: int = 0
+    answer: bool = False
     count: int | None = None
     probability: float = 1.0
     retry_after: int | None = None
@@ -100,13 +104,13 @@ class Faults:
 
     def latency(
         self, ms: int, *, count: int | None = None, probability: float = 1.0,
-        verb: str = "", resource: str = "", path: str = "", user: str = "",
+        verb: str = "", resource: str = "", path: str = "", user: str = "", answer: bool = False,
     ) -> None:
-        """Delays matching requests by ``ms`` before they are served."""
+        """Delays matching requests by ``ms`` before they are served, or their answers after (``answer``)."""
         if ms <= 0:
             raise bad_request(f"fault latency must be positive, got {ms} ms")
         match = Match(verb, resource, path, user)
-        self._add(Rule(match, latency_ms=ms, count=count, probability=probability))
+        self._add(Rule(match, latency_ms=ms, count=count, probability=probability, answer=answer))
 
     def drop_watches(self) -> int:
         """Ends every open watch stream now; returns how many were open."""
@@ -125,9 +129,10 @@ class Faults:
             raise bad_request(f"fault probability must be in (0, 1], got {rule.probability}")
         self._rules.append(rule)
 
-    async def apply(self, *, verb: str, resource: str, path: str, user: str) -> None:
-        """Sleeps for matching delays, then raises the first matching error; spent rules are removed."""
-        delay_ms = 0
+    async def apply(self, *, verb: str, resource: str, path: str, user: str) -> float:
+        """Sleeps for matching delays, then raises the first matching error; spent rules are removed.
+        Returns the seconds the answer is to be held back once the request is served."""
+        delay_ms = answer_ms = 0
         error: Rule | None = None
         for rule in list(self._rules):
             if not rule.match.matches(verb, resource, path, user) or self._rng.random() >= rule.probability:
@@ -139,6 +144,8 @@ class Faults:
                 self._rules.remove(rule)
             if rule.code:
                 error = rule
+            elif rule.answer:
+                answer_ms += rule.latency_ms
             else:
                 delay_ms += rule.latency_ms
         if delay_ms:
@@ -147,6 +154,7 @@ class Faults:
             raise ApiError(error.code, REASONS.get(error.code, "Unknown"),
                            f"injected fault: {error.code} for {verb} {path}",
                            retry_after_seconds=error.retry_after)
+        return answer_ms / 1000
 
     def command(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Runs one JSON command (the admin endpoint's and the CLI's form of the methods above)."""
@@ -173,9 +181,16 @@ class Faults:
 
 def _rule_args(args: dict[str, Any]) -> dict[str, Any]:
     """Checks the optional fields of an ``error``/``latency`` command; anything else is a 400."""
-    known = {"count": int, "probability": float, "retry_after": int, "verb": str, "resource": str,
-             "path": str, "user": str}
+    known: dict[str, Callable[[Any], Any]] = {
+        "count": int, "probability": float, "retry_after": int, "verb": str, "resource": str, "path": str,
+        "user": str, "answer": _flag}
     unknown = set(args) - set(known)
     if unknown:
         raise ValueError(f"unknown fields {sorted(unknown)}")
     return {k: (None if v is None else known[k](v)) for k, v in args.items()}
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value

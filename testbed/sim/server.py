@@ -223,12 +223,16 @@ class ApiServer:
         if verb not in rt.verbs:
             raise method_not_allowed()
         resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
-        await self.faults.apply(verb=verb, resource=resource, path=request.path, user=user.name)
+        answer_delay = await self.faults.apply(verb=verb, resource=resource, path=request.path,
+                                               user=user.name)
         self._access.check(RequestAttributes(
             user=user, verb=verb, api_group=target.group, resource=target.plural,
             subresource=target.subresource, namespace=target.namespace or "",
             name=target.name or (query.named() if verb in ("list", "watch") else "")))
-        return await self._resource(request, verb, rt, target, query)
+        response = await self._resource(request, verb, rt, target, query)
+        if answer_delay:
+            await asyncio.sleep(answer_delay)  # served, watch events sent: only the answer is late
+        return response
 
     async def _resource(
         self, request: web.Request, verb: str, rt: ResourceType, target: Target, query: Query,

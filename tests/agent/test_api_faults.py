@@ -81,3 +81,23 @@ async def test_outcome_lost_with_the_agent_stopped_is_reported_after_restart_not
         entry = await node.wait_slot("one", lambda s: s.get("exitCode") == 0, describe="one reported")
     assert entry["attempt"] == 1
     assert node.runs("one") == ["one 1"]
+
+
+async def test_items_added_while_the_agents_last_write_is_answered_late_are_run(
+    node: Node, faults: Faults,
+) -> None:
+    """The scheduler adds the deploy items as soon as it sees the prepare items done; the agent's watch can
+    bring that change before the answer to the agent's own write arrives (another connection, a congested
+    path back). The older answer must not take the place of the newer spec, or the agent idles on a version
+    that is gone."""
+    cfg = await node.configure()
+    one = node.item("one", "prepare")
+    await node.create([one])
+    faults.latency(1500, verb="patch", resource="lcmmachines/status", answer=True)
+    async with node.agent(cfg):
+        # The outcome's write landed; its answer is still on its way.
+        await node.wait_slot("one", lambda s: s.get("exitCode") == 0, describe="one done")
+        await node.patch_spec({"stateItems": [one, node.item("two", "deploy")]})
+        done = await node.wait_slot("two", lambda s: s.get("exitCode") == 0, describe="two done")
+    assert done["attempt"] == 1
+    assert node.runs("two") == ["two 1"]
