@@ -6,6 +6,15 @@ bash item done), the agent's RSS and CPU time are sampled for ``--seconds``; the
 ``--runs`` fresh agent processes. The watch stays open and the simulator sends bookmarks at its default
 interval, so the measured idle includes what a real idle node does.
 
+Beside it, in the same run:
+
+* **the floor**: a bare python of the same venv importing only the libraries the agent cannot idle without
+  (``FLOOR``), each one's share of RSS printed; the agent's figure minus the floor is what its own code
+  and the rest cost;
+* **salt-minion** (the Python node agent operators compare with), when ``salt-master`` and ``salt-minion``
+  are on PATH: a master and a minion on loopback, from a throwaway config, the minion's processes' RSS and
+  CPU over the same ``--seconds`` once it answers ``test.ping``. Without them the line says so.
+
     .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30]
 """
 
@@ -14,8 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
+import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +39,7 @@ from typing import Any
 
 import psutil
 import yaml
+from sim_throughput import free_port
 
 from agent.adapters.kube import Kube, Resource, connect
 from agent.daemon.own_machine import LCMMACHINES
@@ -34,6 +48,22 @@ from testbed.sim.testing import KubeApi, lcm_machine
 BUDGET_RSS_MIB = 90.0
 BUDGET_CPU_PERCENT = 0.5
 RBAC = "rbac.authorization.k8s.io"
+FLOOR = ("pydantic", "aiohttp", "yaml", "psutil", "paho.mqtt.client", "kubernetes_asyncio", "docker",
+         "pyudev")
+"""What an idle agent holds by need: its API types (pydantic), its API client and watch (aiohttp,
+kubernetes_asyncio), config (yaml), host facts (psutil), heartbeats (paho), the drift watch's engine checks
+and events (docker) and the hardware monitor (pyudev)."""
+_FLOOR_SCRIPT = """
+import importlib, json, sys
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+shares = [("python", rss())]
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    shares.append((name, rss()))
+print(json.dumps(shares))
+"""
 
 
 @dataclass
@@ -57,6 +87,18 @@ class Bench:
             await asyncio.sleep(0.1)
         raise TimeoutError(f"machine never reached {state}")
 
+    async def wait_log(self, offset: int, text: str, within: float = 120.0) -> None:
+        """Until the agent's log, past ``offset``, holds ``text``."""
+        log = self.workdir / "agent.log"
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with log.open("rb") as file:
+                file.seek(offset)
+                if text.encode() in file.read():
+                    return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"the agent never logged {text!r}")
+
     def spawn_agent(self) -> psutil.Popen:
         log = (self.workdir / "agent.log").open("ab")
         return psutil.Popen([sys.executable, "-m", "agent.cli.node", "run", "--config", str(self.config)],
@@ -68,7 +110,7 @@ async def _simulator(workdir: Path) -> tuple[psutil.Popen, Path]:
     proc = psutil.Popen([sys.executable, "-m", "regional.cli.ctl", "sim", "serve", "--port", "0",
                          "--state-dir", str(workdir / "sim"), "--kubeconfig", str(kubeconfig)],
                         stdout=(workdir / "sim.log").open("ab"), stderr=(workdir / "sim.log").open("ab"))
-    for _ in range(200):
+    for _ in range(1200):  # a minute: a loaded machine takes its time to import the simulator
         if kubeconfig.exists():
             return proc, kubeconfig
         await asyncio.sleep(0.05)
@@ -123,16 +165,21 @@ async def bench_cluster(items: list[dict[str, Any]], **timings: float) -> AsyncI
             sim.wait(10)
 
 
-def bash_item(name: str, script: str, phase: str = "prepare") -> dict[str, Any]:
+def bash_item(name: str, script: str, phase: str = "deploy") -> dict[str, Any]:
     return {"runner": "bash", "name": name, "version": "1", "phase": phase, "params": {"script": script}}
 
 
 async def measure(bench: Bench, seconds: float) -> tuple[float, float]:
     """(RSS MiB at the end, CPU % of one core over ``seconds``) of a fresh agent once its machine is Ready."""
+    log = bench.workdir / "agent.log"
+    start = log.stat().st_size if log.exists() else 0
     agent = bench.spawn_agent()
     try:
         await bench.wait_state("Ready")
-        await asyncio.sleep(2.0)  # let start-up work (imports, first writes) settle
+        # From the second run on the machine is Ready before the agent has even started: its own word that
+        # it has nothing to do is what says its start-up is over.
+        await bench.wait_log(start, "next step: idle")
+        await asyncio.sleep(2.0)  # let the last start-up writes settle
         cpu0, t0 = sum(agent.cpu_times()[:2]), time.monotonic()
         await asyncio.sleep(seconds)
         cpu1, t1 = sum(agent.cpu_times()[:2]), time.monotonic()
@@ -141,6 +188,59 @@ async def measure(bench: Bench, seconds: float) -> tuple[float, float]:
         agent.terminate()
         agent.wait(30)
     return rss, 100.0 * (cpu1 - cpu0) / (t1 - t0)
+
+
+def floor() -> list[tuple[str, float]]:
+    """(library, RSS MiB once it is imported too), from a bare python importing ``FLOOR`` in order."""
+    out = subprocess.run([sys.executable, "-c", _FLOOR_SCRIPT, *FLOOR], check=True, capture_output=True,
+                         text=True).stdout
+    return [(name, float(mib)) for name, mib in json.loads(out)]
+
+
+async def salt_minion(seconds: float) -> str:
+    """salt-minion's idle RSS (all its processes) and CPU, connected to a master on loopback."""
+    master_bin, minion_bin, salt_bin = (shutil.which(n) for n in ("salt-master", "salt-minion", "salt"))
+    if master_bin is None or minion_bin is None or salt_bin is None:
+        return "salt-minion: not installed (salt-master, salt-minion and salt on PATH are needed)"
+    with tempfile.TemporaryDirectory(prefix="lcm-bench-salt-") as tmp:
+        root = Path(tmp)
+        ports = {"publish_port": free_port(), "ret_port": free_port()}
+        common = {"root_dir": str(root), "user": os.environ.get("USER", "root"), **ports}
+        (root / "master").write_text(yaml.safe_dump({
+            **common, "interface": "127.0.0.1", "auto_accept": True, "log_file": str(root / "master.log"),
+            "pidfile": str(root / "master.pid"), "sock_dir": str(root / "master-sock")}))
+        (root / "minion").write_text(yaml.safe_dump({
+            **common, "master": "127.0.0.1", "id": "bench-minion", "log_file": str(root / "minion.log"),
+            "pidfile": str(root / "minion.pid"), "sock_dir": str(root / "minion-sock")}))
+        master = psutil.Popen([master_bin, "-c", str(root)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        minion = psutil.Popen([minion_bin, "-c", str(root)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(120):
+                ping = await asyncio.create_subprocess_exec(
+                    salt_bin, "-c", str(root), "-t", "5", "bench-minion", "test.ping",
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+                if b"True" in (await ping.communicate())[0]:
+                    break
+                await asyncio.sleep(1.0)
+            else:
+                return "salt-minion: did not answer test.ping within 2 minutes (see its log); skipped"
+            await asyncio.sleep(2.0)
+            tree = [minion, *minion.children(recursive=True)]
+            cpu0, t0 = sum(sum(p.cpu_times()[:2]) for p in tree), time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu1, t1 = sum(sum(p.cpu_times()[:2]) for p in tree), time.monotonic()
+            rss = sum(p.memory_info().rss for p in tree) / 2**20
+            asked = await asyncio.create_subprocess_exec(minion_bin, "--version",
+                                                         stdout=asyncio.subprocess.PIPE)
+            version = (await asked.communicate())[0].decode().strip()
+        finally:
+            for proc in (minion, master):
+                proc.terminate()
+                proc.wait(30)
+    return (f"{version or 'salt-minion'} idle, connected to its master: RSS {rss:.1f} MiB "
+            f"({len(tree)} processes), CPU {100.0 * (cpu1 - cpu0) / (t1 - t0):.2f} %")
 
 
 async def main() -> int:
@@ -158,6 +258,11 @@ async def main() -> int:
           + ", ".join(f"{s[0]:.1f}" for s in samples))
     print(f"  CPU {cpu:6.2f} %     (budget <= {BUDGET_CPU_PERCENT:g} %)    runs: "
           + ", ".join(f"{s[1]:.2f}" for s in samples))
+    shares = floor()
+    steps = ", ".join(f"{name} +{mib - was:.1f}" for (_, was), (name, mib) in itertools.pairwise(shares))
+    print(f"  floor {shares[-1][1]:6.1f} MiB: a bare python {shares[0][1]:.1f}, {steps}; "
+          f"the agent's own code and the rest {rss - shares[-1][1]:.1f} MiB")
+    print("  " + await salt_minion(args.seconds))
     within = rss <= BUDGET_RSS_MIB and cpu <= BUDGET_CPU_PERCENT
     print("within budget" if within else "OVER BUDGET")
     return 0 if within else 1

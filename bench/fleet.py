@@ -232,7 +232,8 @@ def report(run: Run, label: str) -> None:
     print(f"  CPU: {cpu} (of {2 * run.seconds:.0f} core-seconds)")
     print(f"  scheduler: {run.scheduler.get('plans', '?')} plans, {run.scheduler.get('plan_seconds', '?')} s "
           f"in the planner; events {run.scheduler.get('events_sent', '?')} sent, "
-          f"{run.scheduler.get('events_dropped', '?')} dropped")
+          f"{run.scheduler.get('events_dropped', '?')} dropped; {run.scheduler.get('terms', '?')} "
+          "leadership terms (more than 1: renewals missed the deadline, each new term relisted everything)")
 
 
 async def main(args: argparse.Namespace) -> int:

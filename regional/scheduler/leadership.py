@@ -166,6 +166,9 @@ class LeaderElector:
                 if await asyncio.wait_for(self._try(), remaining):
                     return True
             except TimeoutError:
+                # Said, because it is the usual way to lose a lease on a starved API server or event loop.
+                log.warning("no renewal answered within the renew deadline (%.0fs)",
+                            self.settings.renew_deadline, extra=self._fields)
                 break
             if self.leading():
                 await asyncio.sleep(min(self.settings.retry_period, max(remaining, 0.0)))

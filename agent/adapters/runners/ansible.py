@@ -41,9 +41,6 @@ import time
 from pathlib import Path, PurePath
 from typing import Any
 
-from ansible_runner.config.runner import RunnerConfig
-from ansible_runner.runner import Runner
-
 from agent.adapters.runners import artifacts, playbook_shim
 from agent.adapters.runners.environment import SECRET_PREFIX, NameCollisionError, inherited, named_variables
 from agent.adapters.runners.leftovers import RUN_MARK, run_mark
@@ -201,6 +198,10 @@ def _execute(run: _Run, item: ItemInput, run_dir: Path, playbook: Path, secret_e
         prompt = f"lcm-agent: handing over {len(secret_env)} secret(s) [{tokens.token_hex(8)}]: "
         envvars[playbook_shim.PROMPT_ENV] = prompt
         passwords[re.escape(prompt)] = playbook_shim.encode(secret_env)
+    # Imported here, by the run that needs it: an idle agent has no use for ansible-runner's modules.
+    from ansible_runner.config.runner import RunnerConfig
+    from ansible_runner.runner import Runner
+
     config = RunnerConfig(
         private_data_dir=str(run_dir), artifact_dir=str(run_dir.parent), ident=run_dir.name,
         project_dir=str(item.release_dir), inventory=str(inventory), binary=sys.executable,
