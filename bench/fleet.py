@@ -186,7 +186,7 @@ async def one_run(args: argparse.Namespace, server: str, tmp: Path) -> Run:
     return Run(seconds, args.machines, fleet.counts, cpu, _summary(log_path))
 
 
-async def dump_state(admin: Kube, fleet: Fleet, path: Path) -> None:
+async def dump_state(admin: Kube, fleet: SimulatedFleet, path: Path) -> None:
     """What a failed run left behind: the server's cluster and machines, and each simulated agent's view
     (the version it last saw, the state it last wrote), so a machine stuck on either side can be told."""
     cluster = await admin.get(CLUSTERS, NS, "fleet")
