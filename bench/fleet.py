@@ -175,7 +175,7 @@ async def one_run(args: argparse.Namespace, server: str, tmp: Path) -> Run:
                     cpu = {name: _cpu(p) - before[name] for name, p in processes.items()}
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(dump_state(admin, fleet, tmp / "state.json"), 60)
+                        await asyncio.wait_for(dump_state(admin, fleet, tmp / "state.json"), 300)
                     raise
                 finally:
                     agents.cancel()
