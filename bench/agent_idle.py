@@ -6,14 +6,9 @@ bash item done), the agent's RSS and CPU time are sampled for ``--seconds``; the
 ``--runs`` fresh agent processes. The watch stays open and the simulator sends bookmarks at its default
 interval, so the measured idle includes what a real idle node does.
 
-Beside it, in the same run:
-
-* **the floor**: a bare python of the same venv importing only the libraries the agent cannot idle without
-  (``FLOOR``), each one's share of RSS printed; the agent's figure minus the floor is what its own code
-  and the rest cost;
-* **salt-minion** (the Python node agent operators compare with), when ``salt-master`` and ``salt-minion``
-  are on PATH: a master and a minion on loopback, from a throwaway config, the minion's processes' RSS and
-  CPU over the same ``--seconds`` once it answers ``test.ping``. Without them the line says so.
+Beside it, in the same run, the floor: a bare python of the same venv importing only the libraries the
+agent cannot idle without (``FLOOR``), each one's share of RSS printed; the agent's figure minus the floor
+is what its own code and the rest cost.
 
     .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30]
 """
@@ -26,7 +21,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +33,6 @@ from typing import Any
 
 import psutil
 import yaml
-from sim_throughput import free_port
 
 from agent.adapters.kube import Kube, Resource, connect
 from agent.daemon.own_machine import LCMMACHINES
@@ -197,52 +190,6 @@ def floor() -> list[tuple[str, float]]:
     return [(name, float(mib)) for name, mib in json.loads(out)]
 
 
-async def salt_minion(seconds: float) -> str:
-    """salt-minion's idle RSS (all its processes) and CPU, connected to a master on loopback."""
-    master_bin, minion_bin, salt_bin = (shutil.which(n) for n in ("salt-master", "salt-minion", "salt"))
-    if master_bin is None or minion_bin is None or salt_bin is None:
-        return "salt-minion: not installed (salt-master, salt-minion and salt on PATH are needed)"
-    with tempfile.TemporaryDirectory(prefix="lcm-bench-salt-") as tmp:
-        root = Path(tmp)
-        ports = {"publish_port": free_port(), "ret_port": free_port()}
-        common = {"root_dir": str(root), "user": os.environ.get("USER", "root"), **ports}
-        (root / "master").write_text(yaml.safe_dump({
-            **common, "interface": "127.0.0.1", "auto_accept": True, "log_file": str(root / "master.log"),
-            "pidfile": str(root / "master.pid"), "sock_dir": str(root / "master-sock")}))
-        (root / "minion").write_text(yaml.safe_dump({
-            **common, "master": "127.0.0.1", "id": "bench-minion", "log_file": str(root / "minion.log"),
-            "pidfile": str(root / "minion.pid"), "sock_dir": str(root / "minion-sock")}))
-        master = psutil.Popen([master_bin, "-c", str(root)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-        minion = psutil.Popen([minion_bin, "-c", str(root)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(120):
-                ping = await asyncio.create_subprocess_exec(
-                    salt_bin, "-c", str(root), "-t", "5", "bench-minion", "test.ping",
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-                if b"True" in (await ping.communicate())[0]:
-                    break
-                await asyncio.sleep(1.0)
-            else:
-                return "salt-minion: did not answer test.ping within 2 minutes (see its log); skipped"
-            await asyncio.sleep(2.0)
-            tree = [minion, *minion.children(recursive=True)]
-            cpu0, t0 = sum(sum(p.cpu_times()[:2]) for p in tree), time.monotonic()
-            await asyncio.sleep(seconds)
-            cpu1, t1 = sum(sum(p.cpu_times()[:2]) for p in tree), time.monotonic()
-            rss = sum(p.memory_info().rss for p in tree) / 2**20
-            asked = await asyncio.create_subprocess_exec(minion_bin, "--version",
-                                                         stdout=asyncio.subprocess.PIPE)
-            version = (await asked.communicate())[0].decode().strip()
-        finally:
-            for proc in (minion, master):
-                proc.terminate()
-                proc.wait(30)
-    return (f"{version or 'salt-minion'} idle, connected to its master: RSS {rss:.1f} MiB "
-            f"({len(tree)} processes), CPU {100.0 * (cpu1 - cpu0) / (t1 - t0):.2f} %")
-
-
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,7 +209,6 @@ async def main() -> int:
     steps = ", ".join(f"{name} +{mib - was:.1f}" for (_, was), (name, mib) in itertools.pairwise(shares))
     print(f"  floor {shares[-1][1]:6.1f} MiB: a bare python {shares[0][1]:.1f}, {steps}; "
           f"the agent's own code and the rest {rss - shares[-1][1]:.1f} MiB")
-    print("  " + await salt_minion(args.seconds))
     within = rss <= BUDGET_RSS_MIB and cpu <= BUDGET_CPU_PERCENT
     print("within budget" if within else "OVER BUDGET")
     return 0 if within else 1
