@@ -230,10 +230,11 @@ def report(run: Run, label: str) -> None:
           f"{superseded} planned writes dropped as already done")
     cpu = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.cpu.items())
     print(f"  CPU: {cpu} (of {2 * run.seconds:.0f} core-seconds)")
+    terms = int(run.scheduler.get("terms", 1))
     print(f"  scheduler: {run.scheduler.get('plans', '?')} plans, {run.scheduler.get('plan_seconds', '?')} s "
           f"in the planner; events {run.scheduler.get('events_sent', '?')} sent, "
-          f"{run.scheduler.get('events_dropped', '?')} dropped; {run.scheduler.get('terms', '?')} "
-          "leadership terms (more than 1: renewals missed the deadline, each new term relisted everything)")
+          f"{run.scheduler.get('events_dropped', '?')} dropped; leadership terms {terms}"
+          + (" (renewals missed the deadline; each new term relisted everything)" if terms > 1 else ""))
 
 
 async def main(args: argparse.Namespace) -> int:
