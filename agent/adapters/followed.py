@@ -3,10 +3,12 @@
 The one facility behind everything that follows objects: the agent's own LCMMachine (``daemon.own_machine``),
 the LCMClusterStates a control machine executes (``daemon.swarm_executor``) and the scheduler's five kinds.
 Two sources feed it: the kind's watch (``follow``: ``Snapshot`` after every list, ``Change`` events) and the
-server's answers to the holder's own requests (``answered``: a write's answer, or a fresh read). An answer
-is newer than anything the watch has delivered yet, so it goes in at once, and watch events older than what
-is held are dropped (kopf's rule: never decide on a version from before your own write). That is what keeps
-a consumer from repeating a write whose watch event has not arrived: the objects have already seen it.
+server's answers to the holder's own requests (``answered``: a write's answer, or a fresh read). Whichever
+source brings a version, it is taken only when it is newer than the one held: an answer can arrive after
+the watch has already delivered a later write of someone else's (the scheduler answering an agent's status
+with new items), and taking it then would bring back a spec that is gone. Watch events older than our own
+write are dropped the same way (kopf's rule: never decide on a version from before your own write), which
+keeps a consumer from repeating a write whose watch event has not arrived: the objects have already seen it.
 resourceVersions are compared as integers (etcd revisions, and the simulator's); an object whose version
 does not parse is simply replaced.
 
@@ -164,8 +166,8 @@ class FollowedObjects(Generic[M]):
             self._accept(event.object)
 
     def answered(self, raw: Object) -> None:
-        """The server's answer to one of our own requests (a write, or a fresh read): the newest version
-        there is."""
+        """The server's answer to one of our own requests (a write, or a fresh read), taken if it is newer
+        than what is held (the watch may already have brought a later version)."""
         if is_gone(raw):
             self._remove(object_key(raw), resource_version(raw))
         else:
