@@ -42,6 +42,7 @@ PACKAGES = ("cloud-init", "python3-venv", "iproute2", "netbase", "libudev1", "pr
 """Installed by apt inside the image: cloud-init and what the user-data and the agent use (venv for the
 install, libudev for pyudev, iproute2 for operators)."""
 COMPLETE = ".lcm-lab-complete"
+AIR_GAPPED_SOURCES = "# air-gapped: the release's playbooks configure its mirror\n"
 
 CLOUD_CFG = """\
 # lcm-lab: settings of the nspawn machines themselves, not part of any machine's user-data.
@@ -129,7 +130,7 @@ async def ensure_rootfs(cache_root: Path = CACHE_ROOT, *, mirror: str | None = N
     dest = rootfs_path(cache_root)
     if usable(dest):
         return dest
-    lock = await asyncio.to_thread(_lock, dest)
+    lock = await asyncio.to_thread(lock_build, dest)
     try:
         if not usable(dest):  # another process may have built it while we waited
             await _build(dest, mirror or debian_mirror(host_sources()))
@@ -148,8 +149,9 @@ def usable(image: Path) -> bool:
     return not lacking
 
 
-def _lock(image: Path) -> int:
-    """An exclusive lock on building ``image``, held until the descriptor is closed."""
+def lock_build(image: Path) -> int:
+    """An exclusive lock on building ``image`` (the machine image, the Vagrant box), held until the descriptor
+    is closed."""
     image.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(image.with_name(image.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -163,9 +165,9 @@ async def _build(dest: Path, mirror: str) -> None:
     try:
         await run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE,
                    str(tmp), mirror])
-        await _in_image(tmp, ["apt-get", "update", "-q"])
-        await _in_image(tmp, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES])
-        await _in_image(tmp, ["apt-get", "clean"])
+        await in_image(tmp, ["apt-get", "update", "-q"])
+        await in_image(tmp, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES])
+        await in_image(tmp, ["apt-get", "clean"])
         _make_generic(tmp)
         _install(tmp, dest)
     except BaseException:
@@ -173,7 +175,7 @@ async def _build(dest: Path, mirror: str) -> None:
         raise
 
 
-async def _in_image(root: Path, argv: list[str]) -> None:
+async def in_image(root: Path, argv: list[str]) -> None:
     """A command inside the image being built, with the host's network (apt reaches the mirror)."""
     await run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(root), *argv],
               env={"DEBIAN_FRONTEND": "noninteractive", "SYSTEMD_LOG_LEVEL": "err"})
@@ -194,7 +196,7 @@ def _make_generic(root: Path) -> None:
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "lcm-lab-cgroups.service").symlink_to("/etc/systemd/system/lcm-lab-cgroups.service")
-    (root / "etc/apt/sources.list").write_text("# air-gapped: the release's playbooks configure its mirror\n")
+    (root / "etc/apt/sources.list").write_text(AIR_GAPPED_SOURCES)
     for leftover in [root / "usr/sbin/policy-rc.d", root / "etc/hostname",
                      *(root / "var/lib/apt/lists").glob("*_*")]:
         leftover.unlink(missing_ok=True)
