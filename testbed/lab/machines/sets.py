@@ -167,16 +167,11 @@ class MachineSet:
     ) -> Machine:
         """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential);
         ``mqtt`` gives the agent its broker account."""
-        kube, api, image = self._kube, self._api, self._image
-        if kube is None or api is None or image is None:
-            raise LabError("prepare the fleet and connect it to an API before adding machines")
+        image = self._image
+        if image is None:
+            raise LabError("prepare the fleet before adding machines")
+        user_data = await self.user_data(name, machine_type=machine_type, token=token, mqtt=mqtt)
         s = self.settings
-        issued = await provision(kube, s.namespace, name, cluster=s.cluster, machine_type=machine_type)
-        user_data = render_user_data(MachineUserData(
-            machine=name, namespace=s.namespace, api_server=api.server, token=token or issued,
-            ca_pem=api.ca_pem, agent=self.agent, unit=s.unit_file.read_text(),
-            mqtt_url=mqtt.url if mqtt else "", mqtt_username=mqtt.username if mqtt else "",
-            mqtt_password=mqtt.password if mqtt else ""))
         machine = Machine(name, s.machines_root)
         await machine.create(image, self._free_address(name), s.subnet, user_data=user_data)
         machine.boot()
@@ -184,6 +179,23 @@ class MachineSet:
         self.machines[name] = machine
         log.info("machine %s booting at %s", name, machine.record.address if machine.record else "?")
         return machine
+
+    async def user_data(
+        self, name: str, *, machine_type: str = "worker", token: str | None = None,
+        mqtt: MqttAccess | None = None,
+    ) -> str:
+        """Provision one machine (LCMMachine, ServiceAccount, Role, token) and render its user-data, the
+        document any provider hands to cloud-init (nspawn seed, VM seed ISO); as ``add``'s arguments."""
+        kube, api = self._kube, self._api
+        if kube is None or api is None or self._agent is None:
+            raise LabError("prepare the fleet and connect it to an API before provisioning machines")
+        s = self.settings
+        issued = await provision(kube, s.namespace, name, cluster=s.cluster, machine_type=machine_type)
+        return render_user_data(MachineUserData(
+            machine=name, namespace=s.namespace, api_server=api.server, token=token or issued,
+            ca_pem=api.ca_pem, agent=self.agent, unit=s.unit_file.read_text(),
+            mqtt_url=mqtt.url if mqtt else "", mqtt_username=mqtt.username if mqtt else "",
+            mqtt_password=mqtt.password if mqtt else ""))
 
     def _free_address(self, name: str) -> ipaddress.IPv4Address:
         """The lowest address no other machine (of any run) holds."""

@@ -1,4 +1,4 @@
-"""The libvirt box ``lcm/bookworm``: the VM disk of ``agent.lab.box.disk``, packed and added to Vagrant.
+"""The libvirt box ``lcm/bookworm``: the VM disk of ``testbed.lab.box.disk``, packed and added to Vagrant.
 
 Built once per set of inputs and cached like the machine image (``/var/cache/lcm-lab/box-<digest>``, a digest
 of the image's own key and of the disk's inputs; under a lock, renamed into place only when complete). The box
@@ -18,9 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.lab.box import disk
-from agent.lab.machines_host import LabError, run
-from agent.lab.machines_rootfs import (
+from testbed.lab.box import disk
+from testbed.lab.machines.host import LabError, run
+from testbed.lab.machines.rootfs import (
     CACHE_ROOT,
     debian_mirror,
     ensure_rootfs,

@@ -1,6 +1,6 @@
 """A bootable VM disk made from the nspawn machines' Debian image, so VMs and machines run the same system.
 
-The cached machine image (``agent.lab.machines_rootfs``: systemd, cloud-init limited to NoCloud, python3-venv,
+The cached machine image (``testbed.lab.machines.rootfs``: systemd, cloud-init limited to NoCloud, python3-venv,
 no apt sources, no machine-id) is copied onto one ext4 partition of a raw disk on a loop device; inside it
 (``systemd-nspawn``, the host's Debian mirror as for the image itself) apt adds what a VM needs and a
 container does not: a kernel with a small initrd (``MODULES=list``: virtio and ext4 only, so it stays small
@@ -25,8 +25,8 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from agent.lab.machines_host import LabError, run
-from agent.lab.machines_rootfs import AIR_GAPPED_SOURCES, SUITE, in_image
+from testbed.lab.machines.host import LabError, run
+from testbed.lab.machines.rootfs import AIR_GAPPED_SOURCES, SUITE, in_image
 
 log = logging.getLogger(__name__)
 
