@@ -4,6 +4,8 @@
 #   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter) and the whole test suite
 #   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv, the real control plane)
 #   ./dev.sh lock     recompile requirements/node.lock and dev.lock after a dependency changed (then commit them)
+#   ./dev.sh vagrant  setup, then what real VMs need (libvirt, QEMU, vagrant-libvirt, GRUB; libvirtd started),
+#                     then the opt-in VM smoke test (minutes under emulation); the normal tests never need it
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -69,6 +71,7 @@ build_kube() { "$VENV/bin/python" -m testbed.kube.build >/dev/null; }
 
 setup() { install_apt; install_python; build_kube; }
 
+<<<<<<< HEAD
 # The locks: requirements/node.lock (the node's dependencies with their hashes: what every machine installs)
 # and requirements/dev.lock (everything the checkout's three distributions and their tests use, at the
 # node's versions). Run after changing a dependency; the tests check that the locks satisfy the pyprojects.
@@ -84,6 +87,19 @@ lock() {
   echo "lcm-agent: requirements/node.lock and requirements/dev.lock are written; review and commit them"
 }
 
+# Opt-in: real Vagrant VMs (docs/machines.md). libvirt's and QEMU's packages, GRUB's BIOS images and the tools
+# that build the box; libvirtd and virtlogd started when no service manager runs them (a container, CI).
+VM_PACKAGES=(vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils grub-pc-bin
+  grub2-common genisoimage fdisk dnsmasq-base)
+install_vm() {
+  APT_PACKAGES+=("${VM_PACKAGES[@]}")
+  install_apt
+  if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
+    pgrep -x virtlogd >/dev/null || step "starting virtlogd" virtlogd -d
+    step "starting libvirtd" libvirtd -d
+  fi
+}
+
 run_tests() {
   setup
   "$VENV/bin/ruff" check agent regional testbed tests bench
@@ -97,5 +113,7 @@ case "${1:-}" in
   test) shift; run_tests "$@" ;;
   lock) lock ;;
   demo) shift; install_apt; install_python; exec "$VENV/bin/lcmctl" demo "$@" ;;
-  *) sed -n '2,7p' "$0" >&2; exit 2 ;;
+  vagrant) shift; setup; install_vm
+    LCM_VAGRANT_SMOKE=1 exec "$VENV/bin/python" -m pytest -x -q -s tests/machines/test_vagrant_smoke.py "$@" ;;
+  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
 esac
