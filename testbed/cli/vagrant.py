@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from agent.adapters.kube import KubeError, connect
 from agent.api.crds import crd_paths
 from testbed import CHECKOUT
 from testbed.lab.box import libvirt
-from testbed.lab.box.regional import VagrantRegional, VagrantSettings, remove
+from testbed.lab.box.regional import READY, VagrantRegional, VagrantSettings, forget_run, remove
 from testbed.lab.box.vagrant_box import BOX_NAME, add, ensure_box
 from testbed.lab.machines.sets import RegionalApi
 from testbed.lab.machines.host import LabError
@@ -56,7 +55,6 @@ from testbed.sim.runner import Simulator
 log = logging.getLogger(__name__)
 
 OBJECTS = CHECKOUT / "deploy" / "vagrant"
-READY = "ready.json"
 SERVE = "stack"
 """The pid file's name: ``testbed.lab.stack.stack.stop_recorded`` stops a process recorded so, with a grace period."""
 START_WITHIN = 1800.0
@@ -139,7 +137,7 @@ async def _up(args: argparse.Namespace) -> int:
     if recorded_pid(state, SERVE):
         print(f"the regional side runs already (log: {state / 'serve.log'})")
         return 0
-    _fresh(state)
+    _fresh(settings)
     argv = [tool("lcmctl"), "vagrant", "serve", "--nodes", ",".join(_nodes(args)),
             "--controls", str(args.controls), "--api-port", str(args.api_port),
             "--mirror-port", str(args.mirror_port), "--apt-mirror", args.apt_mirror]
@@ -161,13 +159,12 @@ def _machine_type(index: int, controls: int) -> str:
     return "control" if index < controls else "worker"
 
 
-def _fresh(state: Path) -> None:
+def _fresh(settings: VagrantSettings) -> None:
     """A new run's state: the VMs are new, so is the API (an old store's LCMMachines look registered)."""
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name in ("sim", "lab"):
-        shutil.rmtree(state / name, ignore_errors=True)
-    for name in (READY, "kubeconfig", "serve.log", "scheduler.log"):
-        (state / name).unlink(missing_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    forget_run(settings)
+    for name in ("serve.log", "scheduler.log"):
+        (settings.state_dir / name).unlink(missing_ok=True)
 
 
 async def _serve(args: argparse.Namespace) -> int:

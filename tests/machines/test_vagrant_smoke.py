@@ -28,7 +28,7 @@ import pytest
 
 from agent.adapters.kube import Kube, connect
 from agent.lab.box import libvirt
-from agent.lab.box.regional import VagrantSettings, seed_path
+from agent.lab.box.regional import READY, VagrantSettings, seed_path
 from agent.lab.stack import LCMMACHINES
 
 ROOT = Path(__file__).parents[2]
@@ -77,7 +77,7 @@ async def test_a_vagrant_vm_boots_to_ready_and_destroy_leaves_nothing() -> None:
         up = vagrant("up", timeout=READY_WITHIN)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         booted = time.monotonic()
-        ready = json.loads((settings.state_dir / "ready.json").read_text())
+        ready = json.loads((settings.state_dir / READY).read_text())
         async with await connect(kubeconfig=Path(ready["kubeconfig"])) as kube:
             obj = await wait_ready(kube, ready["namespace"], "node-1")
         done = time.monotonic()

@@ -17,6 +17,7 @@ copies of user-data are removed at once.
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from testbed.lab.stack.machines import with_apt_source
 from testbed.lab.stack.stages import Stages
 
 STATE_DIR = Path("/var/lib/lcm-lab/vagrant")
+READY = "ready.json"
+"""Written by ``lcmctl vagrant serve`` once the seeds are there: the kubeconfig, the namespace, the seeds."""
+RUN_STATE = ("sim", "lab", "kubeconfig", READY, "objects.yaml")
 
 
 @dataclass(frozen=True)
@@ -115,4 +119,16 @@ async def remove(settings: VagrantSettings) -> list[str]:
     for seed in sorted(settings.seeds.glob("*.iso")):
         seed.unlink()
         removed.append(f"seed {seed.name}")
+    forget_run(settings)
     return removed
+
+
+def forget_run(settings: VagrantSettings) -> None:
+    """The previous run's API store, admin kubeconfig and mirror tree (credentials among them); its logs and
+    the VMs' consoles stay for a look."""
+    for name in RUN_STATE:
+        path = settings.state_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
