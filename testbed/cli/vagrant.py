@@ -38,8 +38,8 @@ from testbed import CHECKOUT
 from testbed.lab.box import libvirt
 from testbed.lab.box.regional import READY, VagrantRegional, VagrantSettings, forget_run, remove
 from testbed.lab.box.vagrant_box import BOX_NAME, add, ensure_box
-from testbed.lab.machines.sets import RegionalApi
 from testbed.lab.machines.host import LabError
+from testbed.lab.machines.sets import RegionalApi
 from testbed.lab.stack.stack import (
     LCMMACHINES,
     recorded_pid,
@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 OBJECTS = CHECKOUT / "deploy" / "vagrant"
 SERVE = "stack"
-"""The pid file's name: ``testbed.lab.stack.stack.stop_recorded`` stops a process recorded so, with a grace period."""
+"""The pid file's name: ``testbed.lab.stack.stack.stop_recorded`` stops a process recorded so, with a
+grace period."""
 START_WITHIN = 1800.0
 """Seconds ``up`` waits for ``serve`` to be ready: a cold host builds the machine image and the mirrors."""
 

@@ -11,10 +11,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from agent.lab.box import disk, libvirt, vagrant_box
-from agent.lab.kube.objects import documents
-from agent.lab.machines_network import Subnet
-from agent.lab.stack_machines import PACKAGES_PLAYBOOK, with_apt_source
+from testbed.kube.objects import documents
+from testbed.lab.box import disk, libvirt, vagrant_box
+from testbed.lab.machines.network import Subnet
+from testbed.lab.stack.machines import PACKAGES_PLAYBOOK, with_apt_source
 
 ROOT = Path(__file__).parents[2]
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from agent.adapters.kube import Kube, connect
-from agent.lab.box import libvirt
-from agent.lab.box.regional import READY, VagrantSettings, seed_path
-from agent.lab.stack import LCMMACHINES
+from testbed.lab.box import libvirt
+from testbed.lab.box.regional import READY, VagrantSettings, seed_path
+from testbed.lab.stack.stack import LCMMACHINES
 
 ROOT = Path(__file__).parents[2]
 READY_WITHIN = 3600.0

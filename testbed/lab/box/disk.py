@@ -1,6 +1,7 @@
 """A bootable VM disk made from the nspawn machines' Debian image, so VMs and machines run the same system.
 
-The cached machine image (``testbed.lab.machines.rootfs``: systemd, cloud-init limited to NoCloud, python3-venv,
+The cached machine image (``testbed.lab.machines.rootfs``: systemd, cloud-init limited to NoCloud,
+python3-venv,
 no apt sources, no machine-id) is copied onto one ext4 partition of a raw disk on a loop device; inside it
 (``systemd-nspawn``, the host's Debian mirror as for the image itself) apt adds what a VM needs and a
 container does not: a kernel with a small initrd (``MODULES=list``: virtio and ext4 only, so it stays small

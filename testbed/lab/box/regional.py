@@ -3,7 +3,8 @@
 ``prepare`` makes the isolated libvirt network and storage pool (``testbed.lab.box.libvirt``) and serves the
 lab's package mirror on the bridge address: the agent's wheel and dependency index, the apt repository
 (``testbed.lab.machines.sets``, the same mirror the nspawn machines install from). ``objects`` are the release
-and cluster to load, with ``aptSource`` set to that repository (``testbed.lab.stack.machines.with_apt_source``).
+and cluster to load, with ``aptSource`` set to that repository
+(``testbed.lab.stack.machines.with_apt_source``).
 Once an API holds them,
 ``seed`` provisions a VM's LCMMachine and access and writes its user-data, rendered by the operators'
 renderer, as a NoCloud seed ISO (volume ``cidata``) the Vagrantfile attaches as the VM's CD-ROM: cloud-init
@@ -25,10 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from testbed.lab.box import libvirt
 from testbed.kube.objects import documents
-from testbed.lab.machines.sets import MachineSet, MachineSetSettings, RegionalApi
+from testbed.lab.box import libvirt
 from testbed.lab.machines.host import run
+from testbed.lab.machines.sets import MachineSet, MachineSetSettings, RegionalApi
 from testbed.lab.stack.machines import with_apt_source
 from testbed.lab.stack.stages import Stages
 
@@ -60,10 +61,9 @@ def seed_path(name: str, settings: VagrantSettings | None = None) -> Path:
 class VagrantRegional:
     def __init__(self, settings: VagrantSettings) -> None:
         self.settings = settings
-        self.fleet = MachineSet(MachineSetSettings(run_dir=settings.state_dir / "lab", namespace=settings.namespace,
-                                         cluster=settings.cluster, subnet=libvirt.SUBNET,
-                                         mirror_port=settings.mirror_port,
-                                         debian_mirror=settings.debian_mirror))
+        self.machines = MachineSet(MachineSetSettings(
+            run_dir=settings.state_dir / "lab", namespace=settings.namespace, cluster=settings.cluster,
+            subnet=libvirt.SUBNET, mirror_port=settings.mirror_port, debian_mirror=settings.debian_mirror))
 
     async def prepare(self, stages: Stages) -> str:
         """The network and the mirror on it; the bridge address, where the API is to listen too."""
@@ -74,22 +74,22 @@ class VagrantRegional:
         await libvirt.ensure_network(s.state_dir)
         await libvirt.ensure_pool()
         stages.done("isolated libvirt network, storage pool")
-        await self.fleet.prepare(stages)
+        await self.machines.prepare(stages)
         return str(libvirt.SUBNET.gateway)
 
     def objects(self, paths: Sequence[Path]) -> Path:
         """``paths`` as one file, every ClusterRelease's packages item pointed at the lab's apt repository."""
         dest = self.settings.state_dir / "objects.yaml"
-        docs = [with_apt_source(doc, self.fleet.apt_source) for doc in documents(paths)]
+        docs = [with_apt_source(doc, self.machines.apt_source) for doc in documents(paths)]
         dest.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return dest
 
     async def connect(self, api: RegionalApi) -> None:
-        await self.fleet.connect(api)
+        await self.machines.connect(api)
 
     async def seed(self, name: str, *, machine_type: str) -> Path:
         """Provision VM ``name`` and write its NoCloud seed ISO; the ISO's path."""
-        user_data = await self.fleet.user_data(name, machine_type=machine_type)
+        user_data = await self.machines.user_data(name, machine_type=machine_type)
         dest = seed_path(name, self.settings)
         with tempfile.TemporaryDirectory(dir=self.settings.state_dir) as staging:
             root = Path(staging)
@@ -108,7 +108,7 @@ class VagrantRegional:
 
     async def close(self) -> None:
         """Stop the mirror; the network stays until no VM uses it (``remove``)."""
-        await self.fleet.close()
+        await self.machines.close()
 
 
 async def remove(settings: VagrantSettings) -> list[str]:
