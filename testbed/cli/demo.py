@@ -238,7 +238,7 @@ async def _listen(sim: Simulator) -> None:
 
 async def _demo(settings: StackSettings, kind: str, port: int, samples: Sequence[Path], *, once: bool,
                 api: str = "sim") -> int:
-    stopping = _stop_on_signals()
+    stopping = stop_on_signals()
     async with open_stack(settings, nodes=kind, port=port, samples=samples, api=api) as (stack, server):
         code = await _roll_out(stack, server, kind, stopping, once=once, api=api)
         leaving = time.monotonic()
@@ -333,7 +333,7 @@ def _print_hints(stack: Stack, settings: StackSettings, kubeconfig: Path) -> Non
 """, flush=True)
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
     """SIGINT/SIGTERM only set the event: the stack is taken down by the ``async with`` unwinding."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from agent.adapters.kube import KubeError, connect
 from agent.api.crds import crd_paths
 from testbed import CHECKOUT
+from testbed.cli.demo import stop_on_signals
 from testbed.lab.box import libvirt
 from testbed.lab.box.regional import READY, VagrantRegional, VagrantSettings, forget_run, remove
 from testbed.lab.box.vagrant_box import BOX_NAME, add, ensure_box
@@ -173,7 +173,7 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = VagrantSettings(debian_mirror=args.apt_mirror, mirror_port=args.mirror_port)
     state = settings.state_dir
     regional = VagrantRegional(settings)
-    stop = _stop_event()
+    stop = stop_on_signals()
     sim: Simulator | None = None
     scheduler: subprocess.Popen[bytes] | None = None
     write_pid(state, SERVE, os.getpid())
@@ -245,11 +245,3 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _stop_event() -> asyncio.Event:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
