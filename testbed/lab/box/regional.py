@@ -26,9 +26,11 @@ from pathlib import Path
 
 import yaml
 
+from agent.adapters.kube import Kube, connect
+from regional.provisioning import LCMMACHINES
 from testbed.kube.objects import documents
 from testbed.lab.box import libvirt
-from testbed.lab.machines.host import run
+from testbed.lab.machines.host import LabError, run
 from testbed.lab.machines.sets import MachineSet, MachineSetSettings, RegionalApi
 from testbed.lab.stack.machines import with_apt_source
 from testbed.lab.stack.stages import Stages
@@ -64,6 +66,7 @@ class VagrantRegional:
         self.machines = MachineSet(MachineSetSettings(
             run_dir=settings.state_dir / "lab", namespace=settings.namespace, cluster=settings.cluster,
             subnet=libvirt.SUBNET, mirror_port=settings.mirror_port, debian_mirror=settings.debian_mirror))
+        self._kube: Kube | None = None
 
     async def prepare(self, stages: Stages) -> str:
         """The network and the mirror on it; the bridge address, where the API is to listen too."""
@@ -86,10 +89,19 @@ class VagrantRegional:
 
     async def connect(self, api: RegionalApi) -> None:
         await self.machines.connect(api)
+        self._kube = await connect(kubeconfig=api.kubeconfig)
 
     async def seed(self, name: str, *, machine_type: str) -> Path:
-        """Provision VM ``name`` and write its NoCloud seed ISO; the ISO's path."""
+        """Provision VM ``name`` and write its NoCloud seed ISO; the ISO's path.
+
+        The LCMMachine's ``spec.cidr`` names the VMs' network: an isolated libvirt network hands out no
+        default route, and without one (or a cidr) an agent finds no InternalIP and stays Uninitialized.
+        """
         user_data = await self.machines.user_data(name, machine_type=machine_type)
+        if self._kube is None:
+            raise LabError("connect the regional side to an API before seeding VMs")
+        await self._kube.patch(LCMMACHINES, self.settings.namespace, name,
+                               {"spec": {"cidr": str(libvirt.SUBNET.network)}})
         dest = seed_path(name, self.settings)
         with tempfile.TemporaryDirectory(dir=self.settings.state_dir) as staging:
             root = Path(staging)
@@ -109,6 +121,9 @@ class VagrantRegional:
     async def close(self) -> None:
         """Stop the mirror; the network stays until no VM uses it (``remove``)."""
         await self.machines.close()
+        if self._kube is not None:
+            await self._kube.close()
+            self._kube = None
 
 
 async def remove(settings: VagrantSettings) -> list[str]:
