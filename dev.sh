@@ -71,7 +71,6 @@ build_kube() { "$VENV/bin/python" -m testbed.kube.build >/dev/null; }
 
 setup() { install_apt; install_python; build_kube; }
 
-<<<<<<< HEAD
 # The locks: requirements/node.lock (the node's dependencies with their hashes: what every machine installs)
 # and requirements/dev.lock (everything the checkout's three distributions and their tests use, at the
 # node's versions). Run after changing a dependency; the tests check that the locks satisfy the pyprojects.
