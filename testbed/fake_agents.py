@@ -35,7 +35,6 @@ from kubernetes_asyncio import client, config
 from agent import __version__
 from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.adapters.watching import Change, Newest, Snapshot, WatchSettings, resource_version, watch_resource
-from agent.api.backoff import Backoff
 from agent.api.execution import ItemResult
 from agent.api.host_facts import Cpu, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
@@ -52,6 +51,7 @@ from agent.decisions.execution import (
     rehash_patch,
 )
 from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar
 
 from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
-from agent.api.backoff import Backoff
 from agent.api.models import ApiObject, InvalidObjectError
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

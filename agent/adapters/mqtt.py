@@ -26,7 +26,7 @@ import aiomqtt
 from aiomqtt import MqttCodeError, MqttError, ProtocolVersion, Will
 from aiomqtt.exceptions import MqttConnectError
 
-from agent.api.backoff import Backoff
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

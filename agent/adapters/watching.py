@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.adapters.kube import Kube, KubeError, Object, Resource
-from agent.api.backoff import Backoff
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
 """The lcm.mirantis.com/v1alpha1 API as typed values: models, names, and the project's CRD manifests.
 
-The bottom layer: it imports nothing else of the project, so every other layer can share these types.
+Above the kits only: it imports nothing else of the project, so every other layer can share these types.
 """

@@ -33,7 +33,6 @@ from agent.adapters.kube import Kube, connect
 from agent.adapters.runners import leftovers
 from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.watching import WatchSettings
-from agent.api.backoff import Backoff
 from agent.api.execution import EventSink
 from agent.api.host_facts import HostFacts
 from agent.daemon.config import AgentSettings
@@ -49,6 +48,7 @@ from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

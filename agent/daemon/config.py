@@ -29,8 +29,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from agent.api.backoff import Backoff
 from agent.api.execution import RUNNER_VARS
+from agent.kits.backoff import Backoff
 
 DEFAULT_PATH = Path("/etc/lcm-agent/config.yaml")
 ENV_PREFIX = "LCM_AGENT_"

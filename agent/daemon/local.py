@@ -17,11 +17,11 @@ import yaml
 
 from agent.adapters import runners
 from agent.adapters.journal import Journal
-from agent.api.backoff import Backoff
 from agent.api.execution import ItemEvent, ItemInput
 from agent.api.models import InvalidObjectError, LCMMachine, StateItemStatus
 from agent.decisions.execution import Idle, LocalRecord, Run, Step, next_step
 from agent.decisions.hashing import item_hash
+from agent.kits.backoff import Backoff
 
 NO_RETRY_WAIT = Backoff(base=0.0, cap=0.0)
 """An operator at a terminal retries by running apply again: no backoff between applies."""

@@ -24,10 +24,10 @@ from typing import Any
 from agent.adapters.followed import ONCE, FollowedObjects, Retry, write
 from agent.adapters.kube import Kube, Object, Resource
 from agent.adapters.watching import WatchSettings
-from agent.api.backoff import Backoff
 from agent.api.models import GROUP, VERSION, LCMMachine
 from agent.daemon.stopping import until_stopped
 from agent.decisions.reporting import condition_patch
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

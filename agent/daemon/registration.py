@@ -18,12 +18,12 @@ from typing import Any
 from agent import __version__
 from agent.adapters.followed import UNTIL_LANDED
 from agent.adapters.kube import Kube, KubeError
-from agent.api.backoff import Backoff
 from agent.api.host_facts import HostFacts
 from agent.api.models import API_VERSION, LCM_TYPE, LCMMachine
 from agent.daemon.own_machine import LCMMACHINES, OwnMachine
 from agent.decisions.addressing import choose_internal_ip
 from agent.decisions.reporting import summary_patch
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

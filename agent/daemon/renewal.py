@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from agent.adapters.credentials import Credentials, TokenClaims, stamp
 from agent.adapters.kube import Kube, KubeError
-from agent.api.backoff import Backoff
 from agent.api.models import LCMMachine
 from agent.api.names import agent_account
 from agent.daemon.own_machine import OwnMachine
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from agent import __version__
 from agent.adapters.atomic import read_json, write_json
 from agent.adapters.install import InstallError, Layout, activate, build, installed, prune, smoke_test
 from agent.adapters.runners.downloader import DownloadError, ParamsError, fetch, parse
-from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig as ApiAgentConfig
 from agent.daemon.config import AgentSettings
 from agent.daemon.own_machine import OwnMachine
@@ -46,6 +45,7 @@ from agent.decisions.self_upgrade import (
     started_patch,
     wheel_name,
 )
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

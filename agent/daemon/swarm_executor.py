@@ -39,13 +39,13 @@ from typing import Any
 from agent.adapters.followed import UNTIL_LANDED, FollowedObjects, write
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.watching import WatchSettings
-from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EXIT_FAILED, EventSink, ItemInput, ItemResult
 from agent.api.models import GROUP, VERSION, CordonDrain, InvalidObjectError, LCMClusterState, LCMMachine
 from agent.daemon.own_machine import LCMMACHINES, OwnMachine
 from agent.daemon.worker import RunItem, utcnow
 from agent.decisions.execution import parse_time, stable_uniform
 from agent.decisions.reporting import clip
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

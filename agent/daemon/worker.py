@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from agent.adapters.followed import ONCE, UNTIL_LANDED, Retry
 from agent.adapters.journal import Journal
 from agent.adapters.runners import artifacts
-from agent.api.backoff import Backoff
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
 from agent.daemon.own_machine import OwnMachine
@@ -47,6 +46,7 @@ from agent.decisions.reporting import (
     started_patch,
     summary_patch,
 )
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

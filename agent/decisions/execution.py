@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.api.backoff import Backoff
 from agent.api.models import EXIT_CODE_RUNNING, LCMMachine, StateItem, StateItemStatus
 from agent.decisions.hashing import effective_params, item_hash
 from agent.decisions.reporting import Slot, slots_patch, started_slot, with_slots
 from agent.decisions.state import current_phase, done_in, done_under_legacy_hash, pending_items, spec_error
+from agent.kits.backoff import Backoff
 
 
 @dataclass(frozen=True)

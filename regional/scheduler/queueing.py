@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from agent.api.backoff import Backoff
+from agent.kits.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

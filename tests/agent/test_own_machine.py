@@ -15,8 +15,8 @@ from agent_harness import Node, status
 from agent.adapters.followed import ONCE, UNTIL_LANDED, Retry
 from agent.adapters.kube import Kube, connect
 from agent.adapters.watching import WatchSettings
-from agent.api.backoff import Backoff
 from agent.daemon.own_machine import OwnMachine
+from agent.kits.backoff import Backoff
 
 BACKOFF = Backoff(base=0.1, cap=0.5)
 PATIENCE = 30.0

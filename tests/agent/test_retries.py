@@ -8,9 +8,9 @@ from typing import Any
 
 from agent_harness import Node, slot
 
-from agent.api.backoff import Backoff
 from agent.api.models import LCMMachine
 from agent.decisions.execution import LocalRecord, Wait, next_step
+from agent.kits.backoff import Backoff
 
 BACKOFF = Backoff(base=1.0, cap=4.0)
 

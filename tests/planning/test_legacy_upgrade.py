@@ -14,11 +14,11 @@ from typing import Any
 
 from planning_world import World, cluster_raw, machine_raw, plan_for
 
-from agent.api.backoff import Backoff
 from agent.api.models import LCMMachine, StateItem
 from agent.decisions.execution import Idle, LocalRecord, Rehash, next_step, rehash_patch
 from agent.decisions.hashing import legacy_item_hash
 from agent.decisions.state import counts_done, machine_state
+from agent.kits.backoff import Backoff
 from regional.planning.contract import PLANNED_PARAMS
 from testbed.sim.patching import merge_patch
 

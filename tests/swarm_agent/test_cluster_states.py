@@ -15,7 +15,6 @@ from agent_harness import running, slot, status
 from machine_harness import PATIENCE, MakeNode, SwarmNode
 
 from agent.adapters.kube import Kube
-from agent.api.backoff import Backoff
 from agent.api.models import LCMClusterState
 from agent.daemon.own_machine import LCMMACHINES
 from agent.daemon.swarm_executor import (
@@ -30,6 +29,7 @@ from agent.daemon.swarm_executor import (
     retry_at,
     settled,
 )
+from agent.kits.backoff import Backoff
 from testbed.sim.testing import lcm_machine
 
 EXECUTOR = "demo-control-0"

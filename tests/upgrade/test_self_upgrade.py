@@ -23,10 +23,10 @@ from upgrade_harness import RUNNING, Wheel, fake_version
 from agent.adapters.install import Layout
 from agent.adapters.kube import Kube, connect
 from agent.adapters.watching import WatchSettings
-from agent.api.backoff import Backoff
 from agent.daemon.config import AgentSettings
 from agent.daemon.own_machine import OwnMachine
 from agent.daemon.self_upgrade import UpgradeSettings, upgrade_loop
+from agent.kits.backoff import Backoff
 from testbed.sim.testing import LCM_GROUP, LCM_VERSION, MACHINES, KubeApi, lcm_machine
 
 NAME = "node-1"

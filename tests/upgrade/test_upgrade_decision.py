@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.api.backoff import Backoff
 from agent.api.models import AgentConfig, AgentUpgradeStatus
 from agent.decisions.self_upgrade import (
     Nothing,
@@ -19,6 +18,7 @@ from agent.decisions.self_upgrade import (
     started_patch,
     wheel_name,
 )
+from agent.kits.backoff import Backoff
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BACKOFF = Backoff(base=10.0, cap=300.0)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from agent.api.backoff import Backoff
+from agent.kits.backoff import Backoff
 
 
 @pytest.mark.parametrize(
