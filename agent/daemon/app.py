@@ -37,7 +37,6 @@ from agent.api.execution import EventSink
 from agent.api.host_facts import HostFacts
 from agent.daemon.config import AgentSettings
 from agent.daemon.drift_watch import ReconcileSink, Reconciling
-from agent.daemon.logs import SecretRegistry
 from agent.daemon.own_machine import OwnMachine
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
@@ -49,6 +48,7 @@ from agent.daemon.telemetry import Telemetry, fan_out
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
 from agent.kits.backoff import Backoff
+from agent.kits.logs import SecretRegistry
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from agent.adapters import swarm
 from agent.adapters.kube import SECRETS, Kube, KubeError
 from agent.api.execution import EXIT_FAILED, ItemInput, ItemResult
-from agent.daemon.logs import SecretRegistry
 from agent.daemon.own_machine import OwnMachine
+from agent.kits.logs import SecretRegistry
 
 JOIN_SECRET_PARAM = "joinTokenSecret"  # noqa: S105 (param names, not secrets)
 PUBLISH_PARAMS: Mapping[str, str] = {"manager": "managerTokenSecret", "worker": "workerTokenSecret"}

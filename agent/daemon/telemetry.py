@@ -36,10 +36,10 @@ from agent.adapters.udev import HardwareChange, HardwareMonitor
 from agent.api import telemetry as t
 from agent.api.execution import ItemEvent
 from agent.daemon.config import AgentSettings
-from agent.daemon.logs import SecretRegistry
 from agent.daemon.own_machine import OwnMachine
 from agent.daemon.worker import MachineWorker
 from agent.decisions.execution import Idle, Rehash, Report, Run, Step, Wait
+from agent.kits.logs import SecretRegistry
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

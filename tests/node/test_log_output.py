@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon.logs import RedactingFilter, SecretRegistry, setup_logging
+from agent.kits.logs import RedactingFilter, SecretRegistry, setup_logging
 
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl"
 

@@ -28,7 +28,7 @@ from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
 from agent.api.host_facts import HostFacts, NetworkInterface
 from agent.daemon.app import ExitCode, Hooks, run_daemon
 from agent.daemon.config import AgentSettings, load_config
-from agent.daemon.logs import JsonFormatter, RedactingFilter, SecretRegistry
+from agent.kits.logs import JsonFormatter, RedactingFilter, SecretRegistry
 from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi
 
