@@ -33,8 +33,8 @@ from agent.adapters.journal import Journal
 from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentSettings, ConfigError, load_config
 from agent.daemon.local import apply_items
-from agent.daemon.stopping import StopSignals
 from agent.kits.logs import SecretRegistry, setup_logging
+from agent.kits.stopping import StopSignals
 from agent.reconciler import converge
 
 log = logging.getLogger("agent.cli")

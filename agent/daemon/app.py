@@ -41,7 +41,6 @@ from agent.daemon.own_machine import OwnMachine
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
 from agent.daemon.self_upgrade import UPGRADE_EXIT_CODE, upgrade_loop
-from agent.daemon.stopping import until_stopped
 from agent.daemon.swarm_executor import ClusterStateExecutor, ExecutorSettings, one_at_a_time
 from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
@@ -49,6 +48,7 @@ from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
 from agent.kits.backoff import Backoff
 from agent.kits.logs import SecretRegistry
+from agent.kits.stopping import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from agent.adapters.followed import ONCE, FollowedObjects, Retry, write
 from agent.adapters.kube import Kube, Object, Resource
 from agent.adapters.watching import WatchSettings
 from agent.api.models import GROUP, VERSION, LCMMachine
-from agent.daemon.stopping import until_stopped
 from agent.decisions.reporting import condition_patch
 from agent.kits.backoff import Backoff
+from agent.kits.stopping import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from agent.adapters.runners.downloader import DownloadError, ParamsError, fetch,
 from agent.api.models import AgentConfig as ApiAgentConfig
 from agent.daemon.config import AgentSettings
 from agent.daemon.own_machine import OwnMachine
-from agent.daemon.stopping import until_stopped
 from agent.daemon.worker import utcnow
 from agent.decisions.self_upgrade import (
     Decision,
@@ -46,6 +45,7 @@ from agent.decisions.self_upgrade import (
     wheel_name,
 )
 from agent.kits.backoff import Backoff
+from agent.kits.stopping import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from agent import __version__
 from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings
-from agent.daemon.stopping import StopSignals
 from agent.kits.logs import SecretRegistry, setup_logging
+from agent.kits.stopping import StopSignals
 from regional.scheduler.leadership import LeaseSettings, default_identity
 from regional.scheduler.liveness import LivenessSettings, run_liveness
 from regional.scheduler.runtime import Companion, CompanionContext, Scheduler
