@@ -21,11 +21,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.adapters.atomic import write_atomic
+from agent.kits.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Credentials:
         self.rejection = Rejection(self.rejection.since, until=self.clock(), cure=cure)
         self._bump()
         log.info("the API accepts this machine's token again (refused since %s; recovered by %s)",
-                 stamp(self.rejection.since), cure)
+                 rfc3339(self.rejection.since), cure)
 
     def _bump(self) -> None:
         self.generation += 1
@@ -166,14 +166,9 @@ class Credentials:
         if expires is None:
             return "it is not a bound ServiceAccount token, so it was revoked or never valid"
         if now >= expires:
-            return f"it expired at {stamp(expires)}"
-        return (f"it is valid until {stamp(expires)}, so it was revoked (its ServiceAccount or the Secret "
+            return f"it expired at {rfc3339(expires)}"
+        return (f"it is valid until {rfc3339(expires)}, so it was revoked (its ServiceAccount or the Secret "
                 f"{self.claims.bound_secret or '(none)'} it is bound to was deleted or recreated)")
-
-
-def stamp(seconds: float) -> str:
-    """RFC 3339 in UTC, to the second: how logs and the status name a token's times."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _mapping(value: Any) -> dict[str, Any]:

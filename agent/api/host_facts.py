@@ -13,8 +13,10 @@ with ``compare=False``; only slowly changing facts are reported (total memory, n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from agent.kits.timestamps import rfc3339
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,3 @@ class HostFacts:
             "rebootRequired": self.reboot_required,
             "rebootReason": self.reboot_reason,
         }
-
-
-def rfc3339(moment: datetime) -> str:
-    """Kubernetes' timestamp form (``2024-05-01T12:00:00Z``): UTC, whole seconds, a literal Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

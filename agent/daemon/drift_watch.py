@@ -47,13 +47,13 @@ from agent.api.desired import (
     derive_desired,
     items_digest,
 )
-from agent.api.host_facts import rfc3339
 from agent.api.models import API_VERSION, LCMMachine
 from agent.daemon.config import ReconcileSettings
 from agent.daemon.own_machine import OwnMachine
 from agent.decisions.drift import Drift, drift
 from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state
+from agent.kits.timestamps import rfc3339
 from agent.reconciler.converge import DESIRED_FILE, EXIT_CONVERGED
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.adapters.credentials import Credentials, TokenClaims, stamp
+from agent.adapters.credentials import Credentials, TokenClaims
 from agent.adapters.kube import Kube, KubeError
 from agent.api.models import LCMMachine
 from agent.api.names import agent_account
 from agent.daemon.own_machine import OwnMachine
 from agent.kits.backoff import Backoff
+from agent.kits.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,14 @@ class TokenRenewal:
             raise KubeError(0, "NoToken", "the TokenRequest's answer has no token")
         await creds.replace(token)
         expires = creds.claims.expires
-        until = stamp(expires) if expires is not None else "(no expiry)"
+        until = rfc3339(expires) if expires is not None else "(no expiry)"
         log.info("API token renewed; valid until %s", until, extra=self._fields)
         await self._condition("True", "Renewed", f"token of ServiceAccount {namespace}/{account} renewed at "
-                                                 f"{stamp(self.clock())}, valid until {until}")
+                                                 f"{rfc3339(self.clock())}, valid until {until}")
 
     async def _renewal_failed(self, exc: KubeError, delay: float) -> None:
         expires = self.credentials.claims.expires
-        until = f"it expires at {stamp(expires)}" if expires is not None else "it has no expiry"
+        until = f"it expires at {rfc3339(expires)}" if expires is not None else "it has no expiry"
         message = f"cannot renew the API token ({exc}); the current one still works, {until}"
         log.error("%s; retrying in %.0fs", message, delay, extra=self._fields)
         await self._condition("False", "RenewalFailed", message)
@@ -122,8 +123,8 @@ class TokenRenewal:
         episode = self.credentials.rejection
         if episode is None or episode.until is None:
             return
-        message = (f"the API refused this machine's token from {stamp(episode.since)} to "
-                   f"{stamp(episode.until)} (expired or revoked); recovered by {episode.cure}")
+        message = (f"the API refused this machine's token from {rfc3339(episode.since)} to "
+                   f"{rfc3339(episode.until)} (expired or revoked); recovered by {episode.cure}")
         if await self._condition("True", "Recovered", message):
             self.credentials.rejection = None
 

@@ -36,6 +36,7 @@ from agent.decisions.hashing import effective_params, item_hash
 from agent.decisions.reporting import Slot, slots_patch, started_slot, with_slots
 from agent.decisions.state import current_phase, done_in, done_under_legacy_hash, pending_items, spec_error
 from agent.kits.backoff import Backoff
+from agent.kits.timestamps import parse_time
 
 
 @dataclass(frozen=True)
@@ -190,13 +191,3 @@ class StableUniform:
 
     def __call__(self, low: float, high: float) -> float:
         return low + (high - low) * self.fraction
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp from the API (``Z`` suffix), or None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None

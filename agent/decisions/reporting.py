@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from agent.api.gosemver import InvalidVersionError
-from agent.api.host_facts import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, Components, LCMMachine, LCMMachineStatus, StateItemStatus
 from agent.decisions.state import items_state, machine_state, pending_operation, progress_text, spec_error
+from agent.kits.timestamps import rfc3339
 
 MESSAGE_LIMIT = 4096
 """Characters of an item's message kept in status: enough for the failing task and a log tail, small

@@ -25,11 +25,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.api.host_facts import rfc3339
 from agent.api.models import AgentConfig, AgentUpgradeStatus
-from agent.decisions.execution import parse_time, stable_uniform
+from agent.decisions.execution import stable_uniform
 from agent.decisions.reporting import clip
 from agent.kits.backoff import Backoff
+from agent.kits.timestamps import parse_time, rfc3339
 
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 """A version also names a directory (``versions/<version>``): no separators, no ``..``, no hidden names."""

@@ -30,8 +30,8 @@ from agent.adapters.atomic import write_json
 from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.engine_ops import Engine, EngineOpError
 from agent.api.desired import ComponentReport, DesiredState, DesiredStateError, Observed, ReconcileReport
-from agent.api.host_facts import rfc3339
 from agent.decisions.drift import ORDER, Component, Drift, check, drift, labels_in_config, unchecked
+from agent.kits.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.api.models import EXIT_CODE_RUNNING, LCMClusterState
-from agent.decisions.execution import parse_time
 from agent.decisions.hashing import item_hash
 from agent.decisions.reporting import clip
 from agent.decisions.state import spec_error
+from agent.kits.timestamps import parse_time
 from regional.planning.machines import MachineView
 from regional.planning.settings import PlanSettings
 

@@ -15,8 +15,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from agent.api.host_facts import rfc3339
 from agent.api.models import LCMCluster
+from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Patch
 from regional.planning.failures import Trouble
 from regional.planning.machines import MachineView

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.adapters.kube import Kube, KubeError, Object, Resource
+from agent.kits.timestamps import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,6 @@ class LeaseSettings:
         if not self.lease_duration > self.renew_deadline > self.retry_period * JITTER:
             raise ValueError("lease timings must satisfy lease_duration > renew_deadline > "
                              f"{JITTER} * retry_period")
-
-
-def micro_time(moment: datetime) -> str:
-    """metav1.MicroTime's wire form."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:

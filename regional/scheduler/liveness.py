@@ -38,6 +38,7 @@ from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
+from agent.kits.timestamps import rfc3339
 from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def condition_patch(raw: Mapping[str, Any], verdict: Verdict, now: datetime) -> 
     if current is not None and current.get("status") == status:
         return None
     condition = {"type": CONDITION, "status": status, "reason": verdict.reason, "message": verdict.message,
-                 "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                 "lastTransitionTime": rfc3339(now)}
     rest = [c for c in conditions if c.get("type") != CONDITION]
     return {"metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
             "status": {"conditions": [*rest, condition]}}

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from agent.adapters.kube import Kube, KubeError, Resource
-from agent.api.host_facts import rfc3339
 from agent.api.models import API_VERSION
+from agent.kits.timestamps import rfc3339
 from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.api.host_facts import rfc3339
 from agent.api.models import EXIT_CODE_RUNNING, InvalidObjectError, LCMMachine, StateItem
 from agent.decisions.execution import (
     Idle,
@@ -34,6 +33,7 @@ from agent.decisions.reporting import (
     with_slots,
 )
 from agent.kits.backoff import Backoff
+from agent.kits.timestamps import rfc3339
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BACKOFF = Backoff(base=10.0, cap=600.0)

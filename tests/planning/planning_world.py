@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.api.host_facts import rfc3339
 from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
 from agent.decisions.state import item_done, machine_state
+from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
 from regional.planning.planner import plan
 from regional.planning.settings import PlanSettings
