@@ -35,6 +35,7 @@ from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.models import ApiObject, InvalidObjectError
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import first_of
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,7 @@ class FollowedObjects(Generic[M]):
 
     async def wait(self, seen: int, stopping: asyncio.Event, seconds: float | None) -> None:
         """Until the objects move past ``seen``, ``stopping`` is set, or ``seconds`` pass."""
-        waiters = [asyncio.ensure_future(self.moved_from(seen)), asyncio.ensure_future(stopping.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=None if seconds is None else max(seconds, 0.0),
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await first_of(self.moved_from(seen), stopping.wait(), seconds=seconds)
 
     def feed(self, event: Snapshot | Change) -> None:
         """One item of the kind's watch stream."""

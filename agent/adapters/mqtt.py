@@ -27,6 +27,7 @@ from aiomqtt import MqttCodeError, MqttError, ProtocolVersion, Will
 from aiomqtt.exceptions import MqttConnectError
 
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import first_of
 
 log = logging.getLogger(__name__)
 
@@ -197,19 +198,10 @@ class MqttLink:
         for topic, qos in self.subscriptions:
             await client.subscribe(topic, qos)
         self.connected.set()
-        tasks = [asyncio.ensure_future(self._receive(client)), asyncio.ensure_future(stopping.wait())]
+        waits = [self._receive(client), stopping.wait()]
         if self.outbox is not None:
-            tasks.append(asyncio.ensure_future(self._send_all(client, self.outbox)))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-        for task in done:
-            failure = None if task.cancelled() else task.exception()
-            if failure is not None:
-                raise failure
+            waits.append(self._send_all(client, self.outbox))
+        await first_of(*waits)  # a failed receive or send raises here
         with contextlib.suppress(MqttError, TimeoutError):
             if self.outbox is not None:
                 await asyncio.wait_for(self._drain(client, self.outbox), FLUSH_GRACE)

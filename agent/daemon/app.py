@@ -20,10 +20,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 from agent.adapters import runners, systemd
 from agent.adapters.engine_checks import EngineAccess
@@ -48,7 +47,7 @@ from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
 from agent.kits.backoff import Backoff
 from agent.kits.logs import SecretRegistry
-from agent.kits.stopping import until_stopped
+from agent.kits.tasks import guarded, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,8 @@ async def run_daemon(
             access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),
             read_token=tokens.join_token, busy=lambda: isinstance(worker.step, Run),
             on_event=on_reconcile).run(stopping)
-        result = await _guarded(roots, stopping)
+        # The worker drains its running item within the grace period; the others just stop.
+        result = ExitCode.OK if await guarded(roots, stopping) is None else ExitCode.FAILURE
     systemd.notify_stopping()
     return ExitCode.UPGRADED if upgraded.is_set() and result == ExitCode.OK else result
 
@@ -193,34 +193,6 @@ async def _register(own: OwnMachine, who: Identity, cfg: AgentSettings, hooks: H
         failures += 1
         log.error("registration failed: %s; retrying in %.0fs", why, delay, extra=own.fields)
         await asyncio.sleep(delay)
-
-
-async def _guarded(roots: dict[str, Coroutine[Any, Any, None]], stopping: asyncio.Event) -> ExitCode:
-    """Run the root tasks; the first to end unexpectedly (or with an error) ends them all."""
-    tasks = {asyncio.ensure_future(coro): name for name, coro in roots.items()}
-    result = ExitCode.OK
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task.cancelled():
-                continue
-            exc = task.exception()
-            if exc is not None:
-                log.error("root task %s failed", tasks[task], exc_info=exc)
-                result = ExitCode.FAILURE
-            elif not stopping.is_set():
-                log.error("root task %s ended unexpectedly", tasks[task])
-                result = ExitCode.FAILURE
-        stopping.set()
-        # The worker drains its running item within the grace period; the others just stop.
-        await asyncio.wait(tasks)
-    finally:
-        # On a forced stop this coroutine is cancelled mid-wait: the roots are cancelled and still awaited,
-        # so the worker kills its running item's processes before the daemon exits.
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-    return result
 
 
 async def _watchdog(stopping: asyncio.Event) -> None:

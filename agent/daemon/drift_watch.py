@@ -53,6 +53,7 @@ from agent.daemon.own_machine import OwnMachine
 from agent.decisions.drift import Drift, drift
 from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state
+from agent.kits.tasks import first_of
 from agent.kits.timestamps import rfc3339
 from agent.reconciler.converge import DESIRED_FILE, EXIT_CONVERGED
 
@@ -181,13 +182,7 @@ class Reconciling:
         period = self.settings.check_period
         if self._retry_at:
             period = min(period, max(self._retry_at - time.monotonic(), 0.0))
-        poked = asyncio.ensure_future(self._poked.wait())
-        moved = asyncio.ensure_future(self.own.wait(seen, stopping, period))
-        try:
-            await asyncio.wait([poked, moved], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            poked.cancel()
-            moved.cancel()
+        await first_of(self._poked.wait(), self.own.wait(seen, stopping, period))
         if self._poked.is_set() and not stopping.is_set():
             await asyncio.sleep(EVENT_SETTLE)
             self._poked.clear()
@@ -304,11 +299,7 @@ class Reconciling:
         try:
             while not done.done() and not reason:
                 seen = self.own.version
-                moved = asyncio.ensure_future(self.own.wait(seen, stopping, deadline - time.monotonic()))
-                try:
-                    await asyncio.wait([done, moved], return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    moved.cancel()
+                await first_of(done, self.own.wait(seen, stopping, deadline - time.monotonic()))
                 if done.done():
                     break
                 if time.monotonic() >= deadline:

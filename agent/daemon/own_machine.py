@@ -27,7 +27,7 @@ from agent.adapters.watching import WatchSettings
 from agent.api.models import GROUP, VERSION, LCMMachine
 from agent.decisions.reporting import condition_patch
 from agent.kits.backoff import Backoff
-from agent.kits.stopping import until_stopped
+from agent.kits.tasks import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from agent.api.models import LCMMachine
 from agent.api.names import agent_account
 from agent.daemon.own_machine import OwnMachine
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import first_of
 from agent.kits.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,7 @@ class TokenRenewal:
 
     async def _sleep(self, stopping: asyncio.Event, seconds: float, generation: int) -> None:
         """Until ``seconds`` pass, ``stopping`` is set, or the credentials change."""
-        waiters = [asyncio.ensure_future(stopping.wait()),
-                   asyncio.ensure_future(self.credentials.moved_from(generation))]
+        waits = [stopping.wait(), self.credentials.moved_from(generation)]
         if self._pending is not None:
-            waiters.append(asyncio.ensure_future(self.own.moved_from(self.own.version)))
-        try:
-            await asyncio.wait(waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+            waits.append(self.own.moved_from(self.own.version))
+        await first_of(*waits, seconds=seconds)

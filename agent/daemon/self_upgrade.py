@@ -45,7 +45,7 @@ from agent.decisions.self_upgrade import (
     wheel_name,
 )
 from agent.kits.backoff import Backoff
-from agent.kits.stopping import until_stopped
+from agent.kits.tasks import until_stopped
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from agent.daemon.worker import RunItem, utcnow
 from agent.decisions.execution import parse_time, stable_uniform
 from agent.decisions.reporting import clip
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import cancel_and_wait, first_of
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +180,13 @@ class ClusterStateExecutor:
             label_selector=f"{EXECUTOR_LABEL}={self.settings.name}", settings=self.watch))
         work = asyncio.ensure_future(self._work(stopping))
         try:
-            await asyncio.wait([watcher, work], return_when=asyncio.FIRST_COMPLETED)
+            await first_of(watcher, work)
             if watcher.done():
-                work.cancel()
-                await asyncio.wait([work])
+                await cancel_and_wait(work)
                 watcher.result()  # raises what ended it
             await work
         finally:
-            for task in (watcher, work):
-                task.cancel()
-            await asyncio.wait([watcher, work])
+            await cancel_and_wait(watcher, work)
 
     async def _until_control(self, stopping: asyncio.Event) -> bool:
         while not stopping.is_set():
@@ -296,21 +294,15 @@ class ClusterStateExecutor:
         )
         task = asyncio.ensure_future(self._run(inputs))
         try:
-            stop = asyncio.ensure_future(stopping.wait())
-            try:
-                await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
+            await first_of(task, stopping.wait())
             if not task.done():
                 log.info("stopping: the running %s gets %.0fs to finish", inputs.name,
                          self.settings.stop_grace_period, extra=self._fields)
-                done, _ = await asyncio.wait([task], timeout=self.settings.stop_grace_period)
-                if not done:
-                    task.cancel()
+                await first_of(task, seconds=self.settings.stop_grace_period)
+                task.cancel()  # a no-op when it finished in time
             return await task
         except asyncio.CancelledError:
-            task.cancel()
-            await asyncio.wait([task])
+            await cancel_and_wait(task)
             raise
 
     async def _run(self, inputs: ItemInput) -> ItemResult:

@@ -47,6 +47,7 @@ from agent.decisions.reporting import (
     summary_patch,
 )
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import cancel_and_wait, first_of
 
 log = logging.getLogger(__name__)
 
@@ -207,14 +208,8 @@ class MachineWorker:
         due, or ``refresh_host_now`` makes them due."""
         self._nudged.clear()
         due = self._refresh_due - time.monotonic()
-        waiters = [asyncio.ensure_future(self.own.wait(seen, stopping, due if seconds is None
-                                                            else min(seconds, due))),
-                   asyncio.ensure_future(self._nudged.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await first_of(self.own.wait(seen, stopping, due if seconds is None else min(seconds, due)),
+                       self._nudged.wait())
 
     async def _refresh_host(self, machine: LCMMachine, stopping: asyncio.Event) -> None:
         """Write host facts that changed since the last report; a failed write is retried next period."""
@@ -316,8 +311,7 @@ class MachineWorker:
         try:
             await self._watch_run(task, name, stopping)
         except asyncio.CancelledError:
-            task.cancel()
-            await asyncio.wait([task])
+            await cancel_and_wait(task)
             raise
         finally:
             self._running = None
@@ -326,21 +320,14 @@ class MachineWorker:
     async def _watch_run(self, task: asyncio.Task[ItemResult], name: str, stopping: asyncio.Event) -> None:
         while not task.done():
             seen = self.own.version
-            waiters = [asyncio.ensure_future(self.own.moved_from(seen)),
-                       asyncio.ensure_future(stopping.wait())]
-            try:
-                await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            await first_of(task, self.own.moved_from(seen), stopping.wait())
             if task.done():
                 return
             if stopping.is_set():
                 log.info("stopping: the running item gets %.0fs to finish", self.settings.stop_grace_period,
                          extra={**self._fields, "item": name})
-                done, _ = await asyncio.wait([task], timeout=self.settings.stop_grace_period)
-                if not done:
-                    task.cancel()
+                await first_of(task, seconds=self.settings.stop_grace_period)
+                task.cancel()  # a no-op when it finished in time
                 return
             latest = self.latest
             if latest is not None and all(i.name != name for i in latest.spec.state_items):

@@ -1,34 +1,14 @@
-"""Stopping a process's main task on signals, and running a step so that a stop request wins over it.
+"""Stopping a process's main task on signals: the first asks it to stop, the second forces.
 
-Registration and a self-upgrade attempt can take long (an API that is down, a hung download); a SIGTERM
-must not wait for them. The step is cancelled and awaited, so it cleans up before the daemon goes on.
+A signal only sets an event (uvicorn's and trio's way), so that tests trigger the same clean stop by setting
+it; ``tasks.until_stopped`` runs a long step (registration, a self-upgrade attempt) so that the stop wins.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-
-async def until_stopped(coro: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
-    """``coro``'s result, or None when ``stopping`` was set first (then ``coro`` is cancelled and awaited)."""
-    task = asyncio.ensure_future(coro)
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
+from typing import Any
 
 
 class StopSignals:

@@ -35,6 +35,7 @@ from agent.api.models import (
     LCMClusterState,
     LCMMachine,
 )
+from agent.kits.tasks import first_of
 from regional.planning.actions import Plan, PlanInput
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.queueing import WorkQueue, serve
@@ -101,11 +102,9 @@ class Controller:
             for entry in self.clusters.entries():
                 self.queue.add(object_key(entry.raw))
             tasks.append(asyncio.create_task(serve(self.queue, self.reconcile, self.settings.workers)))
-            fenced = asyncio.create_task(self._fenced.wait())
-            done, _ = await asyncio.wait([*tasks, fenced], return_when=asyncio.FIRST_COMPLETED)
-            fenced.cancel()
-            for task in done:
-                if task is not fenced:
+            await first_of(*tasks, self._fenced.wait())
+            for task in tasks:
+                if task.done():
                     task.result()
                     raise RuntimeError(f"{task.get_name()} ended")
             raise LeaseLostError("a write found the lease lost")

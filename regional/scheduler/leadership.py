@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.adapters.kube import Kube, KubeError, Object, Resource
+from agent.kits.tasks import cancel_and_wait, first_of
 from agent.kits.timestamps import micro_time
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,15 @@ class LeaderElector:
                 await self.release()  # the record may still name us if renewals timed out just before
                 return
             log.info("became the leader", extra=self._fields)
-            tasks = {asyncio.create_task(work(), name="scheduler-term"): "work",
-                     asyncio.create_task(self._keep(), name="lease-renewal"): "renewal",
-                     asyncio.create_task(stopping.wait()): "stop"}
+            tasks = {"work": asyncio.create_task(work(), name="scheduler-term"),
+                     "renewal": asyncio.create_task(self._keep(), name="lease-renewal")}
             try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                await first_of(*tasks.values(), stopping.wait())
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.wait(tasks)
-            ended = {tasks[task] for task in done}
-            failure = next((task.exception() for task in done
-                            if tasks[task] == "work" and not task.cancelled()), None)
+                ended = {name for name, task in tasks.items() if task.done()}
+                await cancel_and_wait(*tasks.values())
+            term = tasks["work"]
+            failure = term.exception() if "work" in ended and not term.cancelled() else None
             if ("renewal" in ended or isinstance(failure, LeaseLostError)) and not stopping.is_set():
                 self._renewed_at = None
                 log.error("lost the lease; stopped acting", extra=self._fields)

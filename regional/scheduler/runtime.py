@@ -11,19 +11,17 @@ leaving a scheduler that looks alive but no longer schedules.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agent.adapters.kube import Kube
+from agent.kits.tasks import guarded
 from regional.planning.planner import plan as planner
 from regional.scheduler.controller import Controller, PlanFunction
 from regional.scheduler.leadership import LeaderElector
 from regional.scheduler.settings import SchedulerSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,23 +63,7 @@ class Scheduler:
         context = CompanionContext(self.kube, stopping, self.elector.leading)
         roots = {"leader election": self.elector.run(stopping, self._term),
                  **{name: companion(context) for name, companion in self.companions.items()}}
-        tasks = {asyncio.create_task(coro, name=name): name for name, coro in roots.items()}
-        failure: BaseException | None = None
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    failure = task.exception()
-                    log.error("root task %s failed", tasks[task], exc_info=failure)
-                elif not stopping.is_set():
-                    failure = RuntimeError(f"root task {tasks[task]} ended unexpectedly")
-                    log.error("%s", failure)
-            stopping.set()
-            await asyncio.wait(tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+        failure = await guarded(roots, stopping)
         if failure is not None:
             raise failure
 

@@ -41,6 +41,7 @@ from rich.live import Live
 
 from agent.adapters.kube import Kube, KubeError, connect
 from agent.api.crds import crd_paths
+from agent.kits.tasks import first_of
 from regional.cli.watch import Board
 from regional.provisioning import ProvisioningError
 from testbed import CHECKOUT
@@ -262,8 +263,7 @@ async def _roll_out(stack: Stack, server: RegionalServer, kind: str, stopping: a
     async with await connect(kubeconfig=kubeconfig) as kube:
         release = (await stack.look(kube)).cluster["spec"]["release"]
         waiting = asyncio.ensure_future(_show_rollout(stack, kube, release))
-        await asyncio.wait([waiting, asyncio.ensure_future(stopping.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await first_of(waiting, stopping.wait())
         if not waiting.done():
             waiting.cancel()
             print("stopped before the rollout finished; taking everything down")
