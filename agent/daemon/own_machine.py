@@ -25,7 +25,7 @@ from agent.adapters.followed import ONCE, FollowedObjects, Retry, write
 from agent.adapters.kube import Kube, Object, Resource
 from agent.adapters.watching import WatchSettings
 from agent.api.models import GROUP, VERSION, LCMMachine
-from agent.decisions.reporting import condition_patch
+from agent.decisions.reporting import condition_patch, machine_conditions
 from agent.kits.backoff import Backoff
 from agent.kits.tasks import until_stopped
 
@@ -110,7 +110,8 @@ class OwnMachine:
     ) -> bool:
         """Set condition ``kind`` of the status, best effort (written again when it next changes); nothing
         is written when it already says this. False when the write failed."""
-        patch = condition_patch(machine, kind, status, reason, message, datetime.now(UTC))
+        patch = condition_patch(machine_conditions(machine), kind, status, reason, message, datetime.now(UTC),
+                                generation=machine.metadata.generation)
         if patch is None:
             return True
         return await self.write(patch, what=f"the {kind} condition's write") is not None

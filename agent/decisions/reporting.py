@@ -12,7 +12,7 @@ cycle on the map.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -176,22 +176,32 @@ def _derived(machine: LCMMachine, status: LCMMachineStatus) -> dict[str, Any]:
 
 
 def condition_patch(
-    machine: LCMMachine, kind: str, status: str, reason: str, message: str, now: datetime,
+    conditions: Iterable[Mapping[str, Any]], kind: str, status: str, reason: str, message: str, now: datetime,
+    *, generation: int | None = None, status_only: bool = False,
 ) -> dict[str, Any] | None:
-    """The status patch setting condition ``kind`` (the whole list: a merge patch replaces lists), or None
-    when it already says this. The transition time moves only when ``status`` does."""
-    current = find_condition(machine, kind)
-    if current is not None and (current.get("status"), current.get("reason"), current.get("message")) == (
-            status, reason, message):
+    """The status patch setting condition ``kind`` among ``conditions`` (the whole list: a merge patch
+    replaces lists), or None when it already says this; ``status_only``: a new reason or message alone is
+    not worth a write (the scheduler's liveness: offline for another reason is still offline). The
+    transition time moves only when ``status`` does; ``generation`` becomes ``observedGeneration``."""
+    listed = [dict(c) for c in conditions]
+    current = next((c for c in listed if c.get("type") == kind), None)
+    wanted = {"status": status} if status_only else {"status": status, "reason": reason, "message": message}
+    if current is not None and all(current.get(key) == value for key, value in wanted.items()):
         return None
-    since = current["lastTransitionTime"] if current is not None and current.get("status") == status else None
-    mine = {"type": kind, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": since or rfc3339(now)}
-    if machine.metadata.generation is not None:
-        mine["observedGeneration"] = machine.metadata.generation
-    others = [c.model_dump(mode="json", by_alias=True, exclude_unset=True)
-              for c in machine.status.conditions if c.type != kind]
+    since = None
+    if current is not None and current.get("status") == status:
+        since = current.get("lastTransitionTime")
+    mine: dict[str, Any] = {"type": kind, "status": status, "reason": reason, "message": message,
+                            "lastTransitionTime": since or rfc3339(now)}
+    if generation is not None:
+        mine["observedGeneration"] = generation
+    others = [c for c in listed if c.get("type") != kind]
     return {"status": {"conditions": [*others, mine]}}
+
+
+def machine_conditions(machine: LCMMachine) -> list[dict[str, Any]]:
+    """The machine's conditions as the JSON it holds (fields a condition does not have stay absent)."""
+    return [c.model_dump(mode="json", by_alias=True, exclude_unset=True) for c in machine.status.conditions]
 
 
 def find_condition(machine: LCMMachine, kind: str) -> dict[str, Any] | None:

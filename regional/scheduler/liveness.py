@@ -38,7 +38,7 @@ from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
-from agent.kits.timestamps import rfc3339
+from agent.decisions.reporting import condition_patch
 from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -176,19 +176,16 @@ class LivenessBook:
         return verdict
 
 
-def condition_patch(raw: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[str, Any] | None:
-    """The status merge patch setting the condition (other conditions kept, the object's resourceVersion
-    as precondition: a merge patch replaces the whole list); None when it already says so."""
-    conditions = list((raw.get("status") or {}).get("conditions") or [])
-    status = "True" if verdict.reachable else "False"
-    current = next((c for c in conditions if c.get("type") == CONDITION), None)
-    if current is not None and current.get("status") == status:
-        return None
-    condition = {"type": CONDITION, "status": status, "reason": verdict.reason, "message": verdict.message,
-                 "lastTransitionTime": rfc3339(now)}
-    rest = [c for c in conditions if c.get("type") != CONDITION]
-    return {"metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
-            "status": {"conditions": [*rest, condition]}}
+def liveness_patch(raw: Mapping[str, Any], verdict: Verdict, now: datetime) -> dict[str, Any] | None:
+    """The status merge patch setting the condition when its status flips (other conditions kept), with the
+    object's resourceVersion as precondition, since a merge patch replaces the whole list; None when it
+    already says so."""
+    patch = condition_patch((raw.get("status") or {}).get("conditions") or [], CONDITION,
+                            "True" if verdict.reachable else "False", verdict.reason, verdict.message, now,
+                            status_only=True)
+    if patch is not None:
+        patch["metadata"] = {"resourceVersion": raw["metadata"]["resourceVersion"]}
+    return patch
 
 
 class Liveness:
@@ -304,7 +301,7 @@ class Liveness:
         for _ in range(3):
             try:
                 raw = await self.kube.get(LCMMACHINES, namespace, name)
-                patch = condition_patch(raw, verdict, datetime.now(UTC))
+                patch = liveness_patch(raw, verdict, datetime.now(UTC))
                 if patch is not None:
                     await self.kube.patch(LCMMACHINES, namespace, name, patch, subresource="status")
                     self.writes += 1

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from regional.scheduler.liveness import CONDITION, LivenessBook, Verdict, condition_patch
+from regional.scheduler.liveness import CONDITION, LivenessBook, Verdict, liveness_patch
 
 A, B = ("ns", "a"), ("ns", "b")
 
@@ -87,12 +87,12 @@ def test_the_condition_patch_keeps_other_conditions_and_guards_the_version() -> 
              "lastTransitionTime": "2024-01-01T00:00:00Z"}
     raw = {"metadata": {"resourceVersion": "41"}, "status": {"conditions": [other]}}
     now = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
-    patch = condition_patch(raw, Verdict(False, "AgentOffline", "gone"), now)
+    patch = liveness_patch(raw, Verdict(False, "AgentOffline", "gone"), now)
     assert patch == {"metadata": {"resourceVersion": "41"}, "status": {"conditions": [other, {
         "type": CONDITION, "status": "False", "reason": "AgentOffline", "message": "gone",
         "lastTransitionTime": "2024-05-06T07:08:09Z"}]}}
     raw["status"]["conditions"] = patch["status"]["conditions"]
-    assert condition_patch(raw, Verdict(False, "HeartbeatMissed", "still gone"), now) is None
+    assert liveness_patch(raw, Verdict(False, "HeartbeatMissed", "still gone"), now) is None
 
 
 def test_a_queued_write_is_checked_again_when_its_turn_comes() -> None:
