@@ -1,7 +1,8 @@
 """What the node should look like, what it looks like, and what the reconciler did about it: values only.
 
 The agent records a ``DesiredState`` after each deploy or reconfigure that left the machine Ready (derived
-from the done items' params plus the ``daemon.json`` the engine had right then), keeps it in its state dir,
+by ``agent.decisions.desired_state`` from the done items' params plus the ``daemon.json`` the engine had
+right then), keeps it in its state dir,
 and hands it to the reconciler process as a file. An ``Observed`` is one cheap look at the engine; the pure
 drift decision (``agent.decisions.drift``) compares the two. A ``ReconcileReport`` is what one reconciler
 run wrote: the agent reads it back to report the run.
@@ -16,14 +17,11 @@ nothing of the engine's for the agent to keep, so it never even talks to the eng
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
-
-from agent.api.models import LCMMachine, StateItem
 
 REQUIRED_LABEL = "lcm.mirantis.com/required"
 """Container label naming the required container it is (its value), so the checks list them by label."""
@@ -181,76 +179,3 @@ class ReconcileReport(_Value):
 
 def content_digest(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
-
-
-def items_digest(machine: LCMMachine) -> str:
-    """The spec's items and the hashes their statuses carry: equal digests mean the same deployed state."""
-    statuses = machine.status.state_item_statuses
-    pairs = sorted((item.name, statuses[item.name].hash if item.name in statuses else "")
-                   for item in machine.spec.state_items)
-    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
-
-
-def derive_desired(
-    machine: LCMMachine, config: DaemonConfig | None, *, cluster_id: str, recorded_at: str,
-) -> DesiredState | None:
-    """The desired state of a Ready machine, from its items' effective params; None when its items
-    deploy nothing of the engine's. Raises DesiredStateError for params the contract does not allow (the
-    playbook succeeded, so this means a release bug: better said loudly than guessed around)."""
-    items = [(item, {**item.params, **machine.spec.state_items_overwrites.get(item.name, {})})
-             for item in machine.spec.state_items]
-    membership = _membership(items, cluster_id)
-    labels = _labels(items)
-    containers = tuple(_container(item, params) for item, params in items if "container" in params)
-    if membership is None and labels is None and not containers:
-        return None
-    return DesiredState(items_digest=items_digest(machine), release=machine.spec.release,
-                        recorded_at=recorded_at, config=config, membership=membership, labels=labels,
-                        containers=containers)
-
-
-def _membership(items: Iterable[tuple[StateItem, Mapping[str, str]]], cluster_id: str) -> Membership | None:
-    for item, params in items:
-        if "managerTokenSecret" in params:  # swarm-init: the first manager, joined through itself
-            address = params.get("advertiseAddress", "")
-            return Membership(role="manager", manager_addresses=(f"{address}:{SWARM_PORT}",),
-                              advertise_address=address, join_token_secret=params["managerTokenSecret"],
-                              cluster_id=cluster_id, version=item.version)
-        if "joinTokenSecret" in params:
-            role = params.get("role", "worker")
-            if role not in ("manager", "worker"):
-                raise DesiredStateError(f"item {item.name!r}: role {role!r} is neither manager nor worker")
-            addresses = tuple(a.strip() for a in params.get("managerAddresses", "").split(",") if a.strip())
-            return Membership(role=role, manager_addresses=addresses,
-                              advertise_address=params.get("advertiseAddress", ""),
-                              join_token_secret=params["joinTokenSecret"],
-                              cluster_id=cluster_id if role == "manager" else "", version=item.version)
-    return None
-
-
-def _labels(items: Iterable[tuple[StateItem, Mapping[str, str]]]) -> EngineLabels | None:
-    for item, params in items:
-        if "labels" in params:
-            try:
-                values = json.loads(params["labels"])
-            except ValueError as exc:
-                raise DesiredStateError(f"item {item.name!r}: labels are not JSON: {exc}") from None
-            if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-                raise DesiredStateError(f"item {item.name!r}: labels must be a JSON object of strings")
-            return EngineLabels(values=values, version=item.version)
-    return None
-
-
-def _container(item: StateItem, params: Mapping[str, str]) -> RequiredContainer:
-    try:
-        command = json.loads(params.get("command", "[]"))
-    except ValueError as exc:
-        raise DesiredStateError(f"item {item.name!r}: command is not a JSON list: {exc}") from None
-    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-        raise DesiredStateError(f"item {item.name!r}: command must be a JSON list of strings")
-    try:
-        return RequiredContainer(name=params["container"], image=params.get("image", ""),
-                                 command=tuple(command), version=item.version,
-                                 network_mode=params.get("networkMode", "host"))
-    except ValidationError as exc:
-        raise DesiredStateError(f"item {item.name!r}: {exc.errors(include_url=False)}") from None

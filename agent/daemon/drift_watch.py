@@ -4,9 +4,10 @@ process on drift, and report every run.
 A root task of the daemon. It reads and writes the machine through the agent's one ``OwnMachine`` handle
 (its ``Reconciled`` condition, best effort, rewritten when it next changes) and never edits
 the item worker: when the machine is Ready and its done items differ from those the record was derived
-from, it records a new desired state (``agent.api.desired``) in the state dir. From then on it checks the
-engine (``engine_checks.observe``, off the event loop) every ``reconcile.check_period`` and shortly after
-an engine event (``EngineEvents``: a required container dying, the engine restarting, a node change).
+from, it records a new desired state (``agent.decisions.desired_state``) in the state dir. From then on it
+checks the engine (``engine_checks.observe``, off the event loop) every ``reconcile.check_period`` and
+shortly after an engine event (``EngineEvents``: a required container dying, the engine restarting, a
+node change).
 
 On drift it starts ``lcm-agent reconcile`` as a process of its own session with a time limit, handing it
 the join token on stdin; one at a time (the loop awaits it), never while a state item runs, the machine
@@ -39,17 +40,11 @@ from agent.adapters.engine_checks import EngineAccess, EngineEvents, observe
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.runners.supervision import finish, stop_process_group
-from agent.api.desired import (
-    DaemonConfig,
-    DesiredState,
-    DesiredStateError,
-    ReconcileReport,
-    derive_desired,
-    items_digest,
-)
+from agent.api.desired import DaemonConfig, DesiredState, DesiredStateError, ReconcileReport
 from agent.api.models import API_VERSION, LCMMachine
 from agent.daemon.config import ReconcileSettings
 from agent.daemon.own_machine import OwnMachine
+from agent.decisions.desired_state import derive_desired, items_digest
 from agent.decisions.drift import Drift, drift
 from agent.decisions.reporting import clip, find_condition
 from agent.decisions.state import machine_state

@@ -16,8 +16,9 @@ from typing import Any
 
 from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.kube import Kube, Resource
-from agent.api.desired import DaemonConfig, DesiredState, ReconcileReport, derive_desired
+from agent.api.desired import DaemonConfig, DesiredState, ReconcileReport
 from agent.api.models import LCMMachine
+from agent.decisions.desired_state import derive_desired
 from testbed.lab.netns import dockerd
 from testbed.lab.netns.node import LabNode
 from testbed.lab.netns.nodes import Lab

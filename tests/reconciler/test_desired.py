@@ -8,15 +8,9 @@ from typing import Any
 
 import pytest
 
-from agent.api.desired import (
-    DaemonConfig,
-    DesiredState,
-    DesiredStateError,
-    ReconcileReport,
-    derive_desired,
-    items_digest,
-)
+from agent.api.desired import DaemonConfig, DesiredState, DesiredStateError, ReconcileReport
 from agent.api.models import LCMMachine
+from agent.decisions.desired_state import derive_desired, items_digest
 
 NOW = "2024-05-01T12:00:00Z"
 JOIN = {"name": "swarm-join", "params": {"playbook": "deploy/swarm-join.yml"}}
