@@ -32,7 +32,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,16 @@ from agent.api.execution import EXIT_CANCELLED, EXIT_FAILED, EventSink, ItemInpu
 from agent.api.models import GROUP, VERSION, CordonDrain, InvalidObjectError, LCMClusterState, LCMMachine
 from agent.daemon.own_machine import LCMMACHINES, OwnMachine
 from agent.daemon.worker import RunItem, utcnow
-from agent.decisions.execution import parse_time, stable_uniform
 from agent.decisions.reporting import clip
+from agent.decisions.swarm_operations import (
+    Operation,
+    Settle,
+    failure_after,
+    operation,
+    paced,
+    retry_at,
+    settled,
+)
 from agent.kits.backoff import Backoff
 from agent.kits.tasks import cancel_and_wait, first_of
 
@@ -52,8 +60,6 @@ log = logging.getLogger(__name__)
 
 LCMCLUSTERSTATES = Resource(GROUP, VERSION, "lcmclusterstates")
 EXECUTOR_LABEL = "lcm.mirantis.com/executor"
-DRAIN_PLAYBOOK = "maintenance/swarm-drain.yml"
-REMOVE_PLAYBOOK = "maintenance/swarm-remove.yml"
 PHASE = "maintenance"
 """``lcm_phase`` of the maintenance runs, which belong to no phase of the machine's own items."""
 
@@ -73,84 +79,6 @@ class ExecutorSettings:
     """A drain waits until the node runs no tasks; one that cannot finish (a task that fits nowhere else)
     must not hold the executor, and the worker behind it, forever."""
     node_vars: Mapping[str, str] = field(default_factory=dict)
-
-
-# -- what to do with one object (pure) ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Operation:
-    """A playbook run for one object; ``cordon`` = the target's swarmCordonDrain before and after it."""
-
-    playbook: str
-    params: Mapping[str, str]
-    cordon: tuple[CordonDrain, CordonDrain | None] | None = None
-
-
-@dataclass(frozen=True)
-class Settle:
-    """No run: write this status once (``value`` None leaves it unset)."""
-
-    value: str | None
-    message: str
-
-
-def operation(state: LCMClusterState) -> Operation | Settle:
-    """What ``state`` asks of this agent."""
-    spec = state.spec
-    if spec.type == "swarm-drain" and spec.requested:
-        return Operation(DRAIN_PLAYBOOK, {"availability": "drain"}, ("cordondraining", "cordondrained"))
-    if spec.type == "swarm-drain":
-        return Operation(DRAIN_PLAYBOOK, {"availability": "active"}, ("uncordoning", None))
-    if spec.type == "swarm-remove" and spec.requested:
-        return Operation(REMOVE_PLAYBOOK, {})
-    if spec.type == "swarm-remove":
-        return Settle("false", "")
-    return Settle(None, f"{spec.type} is not handled here: the swarm agent only executes swarm-drain and "
-                        "swarm-remove")
-
-
-def settled(state: LCMClusterState) -> bool:
-    """Nothing left to do: the requested value is applied, or the one-off answer is already written."""
-    if state.status.value == state.spec.value:
-        return True
-    todo = operation(state)
-    written = (state.status.value, state.status.message)
-    return isinstance(todo, Settle) and written == (todo.value, todo.message)
-
-
-def retry_at(state: LCMClusterState, backoff: Backoff) -> datetime | None:
-    """When the requested value may be attempted again after failing: the backoff for its failures in a
-    row, from the end of the last one, jittered by a pure function of the object (so the decision can be
-    recomputed after a restart); None when nothing failed at this value (attempt now)."""
-    failure = state.status.last_failure
-    if failure is None or failure.value != state.spec.value:
-        return None
-    ended = parse_time(failure.finished_at)
-    return None if ended is None else paced(state, failure.count, ended, backoff)
-
-
-def paced(state: LCMClusterState, failures: int, ended: datetime, backoff: Backoff) -> datetime:
-    """The retry time after ``failures`` failed attempts in a row at the requested value, the last at
-    ``ended``."""
-    seed = f"{state.metadata.namespace}/{state.metadata.name}/{state.spec.value}/{failures}"
-    return ended + timedelta(seconds=backoff.delay(failures - 1, stable_uniform(seed)))
-
-
-def failure_after(state: LCMClusterState, now: datetime) -> dict[str, Any]:
-    """The ``lastFailure`` to write after one more failed attempt at the requested value."""
-    failure = state.status.last_failure
-    count = failure.count if failure is not None and failure.value == state.spec.value else 0
-    return {"value": state.spec.value, "count": count + 1, "finishedAt": precise_stamp(now)}
-
-
-def precise_stamp(moment: datetime) -> str:
-    """An RFC 3339 timestamp to the microsecond (``2024-05-01T12:00:00.250000Z``): whole seconds would cut
-    up to a second off each retry's pause, all of it when the backoff is short."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-# -- the executor ------------------------------------------------------------------------------------------
 
 
 class TargetError(Exception):

@@ -17,19 +17,19 @@ from machine_harness import PATIENCE, MakeNode, SwarmNode
 from agent.adapters.kube import Kube
 from agent.api.models import LCMClusterState
 from agent.daemon.own_machine import LCMMACHINES
-from agent.daemon.swarm_executor import (
+from agent.daemon.swarm_executor import LCMCLUSTERSTATES
+from agent.decisions.swarm_operations import (
     DRAIN_PLAYBOOK,
-    LCMCLUSTERSTATES,
     REMOVE_PLAYBOOK,
     Operation,
     Settle,
     failure_after,
     operation,
-    precise_stamp,
     retry_at,
     settled,
 )
 from agent.kits.backoff import Backoff
+from agent.kits.timestamps import micro_time
 from testbed.sim.testing import lcm_machine
 
 EXECUTOR = "demo-control-0"
@@ -84,7 +84,7 @@ def failed(value: str, count: int, ended: datetime | None = ENDED) -> dict[str, 
     """A status after ``count`` failed attempts at ``value``, the last ending at ``ended``."""
     failure: dict[str, Any] = {"value": value, "count": count}
     if ended is not None:
-        failure["finishedAt"] = precise_stamp(ended)
+        failure["finishedAt"] = micro_time(ended)
     return {"message": "node update refused", "attempt": count, "lastFailure": failure}
 
 
@@ -119,7 +119,7 @@ def test_a_failure_counts_the_failures_at_the_requested_value(
 ) -> None:
     state = LCMClusterState.from_raw(cluster_state("swarm-drain", "m1", value, status_=status_))
     later = ENDED + timedelta(minutes=1)
-    assert failure_after(state, later) == {"value": value, "count": count, "finishedAt": precise_stamp(later)}
+    assert failure_after(state, later) == {"value": value, "count": count, "finishedAt": micro_time(later)}
 
 
 class Setup:
