@@ -30,7 +30,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,16 +40,16 @@ from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.runners.supervision import finish, stop_process_group
 from agent.api.desired import DaemonConfig, DesiredState, DesiredStateError, ReconcileReport
-from agent.api.models import API_VERSION, LCMMachine
+from agent.api.models import LCMMachine
 from agent.daemon.config import ReconcileSettings
 from agent.daemon.own_machine import OwnMachine
 from agent.decisions.desired_state import derive_desired, items_digest
 from agent.decisions.drift import Drift, drift
+from agent.decisions.reconcile_runs import RunResult, components, run_event, run_result, why_blocked
 from agent.decisions.reporting import clip, find_condition
-from agent.decisions.state import machine_state
 from agent.kits.tasks import first_of
 from agent.kits.timestamps import rfc3339
-from agent.reconciler.converge import DESIRED_FILE, EXIT_CONVERGED
+from agent.reconciler.converge import DESIRED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +76,6 @@ class ReconcileSink(Protocol):
 
 ReadToken = Callable[[str], Awaitable[str]]
 """Reads the join token from the Secret it names; raises an exception whose text says why it cannot."""
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How one reconciler run ended, as the agent reports it."""
-
-    converged: bool
-    message: str
-    report: ReconcileReport | None
 
 
 class Reconciling:
@@ -152,7 +142,7 @@ class Reconciling:
             path.unlink(missing_ok=True)
         else:
             write_json(path, desired.to_json())
-            log.info("recorded the desired state", extra={**self._fields, "components": _components(desired)})
+            log.info("recorded the desired state", extra={**self._fields, "components": components(desired)})
         self.desired, self.failures, self._retry_at = desired, 0, 0.0
 
     # Checking
@@ -184,21 +174,7 @@ class Reconciling:
 
     def _why_blocked(self, machine: LCMMachine | None) -> str:
         """Why the node must not be reconciled (or its state recorded) now; "" when it may."""
-        if machine is None:
-            return "the LCMMachine is unknown"
-        spec, status = machine.spec, machine.status
-        state = machine_state(spec, status)
-        if state != "Ready":
-            return f"the machine is {state}"
-        if self.journal.in_progress is not None or self.busy():
-            return "a state item is running"
-        if spec.halt_agent:
-            return "the agent is halted (spec.haltAgent)"
-        if spec.prepare_deletion:
-            return "the machine is being decommissioned (spec.prepareDeletion)"
-        if status.swarm_cordon_drain is not None:
-            return f"the node is {status.swarm_cordon_drain} for maintenance"
-        return ""
+        return why_blocked(machine, item_running=self.journal.in_progress is not None or self.busy())
 
     async def _check(self, machine: LCMMachine | None, stopping: asyncio.Event) -> None:
         blocked = self._why_blocked(machine)
@@ -315,14 +291,8 @@ class Reconciling:
             report: ReconcileReport | None = ReconcileReport.from_json(read_json(report_path))
         except (OSError, ValueError):  # DesiredStateError is a ValueError
             report = None
-        if stopped == "timeout":
-            return RunResult(False, f"timed out after {self.settings.timeout:g}s", report)
-        if code == EXIT_CONVERGED and report is not None and report.converged:
-            fixed = [c.name for c in report.components if c.outcome == "converged"]
-            return RunResult(True, f"converged {', '.join(fixed)}" if fixed else "no drift left", report)
-        if report is not None and report.first_error:
-            return RunResult(False, report.first_error, report)
-        return RunResult(False, f"the reconciler exited with {code}: {self._log_tail()}", report)
+        return run_result(code, report, timed_out=stopped == "timeout", timeout=self.settings.timeout,
+                          log_tail=self._log_tail)
 
     def _log_tail(self) -> str:
         try:
@@ -338,30 +308,11 @@ class Reconciling:
 
     async def _report_event(self, machine: LCMMachine, result: RunResult, attempt: int) -> None:
         message = f"attempt {attempt}: {clip(result.message, MESSAGE_LIMIT)}"
-        body = run_event(machine, result.converged, message, datetime.now(UTC))
+        body = run_event(machine, result.converged, message, datetime.now(UTC), uuid.uuid4().hex[:16])
         try:
             await self.kube.create(EVENTS, self.own.namespace, body)
         except KubeError as exc:
             log.warning("cannot record the reconciler run as an Event: %s", exc, extra=self._fields)
-
-
-def run_event(machine: LCMMachine, converged: bool, message: str, now: datetime) -> dict[str, Any]:
-    """A core/v1 Event about one reconciler run, on the LCMMachine (``kubectl describe`` shows it)."""
-    meta = machine.metadata
-    name = meta.name or ""
-    stamp = rfc3339(now)
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": meta.namespace},
-        "involvedObject": {"apiVersion": API_VERSION, "kind": "LCMMachine", "name": name,
-                           "namespace": meta.namespace, "uid": meta.uid,
-                           "resourceVersion": meta.resource_version},
-        "reason": "Reconciled" if converged else "ReconcileFailed",
-        "message": message, "type": "Normal" if converged else "Warning",
-        "source": {"component": "lcm-agent", "host": name},
-        "reportingComponent": "lcm-agent", "reportingInstance": name,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
 
 
 def _load(path: Path) -> DesiredState | None:
@@ -373,12 +324,3 @@ def _load(path: Path) -> DesiredState | None:
     except (OSError, ValueError) as exc:
         log.warning("ignoring the desired-state record %s: %s", path, exc)
         return None
-
-
-def _components(desired: DesiredState) -> list[str]:
-    names = ["engine", *(["config"] if desired.config else [])]
-    names += ["membership", "role"] if desired.membership else []
-    names += ["labels"] if desired.labels else []
-    return [*names, *(f"container {c.name}" for c in desired.containers)]
-
-

@@ -31,11 +31,11 @@ from agent.adapters.engine_checks import EngineAccess, observe
 from agent.adapters.engine_ops import Engine, EngineOpError
 from agent.api.desired import ComponentReport, DesiredState, DesiredStateError, Observed, ReconcileReport
 from agent.decisions.drift import ORDER, Component, Drift, check, drift, labels_in_config, unchecked
+from agent.decisions.reconcile_runs import EXIT_CONVERGED
 from agent.kits.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
-EXIT_CONVERGED = 0
 EXIT_NOT_CONVERGED = 1
 EXIT_BAD_INPUT = 2
 SETTLE_TIMEOUT = 60.0
