@@ -31,7 +31,8 @@ import psutil
 from agent.adapters.kube import Kube, connect
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
-from regional.scheduler.liveness import CONDITION, LCMMACHINES, Liveness, LivenessSettings
+from regional.planning.liveness import CONDITION
+from regional.scheduler.liveness import LCMMACHINES, Liveness, LivenessSettings
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 from testbed.sim.testing import lcm_machine, open_kube_api
 

@@ -20,7 +20,8 @@ from conftest import listening, publishing, settings, telemetry_config
 from agent.adapters.mqtt import Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.daemon.own_machine import LCMMACHINES
-from regional.scheduler.liveness import CONDITION, Liveness, LivenessSettings
+from regional.planning.liveness import CONDITION
+from regional.scheduler.liveness import Liveness, LivenessSettings
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 from testbed.sim.testing import lcm_machine
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from regional.scheduler.liveness import CONDITION, LivenessBook, Verdict, liveness_patch
+from regional.planning.liveness import CONDITION, LivenessBook, Verdict, liveness_patch
 
 A, B = ("ns", "a"), ("ns", "b")
 

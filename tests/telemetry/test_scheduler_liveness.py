@@ -17,7 +17,7 @@ from agent.adapters.kube import Kube, connect
 from agent.adapters.mqtt import Outgoing
 from agent.api import telemetry as t
 from agent.daemon.own_machine import LCMMACHINES
-from regional.scheduler.liveness import CONDITION
+from regional.planning.liveness import CONDITION
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 from testbed.sim.testing import KubeApi, lcm_machine
 
