@@ -1,7 +1,8 @@
 """Applying a plan's actions: in order, rate limited, never a write the cache says is already done.
 
 A plan is computed from the caches; by the time its writes get their tokens the caches may have moved on.
-So each action is checked against the cache just before it is sent (and again after the token wait):
+So each action is checked against the cache just before it is sent (and again after the token wait; the
+pure rules are in ``regional.planning.write_rules``):
 
 - a merge patch whose every field the object already has, a create of an object that exists, a delete of
   one that is gone or going: dropped, the write has been superseded;
@@ -19,7 +20,6 @@ a retry after a backoff. Before every write the fence is asked whether this repl
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -30,14 +30,13 @@ from agent.adapters.followed import FollowedObjects, raw_field
 from agent.adapters.kube import Kube, KubeError, Object, Resource
 from agent.api.models import GROUP, VERSION, ApiObject
 from regional.planning.actions import Action, Create, Delete, Patch
+from regional.planning.write_rules import EVENT_REASONS, KINDS, digest, notable, reflects, target
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.recording import EventRecorder, Involved
 from regional.scheduler.throttling import RateLimiter
 
 log = logging.getLogger(__name__)
 
-KINDS = {"lcmmachines": "LCMMachine", "lcmclusters": "LCMCluster", "lcmclusterstates": "LCMClusterState"}
-EVENT_REASONS = {Patch: "Updated", Create: "Created", Delete: "Deleted"}
 
 
 @dataclass(frozen=True)
@@ -47,47 +46,6 @@ class Failure:
     action: Action
     error: KubeError
     replan_now: bool
-
-
-def reflects(obj: Any, patch: Any) -> bool:
-    """Whether a JSON merge patch (RFC 7396) of ``obj`` would leave it unchanged."""
-    if not isinstance(patch, Mapping):
-        return same(obj, patch)
-    if not isinstance(obj, Mapping):
-        return False
-    for key, value in patch.items():
-        if value is None:
-            if key in obj:
-                return False
-        elif key not in obj or not reflects(obj[key], value):
-            return False
-    return True
-
-
-def same(a: Any, b: Any) -> bool:
-    """JSON equality: unlike ``==``, ``true`` is not ``1``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-def notable(action: Action) -> bool:
-    """Worth an Event: every action with a reason, except the cluster's own status, which is its progress
-    report (an Event per progress step would bury the ones an operator needs)."""
-    cluster_status = isinstance(action, Patch) and action.resource == "lcmclusters" and action.subresource
-    return bool(action.reason) and not cluster_status
-
-
-def target(action: Action) -> tuple[str, str, str, str]:
-    """(resource, namespace, name, subresource) of the object an action writes."""
-    if isinstance(action, Create):
-        return action.resource, action.namespace, str(raw_field(dict(action.body), "metadata", "name")), ""
-    sub = (action.subresource or "") if isinstance(action, Patch) else ""
-    return action.resource, action.namespace, action.name, sub
 
 
 class Writer:
@@ -167,7 +125,7 @@ class Writer:
             last = self._last.get((resource, namespace, name, sub))
             done = entry is not None and (
                 reflects(entry.raw, action.patch)
-                or (last is not None and last[1] == entry.rv and last[0] == _digest(action.patch)))
+                or (last is not None and last[1] == entry.rv and last[0] == digest(action.patch)))
         if done:
             self.counts["superseded"] += 1
         return done
@@ -194,7 +152,7 @@ class Writer:
         if isinstance(action, Patch):
             entry = cache.entry(namespace, name)
             self._last[(resource, namespace, name, sub)] = (
-                _digest(action.patch), None if entry is None else entry.rv)
+                digest(action.patch), None if entry is None else entry.rv)
         log.info("%s %s %s/%s: %s", verb, KINDS[resource], namespace, name, action.reason or "-",
                  extra={"verb": verb, "kind": KINDS[resource], "namespace": namespace, "object": name})
         if self.recorder is not None and notable(action):
@@ -232,7 +190,3 @@ class Writer:
                 return False
             cache.gone(namespace, name)
         return True
-
-
-def _digest(patch: Mapping[str, Any]) -> str:
-    return json.dumps(patch, sort_keys=True, separators=(",", ":"))

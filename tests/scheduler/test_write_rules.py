@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from regional.planning.actions import Action, Create, Delete, Patch
+from regional.planning.write_rules import digest, notable, reflects, target
 from regional.scheduler.throttling import TokenBucket
-from regional.scheduler.writing import reflects
 
 OBJ = {"metadata": {"name": "m", "labels": {"a": "1"}}, "spec": {"type": "worker", "items": [{"n": 1}],
                                                                "halt": False, "count": 1}}
@@ -45,3 +46,28 @@ def test_the_token_bucket_lets_a_burst_through_then_holds_the_rate(
         qps: float, burst: int, times: list[float], delays: list[float]) -> None:
     bucket = TokenBucket(qps, burst, now=0.0)
     assert [bucket.reserve(t) for t in times] == pytest.approx(delays)
+
+
+MACHINE_BODY = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "LCMClusterState",
+                "metadata": {"name": "sd-m1", "namespace": "ns"}}
+
+
+@pytest.mark.parametrize(("action", "where", "worth_an_event"), [
+    (Patch("lcmmachines", "ns", "m1", {"spec": {}}, reason="items"), ("lcmmachines", "ns", "m1", ""), True),
+    (Patch("lcmmachines", "ns", "m1", {"spec": {}}), ("lcmmachines", "ns", "m1", ""), False),
+    (Patch("lcmclusters", "ns", "c", {"status": {}}, subresource="status", reason="progress"),
+     ("lcmclusters", "ns", "c", "status"), False),  # the cluster's progress report is no Event
+    (Patch("lcmclusters", "ns", "c", {"spec": {}}, reason="paused"), ("lcmclusters", "ns", "c", ""), True),
+    (Create("lcmclusterstates", "ns", MACHINE_BODY, reason="drain"), ("lcmclusterstates", "ns", "sd-m1", ""),
+     True),
+    (Delete("lcmclusterstates", "ns", "sd-m1", reason="done"), ("lcmclusterstates", "ns", "sd-m1", ""), True),
+])
+def test_each_action_names_its_object_and_whether_it_is_worth_an_event(
+    action: Action, where: tuple[str, str, str, str], worth_an_event: bool,
+) -> None:
+    assert (target(action), notable(action)) == (where, worth_an_event)
+
+
+def test_a_patch_is_the_same_whatever_its_key_order() -> None:
+    assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
+    assert digest({"a": 1}) != digest({"a": True})
