@@ -16,13 +16,17 @@ from typing import Any
 from agent.decisions.reporting import condition_patch
 
 CONDITION = "AgentReachable"
+"""The condition's type on each LCMMachine."""
 Key = tuple[str, str]
 """(namespace, machine name)."""
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the book says of one machine, as the condition shows it."""
+
     reachable: bool
+    """The condition's status: True, or False."""
     reason: str
     message: str
 

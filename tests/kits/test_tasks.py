@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -142,29 +141,24 @@ async def test_a_cancelled_until_stopped_cancels_its_step_and_reraises() -> None
     assert probe.ended == "cancelled"
 
 
-class Root:
-    """A root task that runs until stopping, or ends early as told."""
+class Root(Probe):
+    """A root task that runs until stopping, or ends early when released."""
 
     def __init__(self, stopping: asyncio.Event) -> None:
+        super().__init__()
         self.stopping = stopping
-        self.end_now = asyncio.Event()
-        self.started = asyncio.Event()
-        self.ended = ""
 
     async def run(self, fail: BaseException | None = None) -> None:
         self.started.set()
         try:
-            await first_of(self.stopping.wait(), self.end_now.wait())
+            await first_of(self.stopping.wait(), self.release.wait())
         except asyncio.CancelledError:
             self.ended = "cancelled"
             raise
-        if fail is not None and self.end_now.is_set():
+        if fail is not None and self.release.is_set():
             self.ended = "failed"
             raise fail
         self.ended = "stopped" if self.stopping.is_set() else "returned"
-
-
-Roots = Callable[[Root, Root], dict[str, Coroutine[Any, Any, None]]]
 
 
 @pytest.mark.parametrize(("fail", "failure", "message"), [
@@ -176,7 +170,7 @@ async def test_a_root_that_fails_or_ends_stops_the_others_and_is_the_failure(
 ) -> None:
     stopping = asyncio.Event()
     a, b = Root(stopping), Root(stopping)
-    a.end_now.set()
+    a.release.set()
     result = await guarded({"a": a.run(fail), "b": b.run()}, stopping)
     assert isinstance(result, failure)
     assert str(result) == message
