@@ -168,8 +168,7 @@ class MqttLink:
                 self.connected.clear()
             delay = self.backoff.delay(failures, random.uniform)
             failures += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+            await first_of(stopping.wait(), seconds=delay)
 
     def _lost(self, exc: Exception, failures: int) -> None:
         """One warning per outage; the retries that follow are debug noise."""

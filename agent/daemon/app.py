@@ -17,7 +17,6 @@ the daemon exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
 from agent.kits.backoff import Backoff
 from agent.kits.logs import SecretRegistry
-from agent.kits.tasks import guarded, until_stopped
+from agent.kits.tasks import first_of, guarded, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -203,5 +202,4 @@ async def _watchdog(stopping: asyncio.Event) -> None:
         return
     while not stopping.is_set():
         systemd.notify_watchdog()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval / 2)
+        await first_of(stopping.wait(), seconds=interval / 2)

@@ -20,7 +20,6 @@ machine given to a cluster) the link is re-made under the new subtree and the ol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -40,6 +39,7 @@ from agent.daemon.own_machine import OwnMachine
 from agent.daemon.worker import MachineWorker
 from agent.decisions.execution import Idle, Rehash, Report, Run, Step, Wait
 from agent.kits.logs import SecretRegistry
+from agent.kits.tasks import first_of
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -166,8 +166,7 @@ class Telemetry:
         while not stopping.is_set():
             if self.subtree is not None:
                 self.publish("heartbeat", await self._heartbeat(period), latest_only=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), period)
+            await first_of(stopping.wait(), seconds=period)
 
     async def _heartbeat(self, period: float) -> dict[str, Any]:
         host = await asyncio.to_thread(read_host_load, self.cfg.state_dir)

@@ -22,7 +22,6 @@ A replica that lost the Lease campaigns again, starting its work afresh (caches 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -141,8 +140,7 @@ class LeaderElector:
             if await self._try() and self.leading():  # an answer slower than the renew deadline is no win
                 return True
             delay = self.settings.retry_period * self.uniform(1.0, JITTER)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+            await first_of(stopping.wait(), seconds=delay)
         return False
 
     async def _keep(self) -> None:

@@ -27,7 +27,6 @@ The book of who was heard when is pure (``regional.planning.liveness``, times pa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.mqtt import BrokerSettings, MqttLink, Outbox, Outgoing
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
+from agent.kits.tasks import first_of
 from regional.planning.liveness import CONDITION, Key, LivenessBook, Verdict, liveness_patch
 from regional.scheduler.throttling import RateLimiter
 
@@ -138,8 +138,7 @@ class Liveness:
                 listed = await self.kube.list_objects(LCMMACHINES)
             except KubeError as exc:
                 log.warning("cannot list LCMMachines for liveness (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self.settings.tick * 5)
+                await first_of(stopping.wait(), seconds=self.settings.tick * 5)
                 continue
             now = time.monotonic()
             for raw in listed.get("items", []):
@@ -157,8 +156,7 @@ class Liveness:
         was_connected = False
         probe_due = 0.0
         while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.settings.tick)
+            await first_of(stopping.wait(), seconds=self.settings.tick)
             connected = self.link.connected.is_set()
             now = time.monotonic()
             if connected and not was_connected:
