@@ -1,6 +1,6 @@
 """What an LCMClusterState asks of the agent that executes it: a playbook run, or a status to write once.
 
-Pure, so the executor (``agent.daemon.cluster_states``) only carries it out: ``swarm-drain`` runs the
+Pure, so the executor (``agent.daemon.swarm_executor``) only carries it out: ``swarm-drain`` runs the
 release's drain playbook with ``availability`` drain or active and moves the target's ``swarmCordonDrain``
 around the run; ``swarm-remove`` runs the remove playbook when requested; any other type is answered once
 with a message saying it is not handled here. A failed attempt is paced from the object's status
