@@ -15,7 +15,6 @@ that no longer loads is refused and the running one kept. Exit codes: ``agent.da
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -33,6 +32,7 @@ from agent.adapters.journal import Journal
 from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentSettings, ConfigError, load_config
 from agent.daemon.local import apply_items
+from agent.kits.commands import command_parser
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
 from agent.reconciler import converge
@@ -41,10 +41,7 @@ log = logging.getLogger("agent.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lcm-agent", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"lcm-agent {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("lcm-agent", __doc__, __version__)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path,
                      default=Path(os.environ.get(CONFIG_PATH_ENV, "/etc/lcm-agent/config.yaml")))

@@ -27,6 +27,7 @@ from pathlib import Path
 from agent import __version__
 from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings
+from agent.kits.commands import command_parser
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
 from regional.scheduler.leadership import LeaseSettings, default_identity
@@ -40,10 +41,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lcm-scheduler", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"lcm-scheduler {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("lcm-scheduler", __doc__, __version__)
     run = sub.add_parser("run", help="run a scheduler replica until SIGTERM")
     run.add_argument("--kubeconfig", type=Path, required=True)
     run.add_argument("--namespace", default="", help="act in this namespace only (default: all)")
