@@ -24,7 +24,8 @@ from testbed.lab.stack.machines import MachineNodes
 from testbed.lab.stack.stack import Stack, StackSettings
 
 missing = missing_prerequisites("machines")
-pytestmark = pytest.mark.skipif(bool(missing), reason="cannot run nspawn machines: " + "; ".join(missing))
+pytestmark = [pytest.mark.machines,
+              pytest.mark.skipif(bool(missing), reason="cannot run nspawn machines: " + "; ".join(missing))]
 
 PATIENCE = 1500.0
 """Seconds a rollout stage may take: the first one includes three machines booting and installing the

@@ -19,7 +19,8 @@ from testbed.lab.netns.nodes import session_prefix
 from testbed.lab.stack.stack import Stack, StackSettings
 
 missing = missing_prerequisites("netns")
-pytestmark = pytest.mark.skipif(bool(missing), reason="; ".join(missing))
+pytestmark = [pytest.mark.dockerd, pytest.mark.slow,
+              pytest.mark.skipif(bool(missing), reason="; ".join(missing))]
 
 PATIENCE = 900.0
 """Seconds a rollout stage may take: some twenty Ansible runs on two cores shared with other work."""

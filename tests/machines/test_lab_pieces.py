@@ -144,6 +144,7 @@ def test_up_on_a_host_without_the_tools_says_what_is_missing(tmp_path: Path) -> 
     assert "ip (" not in done.stderr
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="dropping to another user needs root and setpriv (util-linux)")
 def test_up_without_root_says_root_is_needed(tmp_path: Path) -> None:

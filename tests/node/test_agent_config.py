@@ -114,6 +114,7 @@ def test_config_open_to_others_is_refused_naming_path_and_mode(write_config: Wri
         load_config(path, {})
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
 def test_config_owned_by_another_user_is_refused(write_config: WriteConfig) -> None:
     path = write_config()

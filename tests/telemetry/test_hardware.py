@@ -68,6 +68,7 @@ async def _ip(*args: str) -> None:
     await proc.wait()
 
 
+@pytest.mark.root
 @pytest.mark.skipif(bool(_uevents_reach_us()), reason=_uevents_reach_us() or "-")
 async def test_a_new_nic_is_an_event_and_reaches_host_info_at_once(node: Node, mqtt_broker: Broker) -> None:
     # hostInfo is re-read hourly here: only the uevent can bring the NIC in within the test's time.
