@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for newcomers and CI: installs what is missing, then runs the demo or the tests.
 #   ./dev.sh demo     set up, start the regional API simulator with the sample objects, show them (Ctrl-C stops)
-#   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter) and the whole test suite
+#   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter), the whole test suite in
+#                     parallel under coverage, and the coverage per package
+#   ./dev.sh test --fast   the same checks, then the tests not marked slow (the inner loop; no coverage)
 #   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv, the real control plane)
 #   ./dev.sh lock     recompile requirements/node.lock and dev.lock after a dependency changed (then commit them)
 #   ./dev.sh vagrant  setup, then what real VMs need (libvirt, QEMU, vagrant-libvirt, GRUB; libvirtd started),
@@ -99,12 +101,34 @@ install_vm() {
   fi
 }
 
+# pytest-xdist workers (LCM_TEST_WORKERS=0: none). loadgroup keeps each xdist_group on one worker:
+# tests/conftest.py groups the nspawn machines (fixed names) and every module's or session's costly fixture.
+WORKERS=${LCM_TEST_WORKERS:-2}
+COVERAGE_DIR=${LCM_COVERAGE_DIR:-.coverage-data}
+
 run_tests() {
+  local fast=0 code=0
+  if [ "${1:-}" = "--fast" ]; then fast=1; shift; fi
   setup
   "$VENV/bin/ruff" check agent regional testbed tests bench
   "$VENV/bin/mypy"
   "$VENV/bin/lint-imports"
-  "$VENV/bin/python" -m pytest "$@"
+  local parallel=()
+  [ "$WORKERS" = 0 ] || parallel=(-n "$WORKERS" --dist loadgroup)
+  if [ "$fast" = 1 ]; then
+    "$VENV/bin/python" -m pytest "${parallel[@]}" -m "not slow" "$@"
+    return
+  fi
+  # Coverage's data files land in one folder (the agent's own processes write theirs there too: patch =
+  # subprocess in pyproject.toml); the report follows the tests' outcome, which stays dev.sh's exit code.
+  rm -rf "$COVERAGE_DIR" && mkdir -p "$COVERAGE_DIR"
+  COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage run -m pytest "${parallel[@]}" "$@" \
+    || code=$?
+  COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage combine -q "$COVERAGE_DIR" \
+    && COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage json -q -o "$COVERAGE_DIR/coverage.json" \
+    && "$VENV/bin/python" tests/coverage_by_package.py "$COVERAGE_DIR/coverage.json" \
+    || echo "lcm-agent: no coverage report (see above)" >&2
+  return "$code"
 }
 
 case "${1:-}" in
