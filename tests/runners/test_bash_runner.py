@@ -97,6 +97,15 @@ async def _pids_in(path: Path, count: int) -> list[int]:
     raise AssertionError(f"{path} never got {count} pids")
 
 
+async def _session_leader(pid: int) -> None:
+    """Once ``pid`` leads a session (and so a process group) of its own."""
+    for _ in range(200):
+        if os.getsid(pid) == pid:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"pid {pid} never left its parent's session")
+
+
 STUBBORN = """trap '' TERM
 setsid sleep 600 &
 echo $$ $! > "$LCM_PARAM_MARKER"
@@ -112,6 +121,7 @@ async def test_timeout_and_cancel_kill_the_whole_tree(runs: Runs, tmp_path: Path
     item = runs.item("bash", {"script": STUBBORN, "marker": str(marker)}, timeout=timeout)
     task = asyncio.create_task(runs.run(item))
     shell, escaped = await _pids_in(marker, 2)
+    await _session_leader(escaped)  # $! is known before the child's setsid(2) has run
     groups = {os.getpgid(shell), os.getpgid(escaped)}
     assert len(groups) == 2
     if how == "cancel":
