@@ -101,9 +101,15 @@ install_vm() {
   fi
 }
 
-# pytest-xdist workers (LCM_TEST_WORKERS=0: none). loadgroup keeps each xdist_group on one worker:
-# tests/conftest.py groups the nspawn machines (fixed names) and every module's or session's costly fixture.
-WORKERS=${LCM_TEST_WORKERS:-2}
+# pytest-xdist workers for the fast loop (LCM_TEST_WORKERS=0: none; the full suite runs in one process unless
+# LCM_TEST_WORKERS is set: on 2 cores two workers each start a real control plane and rebuild the module
+# swarms, and were not faster). loadgroup keeps each xdist_group on one worker: tests/conftest.py groups the
+# nspawn machines (fixed names) and every module's or session's costly fixture.
+FAST_WORKERS=${LCM_TEST_WORKERS:-2}
+FULL_WORKERS=${LCM_TEST_WORKERS:-0}
+# LCM_TEST_COVERAGE=1: the full suite under coverage.py (branch, the agent's own processes too), with the
+# per-package report at the end.
+COVERAGE=${LCM_TEST_COVERAGE:-0}
 COVERAGE_DIR=${LCM_COVERAGE_DIR:-.coverage-data}
 
 run_tests() {
@@ -113,10 +119,15 @@ run_tests() {
   "$VENV/bin/ruff" check agent regional testbed tests bench
   "$VENV/bin/mypy"
   "$VENV/bin/lint-imports"
-  local parallel=()
-  [ "$WORKERS" = 0 ] || parallel=(-n "$WORKERS" --dist loadgroup)
+  local workers=$FULL_WORKERS parallel=()
+  [ "$fast" = 1 ] && workers=$FAST_WORKERS
+  [ "$workers" = 0 ] || parallel=(-n "$workers" --dist loadgroup)
   if [ "$fast" = 1 ]; then
     "$VENV/bin/python" -m pytest "${parallel[@]}" -m "not slow" "$@"
+    return
+  fi
+  if [ "$COVERAGE" != 1 ]; then
+    "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
     return
   fi
   # Coverage's data files land in one folder (the agent's own processes write theirs there too: patch =
