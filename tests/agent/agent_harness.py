@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -157,14 +158,19 @@ class Node:
         stream = watch_resource(self.admin, LCMMACHINES, self.namespace,
                                 field_selector=f"metadata.name={self.name}")
 
+        listed = asyncio.Event()
+
         async def collect() -> None:
             async for event in stream:
                 if isinstance(event, Change):
                     self.events.append((time.monotonic(), event))
+                else:  # the list is in; the watch resumes from its resourceVersion, so nothing is missed
+                    listed.set()
 
         task = asyncio.create_task(collect())
-        await asyncio.sleep(0.3)  # the list and the watch are under way before the agent starts
         try:
+            async with asyncio.timeout(30):
+                await listed.wait()
             yield self.events
         finally:
             task.cancel()
@@ -228,3 +234,26 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str, *, after: int = 0, count: int = 1,
+                 within: float = 45.0) -> int:
+    """Waits until the in-process agent has logged ``count`` records holding ``text`` from record index
+    ``after`` on (its own positive markers: a decision taken, a write that failed); returns the index just
+    past the last of them, for a later wait to start from. ``caplog`` must record INFO (``capture_info``)."""
+    deadline = time.monotonic() + within
+    while True:
+        records = caplog.records
+        found = [n for n, record in enumerate(records[after:], after) if text in record.getMessage()]
+        if len(found) >= count:
+            return found[count - 1] + 1
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {count} log records saying {text!r}; "
+                        f"last: {[r.getMessage() for r in records[-10:]]}")
+        await asyncio.sleep(0.05)
+
+
+def capture_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` recording the agent's INFO records and up."""
+    caplog.set_level(logging.INFO, logger="agent")
+    return caplog
