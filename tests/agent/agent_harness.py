@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -202,6 +203,21 @@ class Node:
             stopping.set()
             code = await asyncio.wait_for(task, 30)
         assert code == ExitCode.OK
+
+    async def wait_logged(self, text: str, *, after: int = 0, within: float = 45.0) -> int:
+        """Waits until the spawned agent's JSON log (``<tmp>/agent.log``) has a line whose message holds
+        ``text``, from line ``after`` on; returns the number of lines read, for a later wait to start from."""
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                lines = (self.tmp / "agent.log").read_text().splitlines()
+                for n, line in enumerate(lines[after:], after):
+                    with contextlib.suppress(ValueError):
+                        if text in json.loads(line).get("msg", ""):
+                            return n + 1
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for the agent to log {text!r}")
+            await asyncio.sleep(0.05)
 
     async def spawn(self, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         """``lcm-agent run`` as a real process (what systemd starts), with ``env`` added to its environment;
