@@ -45,7 +45,9 @@ async def test_cancel_before_the_playbook_started_leaves_nothing_running(runs: R
     inventory = str(runs.work_dir / "artifacts").encode()
     task = asyncio.create_task(runs.run(item))
     async with asyncio.timeout(30):  # ansible-playbook's process is there...
-        while not [line for line in command_lines() if inventory in line]:
+        while True:
+            if [line for line in command_lines() if inventory in line]:
+                break
             await asyncio.sleep(0.01)
     assert runs.kinds() == ["started"]  # ...still importing: no event of its own yet, no pid reported
     task.cancel()
