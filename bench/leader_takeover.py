@@ -1,6 +1,6 @@
 """Scheduler failover: how long after a leader dies a standby holds the Lease (budget ≤ lease + 2 retries).
 
-Two ``LeaderElector``s (``agent.scheduler.leadership``) on one API simulator, with the test suite's short
+Two ``LeaderElector``s (``regional.scheduler.leadership``) on one API simulator, with the test suite's short
 lease (6 s, a retry every 0.75 s). The leader is cancelled without releasing the Lease (a crash); the figure
 is the time from then until the standby's write of the Lease as its holder came back. It cannot be shorter
 than the lease duration less one retry period (the standby judges expiry from when it last saw the record
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from agent.adapters.kube import connect
-from agent.scheduler.leadership import JITTER, LEASES, LeaderElector, LeaseSettings
-from agent.sim.testing import open_kube_api
+from regional.scheduler.leadership import JITTER, LEASES, LeaderElector, LeaseSettings
+from testbed.sim.testing import open_kube_api
 
 
 async def takeover(workdir: Path, lease: int) -> float:

@@ -118,7 +118,7 @@ def proxy_running(lab_node: LabNode) -> bool:
 async def test_a_healthy_node_is_recorded_and_left_alone(worker: tuple[Node, Runs], swarm_lab: SwarmLab,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     node, runs = worker
-    caplog.set_level(logging.DEBUG, logger="agent.daemon.reconciling")
+    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     record = json.loads((node.state_dir / "desired.json").read_text())
     assert record["membership"]["role"] == "worker"
     assert record["labels"]["values"] == {"zone": "z-w1"}
@@ -180,7 +180,7 @@ async def test_an_unreachable_manager_fails_backs_off_and_recovers(worker: tuple
 async def test_nothing_is_reconciled_while_drained_or_while_an_item_runs(
         worker: tuple[Node, Runs], swarm_lab: SwarmLab, caplog: pytest.LogCaptureFixture) -> None:
     node, runs = worker
-    caplog.set_level(logging.DEBUG, logger="agent.daemon.reconciling")
+    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     w1 = swarm_lab.node("w1")
     drained = {"status": {"swarmCordonDrain": "cordondrained"}}
     await node.admin.patch(LCMMACHINES, node.namespace, node.name, drained, subresource="status")

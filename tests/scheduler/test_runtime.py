@@ -173,9 +173,9 @@ async def test_an_invalid_write_is_reported_and_retried_with_backoff(
     def retries() -> list[float]:
         """The delays of the re-plans the refusals scheduled, as the scheduler logs them."""
         return [float(r.getMessage().rsplit(" in ", 1)[1].split("s ", 1)[0]) for r in caplog.records
-                if r.name == "agent.scheduler.controller" and "re-planning in" in r.getMessage()]
+                if r.name == "regional.scheduler.controller" and "re-planning in" in r.getMessage()]
 
-    caplog.set_level(logging.WARNING, logger="agent.scheduler.controller")
+    caplog.set_level(logging.WARNING, logger="regional.scheduler.controller")
     sched = scheduler(kube, ns, plan=plan)
     async with running(sched) as task:
         await eventually(lambda: _refused(kube, ns), what="a WriteRefused event")
