@@ -198,6 +198,8 @@ async def test_a_failing_item_halts_the_rollout_until_it_succeeds(kube_api: Kube
         await eventually(lambda: sched.terms[-1].plans >= planned + 3, what="three more plans")
         w2 = await kube.get(MACHINES, ns, "w2")
         assert {i["phase"] for i in w2["spec"]["stateItems"]} == {"prepare"}
+        # The failure's own words follow once the planner has read w0's item message (a later write).
+        await eventually(lambda: _stuck_says(kube, ns, "Unable to locate package"), what="apt error")
         status = await cluster_status(kube, ns)
         assert status["progress"].startswith("halted, ")
         stuck = next(c for c in status["conditions"] if c["type"] == "OperationStuck")
@@ -207,6 +209,11 @@ async def test_a_failing_item_halts_the_rollout_until_it_succeeds(kube_api: Kube
         await eventually(lambda: _cluster_ready(kube, ns, 4), within=60, what="4 ready")
     assert (await cluster_status(kube, ns))["lcmOperationStuck"] is False
     assert (await kube.get(MACHINES, ns, "w0"))["status"]["lcmOperationStuck"] is False
+
+
+async def _stuck_says(kube: Kube, ns: str, text: str) -> bool:
+    conditions = (await cluster_status(kube, ns)).get("conditions") or []
+    return any(c["type"] == "OperationStuck" and text in c.get("message", "") for c in conditions)
 
 
 async def _machine_stuck(kube: Kube, ns: str, name: str) -> bool:
