@@ -182,10 +182,12 @@ class Reconciling:
             log.info("reconciling %s", f"paused: {blocked}" if blocked else "resumed", extra=self._fields)
             self._blocked = blocked
         if blocked or machine is None or self.desired is None or time.monotonic() < self._retry_at:
+            log.debug("check skipped: %s", blocked or "backing off after a failed run", extra=self._fields)
             return
         observed = await asyncio.to_thread(observe, self.access)
         drifts = drift(self.desired, observed)
         if not drifts:
+            log.debug("checked: no drift", extra=self._fields)
             self.failures, self._retry_at = 0, 0.0
             current = find_condition(machine, CONDITION)
             if current is None or current.get("status") != "True":

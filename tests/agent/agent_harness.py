@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import shutil
 import sys
@@ -157,14 +159,19 @@ class Node:
         stream = watch_resource(self.admin, LCMMACHINES, self.namespace,
                                 field_selector=f"metadata.name={self.name}")
 
+        listed = asyncio.Event()
+
         async def collect() -> None:
             async for event in stream:
                 if isinstance(event, Change):
                     self.events.append((time.monotonic(), event))
+                else:  # the list is in; the watch resumes from its resourceVersion, so nothing is missed
+                    listed.set()
 
         task = asyncio.create_task(collect())
-        await asyncio.sleep(0.3)  # the list and the watch are under way before the agent starts
         try:
+            async with asyncio.timeout(30):
+                await listed.wait()
             yield self.events
         finally:
             task.cancel()
@@ -197,6 +204,21 @@ class Node:
             code = await asyncio.wait_for(task, 30)
         assert code == ExitCode.OK
 
+    async def wait_logged(self, text: str, *, after: int = 0, within: float = 45.0) -> int:
+        """Waits until the spawned agent's JSON log (``<tmp>/agent.log``) has a line whose message holds
+        ``text``, from line ``after`` on; returns the number of lines read, for a later wait to start from."""
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                lines = (self.tmp / "agent.log").read_text().splitlines()
+                for n, line in enumerate(lines[after:], after):
+                    with contextlib.suppress(ValueError):
+                        if text in json.loads(line).get("msg", ""):
+                            return n + 1
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for the agent to log {text!r}")
+            await asyncio.sleep(0.05)
+
     async def spawn(self, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         """``lcm-agent run`` as a real process (what systemd starts), with ``env`` added to its environment;
         its log goes to ``<tmp>/agent.log``."""
@@ -228,3 +250,26 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str, *, after: int = 0, count: int = 1,
+                 within: float = 45.0) -> int:
+    """Waits until the in-process agent has logged ``count`` records holding ``text`` from record index
+    ``after`` on (its own positive markers: a decision taken, a write that failed); returns the index just
+    past the last of them, for a later wait to start from. ``caplog`` must record INFO (``capture_info``)."""
+    deadline = time.monotonic() + within
+    while True:
+        records = caplog.records
+        found = [n for n, record in enumerate(records[after:], after) if text in record.getMessage()]
+        if len(found) >= count:
+            return found[count - 1] + 1
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {count} log records saying {text!r}; "
+                        f"last: {[r.getMessage() for r in records[-10:]]}")
+        await asyncio.sleep(0.05)
+
+
+def capture_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` recording the agent's INFO records and up."""
+    caplog.set_level(logging.INFO, logger="agent")
+    return caplog

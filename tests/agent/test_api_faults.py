@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agent_harness import Node, running, slot
+from agent_harness import Node, capture_info, logged, running, slot
 
 from testbed.sim.faults import Faults
 from testbed.sim.testing import KubeApi
@@ -34,16 +34,21 @@ async def test_watch_expiring_mid_phase_relists_and_reaches_ready(node: Node, fa
     assert slot(machine, "next")["attempt"] == 1
 
 
-async def test_api_down_for_30s_mid_item_reports_the_item_without_rerunning_it(
-    node: Node, kube_api: KubeApi,
+async def test_api_down_mid_item_reports_the_item_without_rerunning_it(
+    node: Node, kube_api: KubeApi, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The outage lasts past the item's end and past the watch's inactivity timeout (1 s here), through
+    failed writes of the outcome and failed watch restarts: as long as the point needs, no longer."""
     assert kube_api.simulator is not None
-    cfg = await node.configure()
-    await node.create([node.item("slow", "deploy", seconds="3")])
+    capture_info(caplog)
+    cfg = await node.configure(watch_inactivity_timeout=1.0)
+    await node.create([node.item("slow", "deploy", seconds="2")])
     async with node.agent(cfg) as agent:
         await node.wait_for(lambda _: node.runs("slow") == ["slow 1"], describe="slow's playbook started")
         await kube_api.simulator.stop()
-        await asyncio.sleep(30)
+        ended = await logged(caplog, "item success (exit code 0)")  # slow ended during the outage
+        await logged(caplog, "status write failed", after=ended, count=2)  # its outcome cannot be written
+        await logged(caplog, "watch of lcmmachines", after=ended)  # nor the watch restarted
         assert not agent.done(), "the agent outlives an API outage"
         await kube_api.simulator.start()
         machine = await node.wait_state("Ready", within=40)
@@ -65,8 +70,9 @@ async def test_refused_status_writes_are_retried(node: Node, faults: Faults, cod
 
 
 async def test_outcome_lost_with_the_agent_stopped_is_reported_after_restart_not_rerun(
-    node: Node, faults: Faults,
+    node: Node, faults: Faults, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    capture_info(caplog)
     cfg = await node.configure()
     await node.create([node.item("one", "deploy")], haltAgent=True)
     async with node.agent(cfg):
@@ -74,7 +80,8 @@ async def test_outcome_lost_with_the_agent_stopped_is_reported_after_restart_not
         faults.error(503, verb="patch", resource="lcmmachines/status")
         await node.patch_spec({"haltAgent": False})
         await node.wait_for(lambda _: node.runs("one") == ["one 1"], describe="one ran")
-        await asyncio.sleep(2.0)  # the item ends; its outcome cannot be written
+        ended = await logged(caplog, "item success (exit code 0)")  # the item ends...
+        await logged(caplog, "status write failed", after=ended)  # ...and its outcome cannot be written
     assert slot(await node.get(), "one").get("exitCode") != 0
     faults.clear()
     async with node.agent(cfg):

@@ -3,14 +3,13 @@ status, nothing runs outside the release directory, and the agent keeps serving.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import Node, slot, status
+from agent_harness import Node, capture_info, logged, slot, status
 
 from agent import __version__
 from agent.daemon.own_machine import LCMMACHINES
@@ -58,12 +57,14 @@ async def test_refused_item_fails_clearly_and_fixing_the_spec_proceeds(
     assert slot(machine, "bad")["exitCode"] == 0
 
 
-async def test_halted_agent_runs_nothing_but_still_reports(node: Node) -> None:
+async def test_halted_agent_runs_nothing_but_still_reports(node: Node,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    capture_info(caplog)
     cfg = await node.configure()
     await node.create([node.item("held", "deploy")], haltAgent=True)
     async with node.agent(cfg):
         machine = await node.wait_state("Deploy")
-        await asyncio.sleep(3)
+        await logged(caplog, "next step: idle (halted by spec.haltAgent)")  # it saw the item, and held it
         assert node.runs("held") == []
         assert slot(await node.get(), "held") == {}
         assert any(a["type"] == "InternalIP" for a in status(machine)["addresses"])

@@ -46,7 +46,7 @@ async def test_sigterm_stops_gracefully_and_a_second_one_forces(node: Node) -> N
     await node.wait_for(lambda _: pidfile.exists() and pidfile.read_text().strip() != "",
                         describe="slow's sleep started")
     agent.send_signal(signal.SIGTERM)
-    await asyncio.sleep(1.0)
+    await node.wait_logged("stopping: the running item gets 30s to finish")
     assert agent.returncode is None, "the running item has a grace period"
     agent.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(agent.wait(), 15) == ExitCode.FORCED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ from testbed.lab.netns.node import LabNode
 from testbed.sim.testing import KubeApi
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))  # the agent's end-to-end harness, reused
-from agent_harness import Node, status
+from agent_harness import Node, logged, status
 
 PERIOD = 1.0
 RECONCILE = {"check_period": PERIOD, "timeout": 120.0, "backoff_base": 6.0, "backoff_cap": 12.0}
@@ -114,18 +115,18 @@ def proxy_running(lab_node: LabNode) -> bool:
     return any(c.state == "running" for c in observe(access(lab_node)).containers)
 
 
-async def test_a_healthy_node_is_recorded_and_left_alone(worker: tuple[Node, Runs],
-                                                        swarm_lab: SwarmLab) -> None:
+async def test_a_healthy_node_is_recorded_and_left_alone(worker: tuple[Node, Runs], swarm_lab: SwarmLab,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     node, runs = worker
+    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     record = json.loads((node.state_dir / "desired.json").read_text())
     assert record["membership"]["role"] == "worker"
     assert record["labels"]["values"] == {"zone": "z-w1"}
     assert [c["name"] for c in record["containers"]] == ["node-proxy"]
     assert record["config"]["content"] == swarm_lab.node("w1").config_path.read_text()
     assert reconciled(await node.get())["message"] == "no drift"
-    for _ in range(int(4 * PERIOD / 0.2)):  # several check periods
-        assert reconcilers(node.state_dir) == []
-        await asyncio.sleep(0.2)
+    await logged(caplog, "checked: no drift", count=3)  # three checks of the engine found nothing to do
+    assert reconcilers(node.state_dir) == []
     assert runs.of("started") == []
 
 
@@ -176,14 +177,18 @@ async def test_an_unreachable_manager_fails_backs_off_and_recovers(worker: tuple
     assert observe(access(w1)).swarm_state == "active"
 
 
-async def test_nothing_is_reconciled_while_drained_or_while_an_item_runs(worker: tuple[Node, Runs],
-                                                                         swarm_lab: SwarmLab) -> None:
+async def test_nothing_is_reconciled_while_drained_or_while_an_item_runs(
+        worker: tuple[Node, Runs], swarm_lab: SwarmLab, caplog: pytest.LogCaptureFixture) -> None:
     node, runs = worker
+    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     w1 = swarm_lab.node("w1")
     drained = {"status": {"swarmCordonDrain": "cordondrained"}}
     await node.admin.patch(LCMMACHINES, node.namespace, node.name, drained, subresource="status")
+    paused = await logged(caplog, "reconciling paused: the node is cordondrained for maintenance")
     docker(w1, "rm", "--force", "node-proxy")
-    await asyncio.sleep(4 * PERIOD + 1.5)
+    # Two checks since the container went (the first may have begun before): each would have seen the drift.
+    await logged(caplog, "check skipped: the node is cordondrained", after=max(paused, len(caplog.records)),
+                 count=2)
     assert runs.of("started") == []
     assert not proxy_running(w1)
     slow = {"runner": "bash", "name": "slow", "version": "1", "phase": "reconfigure",

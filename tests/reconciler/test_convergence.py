@@ -47,8 +47,11 @@ def test_a_daemon_json_changed_by_hand_is_restored(swarm_lab: SwarmLab) -> None:
     recorded = node.config_path.read_text()
     hacked = {**json.loads(recorded), "labels": ["zone=hacked"], "debug": True}
     node.config_path.write_text(json.dumps(hacked))
-    dockerd.reload(node)  # the hand edit took effect: the engine shows the wrong label
-    time.sleep(0.5)
+    dockerd.reload(node)
+    deadline = time.monotonic() + 30
+    while observe(access(node)).labels != {"zone": "hacked"}:  # the hand edit took effect: the wrong label
+        assert time.monotonic() < deadline, "the engine never showed the hand-edited label"
+        time.sleep(0.1)
     code, report, output = swarm_lab.reconcile("m2", desired)
     assert code == 0, output
     assert report is not None

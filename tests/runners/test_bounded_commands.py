@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import signal
 
 import pytest
 
@@ -37,11 +37,9 @@ async def test_a_command_past_its_limit_is_killed_with_its_children() -> None:
         "sh", "-c", "sleep 60 & echo $!; wait", stdout=asyncio.subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     child = int(await proc.stdout.readline())
-    started = time.monotonic()
     with pytest.raises(TimeoutError):
         await communicate_within(proc, None, 0.5)
-    assert time.monotonic() - started < 10
-    assert proc.returncode is not None
+    assert proc.returncode == -signal.SIGKILL  # killed at its limit, not waited for until its sleep ended
     for _ in range(100):  # a SIGKILLed process can take a moment to be reaped by its new parent
         if not _alive(child):
             break

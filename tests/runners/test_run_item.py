@@ -42,10 +42,15 @@ async def test_a_failing_event_sink_does_not_fail_the_item(runs: Runs) -> None:
 
 async def test_cancel_before_the_playbook_started_leaves_nothing_running(runs: Runs) -> None:
     item = runs.item("ansible", {"playbook": "sleep.yml", "marker": "/nonexistent/marker"})
+    inventory = str(runs.work_dir / "artifacts").encode()
     task = asyncio.create_task(runs.run(item))
-    await asyncio.sleep(0.3)  # ansible-playbook is still importing: no event, no pid known yet
+    async with asyncio.timeout(30):  # ansible-playbook's process is there...
+        while True:
+            if [line for line in command_lines() if inventory in line]:
+                break
+            await asyncio.sleep(0.01)
+    assert runs.kinds() == ["started"]  # ...still importing: no event of its own yet, no pid reported
     task.cancel()
     result = await task
     assert (result.result, result.exit_code) == ("cancelled", 130)
-    inventory = str(runs.work_dir / "artifacts").encode()
     assert [line for line in command_lines() if inventory in line] == []

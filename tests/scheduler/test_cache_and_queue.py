@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -88,53 +89,77 @@ async def test_a_cluster_asked_for_many_times_runs_once_and_never_twice_at_once(
     runs: list[str] = []
     running: set[str] = set()
     release = asyncio.Event()
+    changed = asyncio.Event()
 
     async def handle(key: str) -> None:
         assert key not in running, f"{key} ran twice at once"
         running.add(key)
         runs.append(key)
-        await release.wait()
+        changed.set()
+        if key != "marker":
+            await release.wait()
         running.discard(key)
+        changed.set()
 
     for _ in range(5):
         queue.add("a")
     queue.add("b")
     workers = asyncio.create_task(serve(queue, handle, workers=4))
-    await asyncio.sleep(0.05)
+    await _until(changed, lambda: running == {"a", "b"})
     assert sorted(runs) == ["a", "b"]  # concurrently, once each
     for _ in range(5):
         queue.add("a")  # while it runs: once more, after it
     release.set()
-    await asyncio.sleep(0.05)
+    await _until(changed, lambda: runs.count("a") == 2 and not running)
+    # Any further run of "a" would have been queued when its second run ended, so ahead of this marker:
+    queue.add("marker")
+    await _until(changed, lambda: "marker" in runs and not running)
     workers.cancel()
     await asyncio.gather(workers, return_exceptions=True)
-    assert sorted(runs) == ["a", "a", "b"]
+    assert sorted(runs) == ["a", "a", "b", "marker"]
+
+
+async def _until(changed: asyncio.Event, check: Callable[[], bool]) -> None:
+    """Until ``check`` holds, looked at after each change the handler signals (the timeout: a safety net)."""
+    async with asyncio.timeout(20):
+        while not check():
+            changed.clear()
+            await changed.wait()
 
 
 async def test_a_delayed_run_keeps_the_earliest_request_and_a_failing_cluster_backs_off() -> None:
-    queue: WorkQueue[str] = WorkQueue(uniform=lambda low, high: high)
+    """Counted per trigger on the loop's clock: timers fire in the order they are due, so what a marker due
+    later has seen tells how often a key ran, however late a loaded host lets the loop run them."""
+    queue: WorkQueue[str] = WorkQueue(uniform=lambda low, high: high)  # backoff 0.5 s, then 1 s
     runs: list[tuple[str, float]] = []
     loop = asyncio.get_running_loop()
     start = loop.time()
+    at_marker: dict[str, list[str]] = {}
+    changed = asyncio.Event()
 
     async def handle(key: str) -> None:
         runs.append((key, loop.time() - start))
+        if key in ("probe", "end"):
+            at_marker[key] = [k for k, _ in runs]
+            changed.set()
         if key == "failing":
             raise RuntimeError("planner bug")
 
     queue.add_after("later", 0.3)
     queue.add_after("later", 0.1)
     queue.add_after("later", 0.5)
+    queue.add_after("probe", 0.2)  # after the earliest request, before the others
+    queue.add_after("end", 1.2)  # after the failing cluster's first backoff (0.5 s), before its second (1 s)
     queue.add("failing")
     workers = asyncio.create_task(serve(queue, handle, workers=2))
-    await asyncio.sleep(0.9)
+    await _until(changed, lambda: "end" in at_marker)
     workers.cancel()
     await asyncio.gather(workers, return_exceptions=True)
-    later = [t for key, t in runs if key == "later"]
+    assert at_marker["probe"].count("later") == 1  # the earliest request (0.1 s) ran it...
+    assert at_marker["end"].count("later") == 1  # ...and the later ones (0.3 s, 0.5 s) were folded into it
+    assert next(t for key, t in runs if key == "later") >= 0.1
+    assert at_marker["end"].count("failing") == 2  # at once, then after the first backoff, not in a loop
     failing = [t for key, t in runs if key == "failing"]
-    assert len(later) == 1
-    assert 0.1 <= later[0] < 0.3
-    assert len(failing) == 2  # at once, then after the first backoff window (0.5 s), not in a loop
     assert failing[1] - failing[0] >= 0.5
 
 
@@ -142,18 +167,26 @@ async def test_a_held_cluster_runs_once_after_the_hold_however_often_it_is_asked
     queue: WorkQueue[str] = WorkQueue()
     loop = asyncio.get_running_loop()
     runs: list[float] = []
+    at_marker: list[int] = []
+    changed = asyncio.Event()
 
     async def handle(key: str) -> None:
-        runs.append(loop.time())
-        queue.hold(key, 0.3)
+        if key == "end":
+            at_marker.append(len(runs))
+        else:
+            runs.append(loop.time())
+            queue.hold(key, 0.3)
+        changed.set()
 
     queue.add("big")
     workers = asyncio.create_task(serve(queue, handle, workers=2))
+    await _until(changed, lambda: len(runs) == 1)
     for _ in range(10):
-        await asyncio.sleep(0.02)
         queue.add("big")  # changes keep coming while it is held
-    await asyncio.sleep(0.5)
+        await asyncio.sleep(0)
+    queue.add_after("end", 0.4)  # due after the hold (0.3 s from the first run): what it let through is ahead
+    await _until(changed, lambda: bool(at_marker))
     workers.cancel()
     await asyncio.gather(workers, return_exceptions=True)
-    assert len(runs) == 2
+    assert at_marker == [2]
     assert runs[1] - runs[0] >= 0.29

@@ -3,7 +3,6 @@ operator would check (kubectl get: states, the cluster's status, drains) at each
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -193,9 +192,14 @@ async def test_a_failing_item_halts_the_rollout_until_it_succeeds(kube_api: Kube
         await eventually(lambda: _stuck(kube, ns), within=60, what="the cluster marked stuck")
         await eventually(lambda: _machine_stuck(kube, ns, "w0"), what="w0 marked stuck")
         await eventually(lambda: _settled(kube, ns, "w1"), what="w1 deployed beside w0")
-        await asyncio.sleep(3.0)  # w1's deploy slot is free again, w0 keeps retrying: w2 must not start
+        # w1's deploy slot is free again and w0 keeps retrying: each retry is a status write, so a plan.
+        # Three plans that had w1 settled in view: w2 must not have started.
+        planned = sched.terms[-1].plans
+        await eventually(lambda: sched.terms[-1].plans >= planned + 3, what="three more plans")
         w2 = await kube.get(MACHINES, ns, "w2")
         assert {i["phase"] for i in w2["spec"]["stateItems"]} == {"prepare"}
+        # The failure's own words follow once the planner has read w0's item message (a later write).
+        await eventually(lambda: _stuck_says(kube, ns, "Unable to locate package"), what="apt error")
         status = await cluster_status(kube, ns)
         assert status["progress"].startswith("halted, ")
         stuck = next(c for c in status["conditions"] if c["type"] == "OperationStuck")
@@ -205,6 +209,11 @@ async def test_a_failing_item_halts_the_rollout_until_it_succeeds(kube_api: Kube
         await eventually(lambda: _cluster_ready(kube, ns, 4), within=60, what="4 ready")
     assert (await cluster_status(kube, ns))["lcmOperationStuck"] is False
     assert (await kube.get(MACHINES, ns, "w0"))["status"]["lcmOperationStuck"] is False
+
+
+async def _stuck_says(kube: Kube, ns: str, text: str) -> bool:
+    conditions = (await cluster_status(kube, ns)).get("conditions") or []
+    return any(c["type"] == "OperationStuck" and text in c.get("message", "") for c in conditions)
 
 
 async def _machine_stuck(kube: Kube, ns: str, name: str) -> bool:

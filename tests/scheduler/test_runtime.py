@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import Any
 
 import pytest
@@ -158,7 +159,8 @@ async def _exists(kube: Kube, res: Any, ns: str, name: str) -> bool:
     return True
 
 
-async def test_an_invalid_write_is_reported_and_retried_with_backoff(kube_api: KubeApi, kube: Kube) -> None:
+async def test_an_invalid_write_is_reported_and_retried_with_backoff(
+        kube_api: KubeApi, kube: Kube, caplog: pytest.LogCaptureFixture) -> None:
     ns = kube_api.namespace
     await setup(kube, ns, 1)
     plans = 0
@@ -168,12 +170,24 @@ async def test_an_invalid_write_is_reported_and_retried_with_backoff(kube_api: K
         plans += 1
         return Plan((Patch("lcmmachines", ns, "m0", {"spec": {"type": "mainframe"}}, reason="retype m0"),))
 
+    def retries() -> list[float]:
+        """The delays of the re-plans the refusals scheduled, as the scheduler logs them."""
+        return [float(r.getMessage().rsplit(" in ", 1)[1].split("s ", 1)[0]) for r in caplog.records
+                if r.name == "regional.scheduler.controller" and "re-planning in" in r.getMessage()]
+
+    caplog.set_level(logging.WARNING, logger="regional.scheduler.controller")
     sched = scheduler(kube, ns, plan=plan)
     async with running(sched) as task:
         await eventually(lambda: _refused(kube, ns), what="a WriteRefused event")
-        await asyncio.sleep(1.0)
+        await eventually(lambda: len(retries()) >= 3, what="three refusals, each with a re-plan scheduled")
         assert not task.done()
-    assert 2 <= plans <= 4  # retried after 0.25-0.5 s, then 0.5-1 s: a backoff, not a loop
+        counted, delays = plans, retries()
+    # Counted per trigger: every plan after the first comes from one scheduled retry (a plan that just went
+    # round again would outrun them), and each retry waits from a window twice the last (0.25-0.5 s, then
+    # 0.5-1 s, then 1-2 s: the log rounds to a tenth).
+    assert len(delays) <= counted <= len(delays) + 1
+    windows = [(0.2, 0.5), (0.5, 1.0), (1.0, 2.0)]
+    assert all(low <= delay <= high for delay, (low, high) in zip(delays, windows, strict=False)), delays
 
 
 async def _refused(kube: Kube, ns: str) -> bool:

@@ -72,9 +72,10 @@ async def test_injected_latency_delays_matching_requests(kube_api: KubeApi, faul
     start = time.monotonic()
     await get_machine(kube_api)
     assert time.monotonic() - start >= 0.3
-    start = time.monotonic()
-    await get_machine(kube_api)
-    assert time.monotonic() - start < 0.3
+    # Spent by that one request: the rule is gone, so nothing delays the next one (how fast it then is,
+    # is the host's business, not an assertion's).
+    assert faults.rules == []
+    assert (await get_machine(kube_api))["metadata"]["name"] == "m1"  # type: ignore[index]
 
 
 async def test_lcmctl_injects_faults_over_https(kube_api: KubeApi, faults: Faults) -> None:

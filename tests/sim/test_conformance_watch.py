@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -106,7 +107,7 @@ async def test_timeout_seconds_ends_the_stream(kube_api: KubeApi) -> None:
     start = time.monotonic()
     events = await asyncio.wait_for(collect(objs, ns, 1, resource_version=rv, timeout_seconds=1), 10)
     assert events == []
-    assert 0.9 <= time.monotonic() - start < 5
+    assert time.monotonic() - start >= 0.9  # ended by the server at its timeout, not at once
 
 
 @pytest.mark.simulator("dropping every open watch on demand")
@@ -114,13 +115,17 @@ async def test_dropped_watches_end_and_resuming_misses_nothing(kube_api: KubeApi
     objs, ns = await setup(kube_api)
     await create(objs, ns, "m1")
     async with watch.Watch().stream(objs.list_namespaced_custom_object, LCM_GROUP, LCM_VERSION, ns, MACHINES,
-                                    timeout_seconds=30) as stream:
+                                    timeout_seconds=3600) as stream:
         first = await asyncio.wait_for(anext(stream), 5)
         assert faults.drop_watches() == 1
-        start = time.monotonic()
-        assert [e async for e in stream] == []
-        assert time.monotonic() - start < 5
+        # Ended (an hour before its own timeout): nothing but the drop can have ended it.
+        assert await asyncio.wait_for(_rest(stream), 60) == []
     last = first["raw_object"]["metadata"]["resourceVersion"]
     await create(objs, ns, "m2")
     resumed = await asyncio.wait_for(collect(objs, ns, 1, resource_version=last, timeout_seconds=5), 10)
     assert summary(resumed) == [("ADDED", "m2")]
+
+
+async def _rest(stream: AsyncIterator[Any]) -> list[Any]:
+    """What the stream yields until it ends."""
+    return [e async for e in stream]

@@ -80,7 +80,10 @@ def test_invalid_names_are_refused(registry: Registry, widgets: ResourceType, wi
 
 def test_rbac_names_may_hold_colons(registry: Registry) -> None:
     roles = registry.resolve("rbac.authorization.k8s.io", "v1", "clusterroles")
-    assert registry.create(roles, "", {"metadata": {"name": "system:lcm-agent"}, "rules": []})
+    rules = [{"apiGroups": ["lcm.mirantis.com"], "resources": ["lcmmachines"], "verbs": ["get"]}]
+    created = registry.create(roles, "", {"metadata": {"name": "system:lcm-agent"}, "rules": rules})
+    assert (created["metadata"]["name"], created["rules"]) == ("system:lcm-agent", rules)
+    assert registry.get(roles, "", "system:lcm-agent") == created
 
 
 def test_bad_labels_are_refused(registry: Registry, widgets: ResourceType, widget: Widget) -> None:

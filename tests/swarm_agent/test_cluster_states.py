@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import running, slot, status
+from agent_harness import capture_info, logged, running, slot, status
 from machine_harness import PATIENCE, MakeNode, SwarmNode
 
-from agent.adapters.kube import Kube
+from agent.adapters.kube import Kube, Resource
 from agent.api.models import LCMClusterState
 from agent.daemon.own_machine import LCMMACHINES
 from agent.daemon.swarm_executor import LCMCLUSTERSTATES
@@ -148,10 +148,17 @@ class Setup:
         return await self.admin.get(LCMCLUSTERSTATES, self.namespace, name)
 
     async def wait_state(self, name: str, check: Any, within: float = PATIENCE) -> dict[str, Any]:
+        return await self._wait(LCMCLUSTERSTATES, name, check, within)
+
+    async def wait_machine(self, name: str, check: Any, within: float = PATIENCE) -> dict[str, Any]:
+        return await self._wait(LCMMACHINES, name, check, within)
+
+    async def _wait(self, res: Resource, name: str, check: Any, within: float) -> dict[str, Any]:
+        """The object's status once ``check`` holds for it."""
         deadline = time.monotonic() + within
         found: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            found = status(await self.state(name))
+            found = status(await self.admin.get(res, self.namespace, name))
             if check(found):
                 return found
             await asyncio.sleep(0.1)
@@ -231,7 +238,9 @@ async def test_a_restarted_agent_keeps_the_pacing_of_earlier_failures(setup: Set
     assert setup.calls() == [f"{due} 1 10.9.8.8 remove"]
 
 
-async def test_removal_and_requests_not_for_this_agent(setup: Setup, admin: Kube) -> None:
+async def test_removal_and_requests_not_for_this_agent(setup: Setup, admin: Kube,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    capture_info(caplog)
     await target_machine(admin, setup.namespace, "demo-worker-1", "10.9.8.8")
     await setup.control.create([], type="control")
     cfg = await setup.control.configure(playbook_vars={"record_dir": str(setup.record_dir)})
@@ -242,8 +251,12 @@ async def test_removal_and_requests_not_for_this_agent(setup: Setup, admin: Kube
         removed = await setup.wait_state(removal, lambda s: s.get("value") == "true")
         answered = await setup.wait_state(unhandled, lambda s: bool(s.get("message")))
         rv = (await setup.state(unhandled))["metadata"]["resourceVersion"]
-        await asyncio.sleep(1.0)
+        # A later request, named after it: once that one is answered, the executor has seen the echo of its
+        # answer to the first and picked the first unsettled object by name each time since.
+        later = await setup.request("cordon-drain", "true", target="demo-worker-9")
+        await setup.wait_state(later, lambda s: bool(s.get("message")))
         assert (await setup.state(unhandled))["metadata"]["resourceVersion"] == rv  # answered once
+        assert len([r for r in caplog.records if r.getMessage().startswith(f"{unhandled}: ")]) == 1
     assert removed == {"value": "true", "message": "", "attempt": 1}
     assert answered == {"message": UNHANDLED, "attempt": 0}
     assert status(await setup.state(other)) == {}
@@ -251,8 +264,9 @@ async def test_removal_and_requests_not_for_this_agent(setup: Setup, admin: Kube
 
 
 async def test_only_a_control_machine_executes_and_never_beside_its_own_item(
-    setup: Setup, admin: Kube,
+    setup: Setup, admin: Kube, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    capture_info(caplog)
     control = setup.control
     await target_machine(admin, setup.namespace, "demo-worker-1", "10.9.8.8")
     slow = {"runner": "ansible", "name": "slow", "version": "1", "phase": "deploy",
@@ -261,7 +275,7 @@ async def test_only_a_control_machine_executes_and_never_beside_its_own_item(
     cfg = await control.configure(playbook_vars={"record_dir": str(setup.record_dir)})
     async with control.agent(cfg):
         first = await setup.request("swarm-drain", "true")
-        await asyncio.sleep(1.5)
+        await logged(caplog, "next step: idle")  # the agent has seen its machine: a worker
         assert status(await setup.state(first)) == {}  # a worker's agent executes nothing
         await control.patch_spec({"type": "control"})
         await setup.wait_state(first, lambda s: s.get("value") == "true")
@@ -269,7 +283,9 @@ async def test_only_a_control_machine_executes_and_never_beside_its_own_item(
         await control.patch_spec({"stateItems": [slow]})
         await control.wait_slot("slow", running, describe="the item running")
         second = await setup.request("swarm-drain", "true", target="demo-worker-1")
-        await asyncio.sleep(1.5)
+        # The executor took it up, marked its target, and now waits for the machine's own item:
+        await logged(caplog, f"{second} swarm-drain=true on machine demo-worker-1")
+        await setup.wait_machine("demo-worker-1", lambda s: s.get("swarmCordonDrain") == "cordondraining")
         assert running(slot(await control.get(), "slow"))
         assert setup.calls() == [f"{first} 1 10.9.8.7 drain"]  # the drain waits for the machine's own item
         await setup.wait_state(second, lambda s: s.get("value") == "true")

@@ -143,6 +143,13 @@ async def listening(broker: Broker, user: str = REGIONAL_USER,
         await asyncio.wait_for(task, 10)
 
 
+def broker_log(broker: Broker, client_prefix: str) -> list[str]:
+    """The broker's log lines about clients whose id starts with ``client_prefix`` (``connection_messages``
+    in ``deploy/mqtt/mosquitto.conf``: who connected as which user, and how each connection ended)."""
+    return [line for line in broker.log.read_text().splitlines()
+            if f" as {client_prefix}" in line or f"Client {client_prefix}" in line]
+
+
 def kind(channel: str, machine: str = "node-1", **fields: Any) -> Callable[[Received], bool]:
     """Matches a message of ``channel`` for ``machine`` whose top-level fields have the values given."""
     def match(entry: Received) -> bool:

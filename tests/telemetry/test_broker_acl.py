@@ -3,8 +3,6 @@ the regional user reads all and can only send commands, and nobody gets in witho
 
 from __future__ import annotations
 
-import asyncio
-
 import aiomqtt
 import pytest
 from conftest import PASSWORDS, listening, publishing, settings
@@ -53,15 +51,19 @@ async def test_whatever_a_node_publishes_the_regional_reader_attributes_to_that_
 
 async def test_a_node_reads_its_own_commands_and_nothing_of_other_nodes(mqtt_broker: Broker) -> None:
     async with (listening(mqtt_broker, "node-1") as node_1,
+                listening(mqtt_broker) as everything,
                 publishing(settings(mqtt_broker, "node-2")) as node_2,
                 publishing(settings(mqtt_broker, REGIONAL_USER)) as regional):
         node_2.put(Outgoing(f"{OTHER}/heartbeat", b"beat"))
         node_2.put(Outgoing(f"{OTHER}/status", b"online", qos=1, retain=True))
         regional.put(Outgoing(f"{OTHER}/cmd", b"for node-2", qos=1))
         regional.put(Outgoing(f"{OWN}/cmd", b"for node-1", qos=1))
-        await node_1.wait_for_raw(lambda r: r.payload == b"for node-1", describe="node-1's command")
-        await asyncio.sleep(0.3)
-    assert [(r.topic, r.payload) for r in node_1.received] == [(f"{OWN}/cmd", b"for node-1")]
+        for payload in (b"beat", b"online", b"for node-2"):  # routed: to every subscriber it was allowed to
+            await everything.wait_for_raw(lambda r, p=payload: r.payload == p, describe=f"{payload!r} routed")
+        regional.put(Outgoing(f"{OWN}/cmd", b"last", qos=1))  # queued for node-1 behind all routed before
+        await node_1.wait_for_raw(lambda r: r.payload == b"last", describe="node-1's last command")
+    assert [(r.topic, r.payload) for r in node_1.received] == [(f"{OWN}/cmd", b"for node-1"),
+                                                               (f"{OWN}/cmd", b"last")]
 
 
 async def test_the_regional_user_cannot_fake_a_nodes_heartbeat_or_status(mqtt_broker: Broker) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,14 +45,27 @@ async def test_heartbeats_travel_over_tls(tls_broker: Broker) -> None:
         await regional.wait_for(kind("heartbeat"), describe="node-1's heartbeat over TLS")
 
 
-async def test_a_client_that_does_not_trust_the_brokers_ca_never_connects(tls_broker: Broker) -> None:
+async def test_a_client_that_does_not_trust_the_brokers_ca_never_connects(
+        tls_broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
     untrusting = dataclasses.replace(settings(tls_broker, "node-1"), ca_file=None)  # the system's CAs only
     link = MqttLink(untrusting, subscriptions=[])
     stopping = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="agent.adapters.mqtt")
     task = asyncio.create_task(link.run(stopping))
     try:
-        await asyncio.sleep(3.0)
+        refusal = await _first_warning(caplog, "unreachable")  # its first attempt, over and failed
+        assert "CERTIFICATE_VERIFY_FAILED" in refusal, refusal
         assert not link.connected.is_set()
     finally:
         stopping.set()
         await asyncio.wait_for(task, 10)
+
+
+async def _first_warning(caplog: pytest.LogCaptureFixture, text: str, within: float = 30.0) -> str:
+    """The first warning of the MQTT adapter whose message holds ``text``."""
+    async with asyncio.timeout(within):
+        while True:
+            for record in caplog.records:
+                if record.name == "agent.adapters.mqtt" and text in record.getMessage():
+                    return record.getMessage()
+            await asyncio.sleep(0.05)

@@ -3,12 +3,11 @@ LCMMachine when its watch cannot; each is answered with a ``command`` event."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import pytest
-from agent_harness import Node, pid_alive
+from agent_harness import Node, capture_info, logged, pid_alive
 from conftest import Received, kind, listening, publishing, settings, telemetry_config
 
 from agent.adapters.mqtt import Outgoing
@@ -51,8 +50,9 @@ async def test_cancel_aborts_the_running_attempt_and_names_it(node: Node, mqtt_b
 
 
 @pytest.mark.simulator("an API outage for the agent's reads and writes, and its watch dropped")
-async def test_wake_rereads_the_machine_when_the_watch_cannot(node: Node, mqtt_broker: Broker,
-                                                              faults: Faults) -> None:
+async def test_wake_rereads_the_machine_when_the_watch_cannot(
+        node: Node, mqtt_broker: Broker, faults: Faults, caplog: pytest.LogCaptureFixture) -> None:
+    capture_info(caplog)
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
     await node.create([node.item("first", "deploy")])
     async with listening(mqtt_broker) as regional, node.agent(cfg):
@@ -61,7 +61,8 @@ async def test_wake_rereads_the_machine_when_the_watch_cannot(node: Node, mqtt_b
             faults.error(503, verb=verb, resource="lcmmachines")
         faults.drop_watches()
         await node.patch_spec({"stateItems": [node.item("first", "deploy"), node.item("added", "deploy")]})
-        await asyncio.sleep(2.0)
+        since = len(caplog.records)
+        await logged(caplog, "watch of lcmmachines", after=since, count=2)  # it tried to look, twice: 503
         assert node.runs("added") == [], "with its watch down the agent has not seen the new item"
         await _send(mqtt_broker, node, "wake", id="w1")
         await regional.wait_for(_answer("wake", "done", "w1"), describe="the wake answered")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import PASSWORDS, publishing, settings
+from conftest import PASSWORDS, broker_log, publishing, settings
 from test_liveness import HOST
 
 from agent.adapters.kube import Kube, connect
@@ -53,8 +53,6 @@ async def _heartbeats_make_it_reachable(
             "--mqtt-url", mqtt_broker.url, "--mqtt-password-file", str(password_file),
             stdout=asyncio.subprocess.DEVNULL, stderr=log)
         try:
-            cmdline = await asyncio.to_thread(Path(f"/proc/{proc.pid}/cmdline").read_bytes)
-            assert PASSWORDS[REGIONAL_USER].encode() not in cmdline
             topic = f"lcm/{ns}/demo/node-2/heartbeat"
             deadline = time.monotonic() + 60
             async with publishing(settings(mqtt_broker, "node-2")) as outbox:
@@ -67,8 +65,23 @@ async def _heartbeats_make_it_reachable(
                     outbox.put(Outgoing(topic, t.encode(message)))
                     seq += 1
                     await asyncio.sleep(0.5)
+            # The password from the file was used (the broker let the scheduler in as the regional user,
+            # and only that user reads the heartbeats), and the running process tree holds it nowhere a
+            # `ps` or /proc reader sees: neither argv nor the environment.
+            assert any("New client connected" in line and f"u'{REGIONAL_USER}'" in line
+                       for line in broker_log(mqtt_broker, "lcm-scheduler-"))
+            for pid in _tree(proc.pid):
+                for view in ("cmdline", "environ"):
+                    shown = await asyncio.to_thread(Path(f"/proc/{pid}/{view}").read_bytes)
+                    assert password_file.read_bytes() not in shown, f"the password in {pid}'s {view}"
         finally:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 15)
     assert proc.returncode == 0
     assert PASSWORDS[REGIONAL_USER] not in log_path.read_text()
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(p for child in children for p in _tree(int(child)))]
