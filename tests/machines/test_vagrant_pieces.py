@@ -57,7 +57,9 @@ def test_the_vms_release_installs_its_packages_from_the_lab_mirror_only() -> Non
     cluster = next(d for d in docs if d["kind"] == "LCMCluster")
     assert cluster["spec"]["release"] == release["metadata"]["name"]
     for items in release["spec"]["machineTypes"].values():
-        assert {item["phase"] for item in items} == {"prepare"}  # small: no Docker Engine, no swarm
+        assert {item["phase"] for item in items} == {"prepare", "deploy"}  # Ready is the deploy phase done
+        # small: no Docker Engine, no swarm (no deploy playbook)
+        assert [i["name"] for i in items if i["params"].get("playbook", "").startswith("deploy/")] == []
         packages = [i for i in items if i["params"].get("playbook") == PACKAGES_PLAYBOOK]
         assert [p["params"]["aptSource"] for p in packages] == [source]
 
