@@ -52,6 +52,7 @@ from agent.decisions.execution import (
 )
 from agent.decisions.reporting import finished_patch, finished_slot, started_patch, summary_patch
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +317,7 @@ class SimulatedFleet:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
 
     def state_changed(self) -> None:
         self._changed.set()

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from agent.kits.backoff import Backoff
+from agent.kits.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,5 @@ async def serve(queue: WorkQueue[K], handle: Callable[[K], Awaitable[None]], wor
     try:
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         queue.close()

@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,17 +130,25 @@ class Listener:
 
 
 @contextlib.asynccontextmanager
-async def listening(broker: Broker, user: str = REGIONAL_USER,
-                    topics: tuple[str, ...] = ("lcm/#",)) -> AsyncIterator[Listener]:
-    listener = Listener(broker, user, topics)
+async def connected(run: Callable[[asyncio.Event], Awaitable[None]], link: MqttLink) -> AsyncIterator[None]:
+    """``run(stopping)`` as a task, entered once its broker ``link`` is connected and stopped (and awaited) on
+    exit: how every test holds a subscriber of its own."""
     stopping = asyncio.Event()
-    task = asyncio.create_task(listener.link.run(stopping))
+    task = asyncio.create_task(run(stopping))
     try:
-        await asyncio.wait_for(listener.link.connected.wait(), 10)
-        yield listener
+        await asyncio.wait_for(link.connected.wait(), 10)
+        yield
     finally:
         stopping.set()
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def listening(broker: Broker, user: str = REGIONAL_USER,
+                    topics: tuple[str, ...] = ("lcm/#",)) -> AsyncIterator[Listener]:
+    listener = Listener(broker, user, topics)
+    async with connected(listener.link.run, listener.link):
+        yield listener
 
 
 def broker_log(broker: Broker, client_prefix: str) -> list[str]:

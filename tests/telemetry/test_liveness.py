@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from agent_harness import Node, status
-from conftest import listening, publishing, settings, telemetry_config
+from conftest import connected, listening, publishing, settings, telemetry_config
 
 from agent.adapters.mqtt import Outbox, Outgoing
 from agent.api import telemetry as t
@@ -40,14 +40,8 @@ async def _liveness(node: Node, broker: Broker, *,
                     **timings: float) -> AsyncIterator[Liveness]:
     base = LivenessSettings(broker=settings(broker, REGIONAL_USER, "liveness"), settle=0.0, tick=0.1)
     liveness = Liveness(node.admin, dataclasses.replace(base, **timings), observe=observe)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(liveness.run(stopping))
-    try:
-        await asyncio.wait_for(liveness.link.connected.wait(), 10)
+    async with connected(liveness.run, liveness.link):
         yield liveness
-    finally:
-        stopping.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def _beat(outbox: Outbox, topic: str, seq: int, interval: float) -> None:
