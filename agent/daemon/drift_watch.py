@@ -109,7 +109,9 @@ class Reconciling:
                     if events is not None:
                         await asyncio.to_thread(events.stop)
                         events = None
-                    await self.own.wait(seen, stopping, None)
+                    # Bounded: recording is skipped while the worker is still in its last item's step,
+                    # and that write's answer (which woke us) may be the machine's last change for long.
+                    await self.own.wait(seen, stopping, self.settings.check_period)
                     continue
                 events = events or self._follow_engine()
                 await self._check(machine, stopping)
