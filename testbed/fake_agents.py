@@ -33,8 +33,9 @@ from typing import Any
 from kubernetes_asyncio import client, config
 
 from agent import __version__
+from agent.adapters.followed import resource_version
 from agent.adapters.kube import Kube, KubeError, Object, Resource
-from agent.adapters.watching import Change, Newest, Snapshot, WatchSettings, resource_version, watch_resource
+from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.execution import ItemResult
 from agent.api.host_facts import Cpu, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
 from agent.api.models import GROUP, VERSION, InvalidObjectError, LCMClusterState, LCMMachine, StateItem
@@ -59,6 +60,31 @@ log = logging.getLogger(__name__)
 MACHINES = Resource(GROUP, VERSION, "lcmmachines")
 CLUSTER_STATES = Resource(GROUP, VERSION, "lcmclusterstates")
 EXECUTOR_LABEL = "lcm.mirantis.com/executor"
+
+class Newest:
+    """The version of one object a follower holds, fed by two sources: its watch and the answers to its own
+    writes. ``take`` says whether a version is newer than the one held (and then holds it).
+
+    Neither source is always the newer. A write's answer is newer than every event its watch delivered
+    before the write; but another writer's change made right after it (the scheduler's next items, once it
+    saw this write) can reach the watch before the answer reaches the writer, on another connection. Taking
+    the answer then would put the older version over that change, and the watch never sends it again: the
+    follower waits forever for a change it has already been told about. So whatever the source, only a
+    newer version is taken; the watch event of a follower's own write is then skipped too (its answer was
+    that very version, parsed once is enough)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, raw: Object) -> bool:
+        version = resource_version(raw) or 0
+        if version <= self.held:
+            return False
+        self.held = version
+        return True
+
 
 Script = Callable[[str, StateItem, int], ItemResult]
 """(machine, item, attempt) → how that run ends."""
@@ -214,7 +240,7 @@ class FakeAgent:
                 await asyncio.sleep(self.fleet.settings.backoff.window(attempt))
                 continue
             self.fleet.counts[kind] += 1
-            if resource_version(raw) < self._newest.held:
+            if (resource_version(raw) or 0) < self._newest.held:
                 self.fleet.counts["overtaken"] += 1
             self.state = str(patch["status"].get("state", self.state))
             self._accept(raw)
@@ -256,7 +282,7 @@ class FakeExecutor:
             self._latest.pop(name, None)
             return
         known = self._latest.get(name)
-        if known is not None and resource_version(raw) <= int(known.metadata.resource_version or 0):
+        if known is not None and (resource_version(raw) or 0) <= int(known.metadata.resource_version or 0):
             return  # not newer than what we hold (``Newest``): an old event, or our answer overtaken
         with contextlib.suppress(InvalidObjectError):
             self._latest[name] = LCMClusterState.from_raw(raw)

@@ -56,40 +56,6 @@ def _rv(obj: Object) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
-def resource_version(raw: Object) -> int:
-    """An object's resourceVersion as a number: etcd revisions (and the simulator's) are integers, which
-    lets a follower tell an older version from a newer one; an unparseable version compares as oldest."""
-    try:
-        return int(raw.get("metadata", {}).get("resourceVersion", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-class Newest:
-    """The version of one object a follower holds, fed by two sources: its watch and the answers to its own
-    writes. ``take`` says whether a version is newer than the one held (and then holds it).
-
-    Neither source is always the newer. A write's answer is newer than every event its watch delivered
-    before the write; but another writer's change made right after it (the scheduler's next items, once it
-    saw this write) can reach the watch before the answer reaches the writer, on another connection. Taking
-    the answer then would put the older version over that change, and the watch never sends it again: the
-    follower waits forever for a change it has already been told about. So whatever the source, only a
-    newer version is taken; the watch event of a follower's own write is then skipped too (its answer was
-    that very version, parsed once is enough)."""
-
-    __slots__ = ("held",)
-
-    def __init__(self) -> None:
-        self.held = 0
-
-    def take(self, raw: Object) -> bool:
-        version = resource_version(raw)
-        if version <= self.held:
-            return False
-        self.held = version
-        return True
-
-
 async def watch_resource(
     kube: Kube, res: Resource, namespace: str = "", *, field_selector: str = "", label_selector: str = "",
     settings: WatchSettings | None = None,
