@@ -21,6 +21,16 @@ from regional.planning.rendering import Swarm, Target, Templates, machine_patch,
 from regional.planning.swarm_orders import Wanted
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Why a machine that has work to do is not given it now. ``reason`` is machine-readable (CamelCase, a
+    condition's reason: ``WindowClosed``, ``DisruptionBudget``, ``QuorumGuard``, ``LockHeld``...), ``message``
+    names what it waits for (the service, the lock's holder) so an operator needs no log to learn why."""
+
+    reason: str
+    message: str
+
+
 @dataclass
 class Fleet:
     cluster: LCMCluster
@@ -47,6 +57,8 @@ class Fleet:
     """Workers with a drain in flight (``sd-`` exists)."""
     converged: int = 0
     """Machines with the spec the planner wants, all of it done."""
+    holds: dict[str, Hold] = field(default_factory=dict)
+    """Machine name → why it waits; the first rule that held it back wins (it is what must change first)."""
     _other_templates: dict[str, Templates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +110,9 @@ class Fleet:
 
     def write(self, v: MachineView, patch: dict[str, Any], reason: str) -> None:
         self.patches[v.name] = (patch, reason)
+
+    def hold(self, v: MachineView, reason: str, message: str) -> None:
+        self.holds.setdefault(v.name, Hold(reason, message))
 
     def want(self, operation: MachineOperation, v: MachineView, value: bool, reason: str) -> None:
         state = Wanted(operation, v.name, value, self.executor or "", reason)
