@@ -31,7 +31,8 @@ import psutil
 import yaml
 from agent_idle import _grant, _simulator
 
-from agent.adapters.engine_checks import EngineAccess, observe
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import observe
 from agent.adapters.kube import SECRETS, Kube, connect
 from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.netns import dockerd, nodes

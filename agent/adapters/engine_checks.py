@@ -13,42 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import DockerException
 
+from agent.adapters.engine_access import EngineAccess
 from agent.api.desired import REQUIRED_LABEL, VERSION_LABEL, Observed, ObservedContainer
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 10.0
 """Seconds one check call may take: an engine that answers slower than this is treated as down."""
-DEFAULT_CONFIG = "/etc/docker/daemon.json"
 CONTAINER_ACTIONS = frozenset({"die", "destroy", "stop", "kill", "oom", "rename"})
 """Container events that can make a required container drift (it is filtered by label first)."""
-
-
-@dataclass(frozen=True)
-class EngineAccess:
-    """How to reach this node's engine and its service manager: the agent's ``docker.host`` and the
-    ``playbook_vars`` the release's playbooks use for the same purpose (``docs/swarm.md``)."""
-
-    host: str = "unix:///var/run/docker.sock"
-    config_path: str = DEFAULT_CONFIG
-    service_manager: str = "systemd"
-    """``systemd`` (``systemctl ACTION docker_unit``) or ``command`` (``docker_service ACTION``)."""
-    docker_service: str = ""
-    docker_unit: str = "docker"
-
-    @classmethod
-    def from_vars(cls, host: str, playbook_vars: Mapping[str, str]) -> EngineAccess:
-        return cls(host=host, config_path=playbook_vars.get("lcm_docker_config", DEFAULT_CONFIG),
-                   service_manager=playbook_vars.get("lcm_service_manager", "systemd"),
-                   docker_service=playbook_vars.get("lcm_docker_service", ""),
-                   docker_unit=playbook_vars.get("lcm_docker_unit", "docker"))
 
 
 def engine_client(host: str, timeout: float = CHECK_TIMEOUT) -> Any:

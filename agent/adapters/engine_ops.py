@@ -16,7 +16,8 @@ from typing import Any
 from docker.errors import DockerException
 
 from agent.adapters.atomic import write_atomic
-from agent.adapters.engine_checks import EngineAccess, engine_client
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import engine_client
 from agent.api.desired import REQUIRED_LABEL, Membership, RequiredContainer
 
 SERVICE_TIMEOUT = 90.0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from agent.adapters import runners, systemd
-from agent.adapters.engine_checks import EngineAccess
+from agent.adapters.engine_access import EngineAccess
 from agent.adapters.host import collect_host_info
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, connect

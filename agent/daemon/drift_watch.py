@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.adapters.atomic import read_json, write_json
-from agent.adapters.engine_checks import EngineAccess, EngineEvents, observe
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import EngineEvents, observe
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.runners.supervision import finish, stop_process_group
@@ -49,7 +50,7 @@ from agent.decisions.reconcile_runs import RunResult, components, run_event, run
 from agent.decisions.reporting import clip, find_condition
 from agent.kits.tasks import first_of
 from agent.kits.timestamps import rfc3339
-from agent.reconciler.converge import DESIRED_FILE
+from agent.reconciler.arguments import DESIRED_FILE
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,14 @@ from typing import Any, TextIO
 
 from agent.adapters import engine_ops
 from agent.adapters.atomic import write_json
-from agent.adapters.engine_checks import EngineAccess, observe
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import observe
 from agent.adapters.engine_ops import Engine, EngineOpError
 from agent.api.desired import ComponentReport, DesiredState, DesiredStateError, Observed, ReconcileReport
 from agent.decisions.drift import ORDER, Component, Drift, check, drift, labels_in_config, unchecked
 from agent.decisions.reconcile_runs import EXIT_CONVERGED
 from agent.kits.timestamps import rfc3339
+from agent.reconciler.arguments import add_arguments
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,6 @@ SETTLE_TIMEOUT = 60.0
 PENDING_GRACE = 10.0
 """Seconds a ``pending`` swarm membership gets to become active by itself before the node leaves."""
 POLL = 0.25
-DEFAULT_STATE_DIR = Path("/var/lib/lcm-agent")
-DESIRED_FILE = "desired.json"
-"""The record's name in the agent's state dir."""
 
 
 @dataclass(frozen=True)
@@ -219,23 +218,6 @@ def load_desired(path: Path) -> DesiredState:
     except (OSError, ValueError) as exc:
         raise DesiredStateError(f"cannot read the desired state {path}: {exc}") from None
     return DesiredState.from_json(raw)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The subcommand's options; the engine ones default to a standard host (the agent passes its own)."""
-    access = EngineAccess()
-    parser.add_argument("--desired", type=Path, default=DEFAULT_STATE_DIR / DESIRED_FILE,
-                        help="the desired-state record the agent keeps")
-    parser.add_argument("--report", type=Path, help="where to write the JSON report")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the drift, change nothing; exit 1 when there is drift")
-    parser.add_argument("--docker-host", default=access.host)
-    parser.add_argument("--docker-config", default=access.config_path, help="path of daemon.json")
-    parser.add_argument("--service-manager", choices=("systemd", "command"), default=access.service_manager)
-    parser.add_argument("--docker-service", default="", help="with --service-manager command: the control "
-                        "script taking start|stop|restart|reload|status")
-    parser.add_argument("--docker-unit", default=access.docker_unit, help="with --service-manager systemd")
-    parser.add_argument("--stdin-secrets", action="store_true", help="read the join token as JSON on stdin")
 
 
 def main(args: argparse.Namespace) -> int:

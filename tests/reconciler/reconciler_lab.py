@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.adapters.engine_checks import EngineAccess, observe
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import observe
 from agent.adapters.kube import Kube, Resource
 from agent.api.desired import DaemonConfig, DesiredState, ReconcileReport
 from agent.api.models import LCMMachine

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from agent.adapters.engine_checks import EngineAccess, interesting
+from agent.adapters.engine_access import EngineAccess
+from agent.adapters.engine_checks import interesting
 
 REQUIRED = {"lcm.mirantis.com/required": "node-proxy", "name": "node-proxy"}
 
