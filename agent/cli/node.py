@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.set_defaults(func=deferred("agent.cli.node_handlers:run"))
     status = sub.add_parser("status", help="print the local journal")
     status.add_argument("--state-dir", type=Path, default=Path("/var/lib/lcm-agent"))
-    status.set_defaults(func=deferred("agent.cli.node_handlers:status"))
+    status.set_defaults(func=deferred("agent.cli.node_status:status"))
     apply = sub.add_parser("apply", help="run state items locally, without a cluster")
     apply.add_argument("--file", type=Path, required=True, help="YAML list of state items")
     apply.add_argument("--release-dir", type=Path, required=True, help="root of the release's playbooks")

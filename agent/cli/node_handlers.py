@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
@@ -17,7 +16,6 @@ from agent import __version__
 from agent.adapters.atomic import write_atomic
 from agent.adapters.install import MARKER, InstallError, Layout
 from agent.adapters.install import activate as switch_to_version
-from agent.adapters.journal import Journal
 from agent.cli.node import CONFIG_DEFAULT
 from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentSettings, ConfigError, load_config
@@ -97,20 +95,6 @@ def activate(args: argparse.Namespace) -> int:
     print(f"lcm-agent {__version__} is active in {layout.root}"
           + (f" (was {previous.name})" if previous and previous.name != __version__ else ""))
     return ExitCode.OK
-
-
-def status(args: argparse.Namespace) -> int:
-    journal = Journal.load(args.state_dir / "journal.json")
-    mark = journal.in_progress
-    report = {
-        "inProgress": None if mark is None else {
-            "item": mark.item, "hash": mark.hash, "attempt": mark.attempt,
-            "startedAt": mark.started_at.isoformat()},
-        "finished": {name: {"hash": f.hash, "exitCode": f.exit_code, "finishedAt": f.finished_at.isoformat()}
-                     for name, f in sorted(journal.finished.items())},
-    }
-    print(json.dumps(report, indent=2))
-    return 0
 
 
 def apply(args: argparse.Namespace) -> int:
