@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
+from typing import TypeAlias
 
 
 def command_parser(
@@ -21,6 +22,8 @@ def command_parser(
     return parser, parser.add_subparsers(dest="command", required=True)
 
 
+Groups: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""Where a command group adds its subparser (``lcmctl``'s groups, each from its own distribution)."""
 Handler = Callable[[argparse.Namespace], int]
 """What a command runs: the parsed arguments in, the exit code out."""
 

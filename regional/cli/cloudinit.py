@@ -1,74 +1,18 @@
-"""``lcmctl cloud-init``: what a provider needs to hand a new machine its user-data.
-
-    lcmctl cloud-init provision --kubeconfig ADMIN --namespace cluster-a --machine worker-07 \
-        [--type worker] [--cluster lab] [--token-lifetime 604800] --token-file worker-07.token
-
-    lcmctl cloud-init render --machine worker-07 --namespace cluster-a \\
-        --api-server https://regional.example.net:6443 --ca-file ca.pem --token-file worker-07.token \\
-        --agent-url https://mirror.example.net/lcm/lcm_agent-0.1.0-py3-none-any.whl --agent-sha256 HEX \\
-        --index-url https://mirror.example.net/pypi/simple/ [--mqtt-url mqtts://… --mqtt-username …
-        --mqtt-password-file F --mqtt-ca-file F] [--output user-data.yaml]
-
-``provision`` creates the LCMMachine, a ServiceAccount whose Role allows that object (and the machine's
-swarm join token) only, and writes a bound token of the account (0600) that expires after
-``--token-lifetime`` seconds (7 days): the machine must boot before then; its agent renews the token
-itself from then on. Run again, it issues a new token (e.g. after a revocation, docs/security.md).
-
-The agent URL, digest and index are the release's (ClusterRelease ``spec.agent``); the token is the
-machine's own. The output carries the token, so ``--output`` writes it 0600; without it the document goes
-to stdout, for a pipe into the provider's tooling. Credentials are read from files, never from argv.
-"""
+"""What ``lcmctl cloud-init render`` does (its usage and options: ``regional/cli/commands.py``): a machine's
+user-data from files, with nothing but the renderer imported (``provision``, which talks to the API, is
+``regional/cli/provision.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
 from agent.adapters.atomic import write_atomic
-from agent.adapters.kube import KubeError, connect
-from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
-from regional.provisioning import BOOTSTRAP_LIFETIME, ProvisioningError, ensure_namespace, provision
+from agent.decisions.cloudinit import AgentBuild, MachineUserData, render_user_data
 
 
-def add_cloudinit_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = groups.add_parser("cloud-init", help="cloud-init user-data that installs and starts the agent")
-    commands = group.add_subparsers(dest="command", required=True)
-    render = commands.add_parser("render", help="render one machine's user-data",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    render.add_argument("--machine", required=True, help="the LCMMachine's name")
-    render.add_argument("--namespace", required=True, help="the LCMMachine's namespace")
-    render.add_argument("--api-server", required=True, metavar="URL", help="https:// URL of the regional API")
-    render.add_argument("--ca-file", type=Path, help="PEM bundle signing the API's certificate")
-    render.add_argument("--token-file", type=Path, required=True, help="file holding the machine's token")
-    render.add_argument("--agent-url", required=True, metavar="URL", help="the release's agent wheel")
-    render.add_argument("--agent-sha256", required=True, metavar="HEX", help="the wheel's sha256")
-    render.add_argument("--index-url", required=True, metavar="URL",
-                        help="PEP 503 index with the agent's dependencies (the release's mirror)")
-    render.add_argument("--mqtt-url", default="", metavar="URL", help="mqtt:// or mqtts:// broker (optional)")
-    render.add_argument("--mqtt-username", default="", help="this node's broker user")
-    render.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")
-    render.add_argument("--mqtt-ca-file", type=Path, help="PEM bundle signing the broker's certificate")
-    render.add_argument("--unit-file", type=Path, default=UNIT_FILE,
-                        help="the agent's systemd unit (default: systemd/lcm-agent.service of this checkout)")
-    render.add_argument("--output", "-o", type=Path, help="write here (mode 0600) instead of stdout")
-    render.set_defaults(func=_render)
-
-    prov = commands.add_parser("provision", help="create a machine's LCMMachine, ServiceAccount and token")
-    prov.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig of the regional API")
-    prov.add_argument("--namespace", required=True)
-    prov.add_argument("--machine", required=True)
-    prov.add_argument("--type", default="worker", choices=("control", "worker", "bastion", "unassigned"))
-    prov.add_argument("--cluster", default="", help="spec.clusterName of the LCMMachine")
-    prov.add_argument("--token-file", type=Path, required=True, help="where to write the token (mode 0600)")
-    prov.add_argument("--token-lifetime", type=int, default=BOOTSTRAP_LIFETIME, metavar="SECONDS",
-                      help="how long the token is valid if the machine never renews it (at least 600; "
-                           "default: 7 days, the time the machine has to boot)")
-    prov.set_defaults(func=_provision)
-
-
-def _render(args: argparse.Namespace) -> int:
+def render(args: argparse.Namespace) -> int:
     try:
         data = MachineUserData(
             machine=args.machine, namespace=args.namespace, api_server=args.api_server,
@@ -84,22 +28,6 @@ def _render(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_atomic(args.output, text.encode(), 0o600)
-    return 0
-
-
-def _provision(args: argparse.Namespace) -> int:
-    async def provisioned() -> str:
-        async with await connect(kubeconfig=args.kubeconfig) as kube:
-            await ensure_namespace(kube, args.namespace)
-            return await provision(kube, args.namespace, args.machine, cluster=args.cluster,
-                                   machine_type=args.type, lifetime=args.token_lifetime)
-    try:
-        token = asyncio.run(provisioned())
-    except (OSError, ProvisioningError, KubeError) as exc:
-        print(f"lcmctl cloud-init provision: {exc}", file=sys.stderr)
-        return 1
-    write_atomic(args.token_file, f"{token}\n".encode(), 0o600)
-    print(f"LCMMachine {args.namespace}/{args.machine} is provisioned; its token is in {args.token_file}")
     return 0
 
 

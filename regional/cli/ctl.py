@@ -12,15 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from regional.cli.cloudinit import add_cloudinit_commands
-from regional.cli.watch import add_watch_commands
+from agent.kits.commands import Groups
+from regional.cli.commands import COMMAND_GROUPS
 
-CommandGroup = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+CommandGroup = Callable[[Groups], None]
 PLUGIN_GROUP = "lcmctl.commands"
 """The entry-point group through which other distributions add ``lcmctl`` command groups."""
 
-COMMAND_GROUPS: tuple[CommandGroup, ...] = (add_cloudinit_commands, add_watch_commands)
-"""The regional side's own command groups; a new one is one function added here."""
 
 
 def command_groups() -> list[CommandGroup]:

@@ -18,7 +18,6 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -37,17 +36,6 @@ _STYLE = {"Ready": "green", "Prepare": "yellow", "Deploy": "yellow", "Reconfigur
           "Uninitialized": "dim", "Pending": "dim"}
 
 
-def add_watch_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = groups.add_parser("watch", help="live view of a cluster's rollout (API + MQTT)")
-    cmd.add_argument("--namespace", required=True)
-    cmd.add_argument("--cluster", required=True, help="the LCMCluster's name (spec.clusterName of machines)")
-    cmd.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or ~/.kube/config")
-    cmd.add_argument("--mqtt-url", default="", help="mqtt:// or mqtts:// URL of the broker (optional)")
-    cmd.add_argument("--mqtt-username", default="lcm_regional")
-    cmd.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")
-    cmd.add_argument("--mqtt-ca-file", type=Path, help="CA of the broker's certificate")
-    cmd.add_argument("--once", action="store_true", help="print one table and exit")
-    cmd.set_defaults(func=_watch)
 
 
 @dataclass
@@ -130,7 +118,7 @@ def _last_error(status: Mapping[str, Any]) -> str:
     return f"[red]{name}: {message[:160]}"
 
 
-def _watch(args: argparse.Namespace) -> int:
+def watch(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

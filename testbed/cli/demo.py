@@ -1,25 +1,7 @@
-"""``lcmctl demo``: the README's first command, the whole rollout on this machine.
-
-The regional side (the API simulator, or with ``--api kube`` the real control plane of ``testbed.kube``, with
-the CRDs, the samples of ``deploy/samples`` and the RBAC of ``deploy/rbac``; the scheduler, Mosquitto) and
-three nodes, each running the real agent; the rollout is shown live until every LCMMachine is Ready, then the
-swarm as its manager sees it. The nodes are nspawn machines that cloud-init turns into nodes (``--nodes
-machines``: the agent installed from the lab's air-gapped mirror, systemd running it, Docker Engine from the
-lab's apt repository), or, on a host that cannot run machines, network namespaces with their own dockerd and
-the agent as a host process (``--nodes netns``); ``auto`` (the default) picks machines when it can and says
-why when it cannot. ``testbed.lab.stack.stack`` is the composition (the end-to-end tests use the same one);
-this module adds the API, the prerequisites check and the terminal. It installs nothing: ``./dev.sh demo``
-does.
-
-    lcmctl demo [--nodes auto|machines|netns] [--api sim|kube] [--once] [--port 6443]
-                [--state-dir .state/demo] [--apt-mirror URL]
-    lcmctl demo --down
-
-Ctrl-C (or ``--once`` after the swarm is shown) takes everything down; ``--down`` does the same from
-another shell. Every run starts from its own state (``testbed.lab.stack.runs``): a second run in the same
-checkout, or one after a crashed or killed run, first removes what the previous one left. The time of each
-stage (image, boot → registered, → all Ready, teardown) is printed separately.
-"""
+"""What ``lcmctl demo`` does (its usage and options: ``testbed/cli/commands.py``): the regional side, three
+nodes and the terminal. ``testbed.lab.stack.stack`` is the composition (the end-to-end tests use the same
+one); this module adds the API, the prerequisites check and the terminal. It installs nothing: ``./dev.sh
+demo`` does."""
 
 from __future__ import annotations
 
@@ -45,6 +27,7 @@ from agent.kits.tasks import first_of
 from regional.cli.watch import Board
 from regional.provisioning import ProvisioningError
 from testbed import CHECKOUT
+from testbed.cli.commands import SAMPLES
 from testbed.kube.build import BuildError, ensure_built
 from testbed.kube.objects import apply_documents, documents
 from testbed.kube.plane import ControlPlane, PlaneError, PlaneSettings
@@ -62,36 +45,12 @@ from testbed.sim.runner import Simulator
 
 log = logging.getLogger(__name__)
 
-SAMPLES = CHECKOUT / "deploy" / "samples"
 RBAC = CHECKOUT / "deploy" / "rbac"
 READY_WITHIN = 1500.0
 """Seconds the first rollout may take: three machines install the agent (some 50 wheels each), then run
 some twenty Ansible items, on two shared cores."""
-NODE_KINDS = ("auto", "machines", "netns")
-API_KINDS = ("sim", "kube")
 
 
-def add_demo_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = groups.add_parser("demo", help="the whole rollout here: API, scheduler, broker, 3 nodes",
-                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--state-dir", type=Path, default=Path(".state/demo"),
-                      help="API state, kubeconfig, configs, logs, nodes (default %(default)s)")
-    demo.add_argument("--port", type=int, default=6443, help="API port (default %(default)s; 0: any free)")
-    demo.add_argument("--samples", type=Path, default=SAMPLES,
-                      help="objects to load (default: deploy/samples)")
-    demo.add_argument("--nodes", choices=NODE_KINDS, default="auto",
-                      help="nspawn machines, network-namespace nodes, or machines when this host can run "
-                           "them (default %(default)s)")
-    demo.add_argument("--prefix", default="lcmdemo", help="naming prefix of netns nodes (namespaces, links)")
-    demo.add_argument("--api", choices=API_KINDS, default="sim",
-                      help="the embedded API simulator (fast), or the real control plane (etcd, "
-                           "kube-apiserver, controller manager; built on first use); default %(default)s")
-    demo.add_argument("--apt-mirror", default="", metavar="URL",
-                      help="machines: the Debian mirror the image and the apt repository come from "
-                           "(default: the host's apt sources)")
-    demo.add_argument("--once", action="store_true", help="exit (and clean up) once the swarm is shown")
-    demo.add_argument("--down", action="store_true", help="remove everything the demo made, then exit")
-    demo.set_defaults(func=run_demo)
 
 
 def missing_prerequisites(kind: str = "netns") -> list[str]:

@@ -1,18 +1,5 @@
-"""``lcmctl machines``: systemd-nspawn machines that boot the real agent through cloud-init.
-
-    lcmctl machines up [--count 2] [--control 1] [--state-dir .state/machines] [--once]
-    lcmctl machines ls [--state-dir .state/machines]
-    lcmctl machines journal NAME [--unit lcm-agent.service] [--lines 50]
-    lcmctl machines down [NAME ...]
-
-``up`` serves a regional API (the project's simulator) and the package mirror on the machines' bridge,
-boots the machines and waits until every agent has registered; then it keeps serving until Ctrl-C, which
-destroys the machines (``--once`` stops right after the wait). The admin kubeconfig is written to
-``STATE/kubeconfig``. A machine that does not register is reported with the reason read from inside it
-(cloud-init failed, the API refused the agent's token, …). ``down`` removes machines left by any run,
-found on disk and by their network namespaces; it is safe to run at any time. docs/machines.md has the
-details.
-"""
+"""What ``lcmctl machines`` does (its usage and options: ``testbed/cli/commands.py``): serve the regional
+API and the mirror on the machines' bridge, boot nspawn machines, wait for their agents, tear them down."""
 
 from __future__ import annotations
 
@@ -60,35 +47,9 @@ class LabInfo:
     index_url: str
 
 
-def add_machines_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    machines = groups.add_parser("machines", help="nspawn machines booting the agent with cloud-init",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = machines.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="boot machines and wait for their agents to register")
-    up.add_argument("--count", type=int, default=2, help="how many machines (default %(default)s)")
-    up.add_argument("--control", type=int, default=1, help="how many of them are control machines")
-    up.add_argument("--prefix", default="vm", help="machine names are PREFIX-1, PREFIX-2, …")
-    up.add_argument("--namespace", default="lcm-lab", help="namespace of the LCMMachines")
-    up.add_argument("--api-port", type=int, default=6443, help="port of the API on the bridge (0: any)")
-    up.add_argument("--mirror-port", type=int, default=8080, help="port of the package mirror (0: any)")
-    up.add_argument("--apt-mirror", default="", metavar="URL",
-                    help="Debian mirror to build the image and the apt repository from (default: the host's "
-                         "apt sources)")
-    up.add_argument("--once", action="store_true", help="destroy the machines after the wait and exit")
-    down = commands.add_parser("down", help="destroy machines (all when none is named) and the bridge")
-    down.add_argument("names", nargs="*", metavar="NAME")
-    ls = commands.add_parser("ls", help="list machines, their LCMMachine state, and why one is stuck")
-    journal = commands.add_parser("journal", help="a unit's journal inside a machine")
-    journal.add_argument("name", metavar="NAME")
-    journal.add_argument("--unit", default="lcm-agent.service", help="default %(default)s")
-    journal.add_argument("--lines", type=int, help="only the last N lines")
-    for command in (up, ls):
-        command.add_argument("--state-dir", type=Path, default=Path(".state/machines"),
-                             help="API state, kubeconfig and mirror files of `up` (default %(default)s)")
-    machines.set_defaults(func=_dispatch)
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace) -> int:
     run = {"up": _up, "down": _down, "ls": _ls, "journal": _journal}[args.command]
     try:
         return asyncio.run(run(args))

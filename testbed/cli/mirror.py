@@ -13,27 +13,15 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 
-from testbed import CHECKOUT
 from testbed.lab.machines.host import LabError
 from testbed.lab.machines.rootfs import CACHE_ROOT
 from testbed.lab.mirrors.pypi import build_index
 
 
-def add_mirror_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = groups.add_parser("mirror", help="the agent's wheel and the index a release publishes")
-    commands = group.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="the agent's wheel and a PEP 503 index of its dependencies")
-    index.add_argument("--dest", type=Path, required=True, help="directory to fill: files/ and simple/")
-    index.add_argument("--project", type=Path, default=CHECKOUT, help="lcm-agent source checkout")
-    index.add_argument("--cache-dir", type=Path, default=CACHE_ROOT, help="wheels kept between runs")
-    index.set_defaults(func=_index)
-
-
-def _index(args: argparse.Namespace) -> int:
+def index(args: argparse.Namespace) -> int:
     try:
-        wheel = asyncio.run(build_index(args.dest, args.cache_dir, project=args.project))
+        wheel = asyncio.run(build_index(args.dest, args.cache_dir or CACHE_ROOT, project=args.project))
     except LabError as exc:
         print(f"lcmctl mirror index: {exc}", file=sys.stderr)
         return 1

@@ -12,37 +12,14 @@ naming prefix.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
-from pathlib import Path
 
 from testbed.lab.netns import dockerd, nodes
 from testbed.lab.netns.namespaces import LabError
 
 
-def add_nodes_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = groups.add_parser("nodes", help="lab nodes: network namespaces with their own dockerd")
-    commands = group.add_subparsers(dest="command", required=True)
-
-    start = commands.add_parser("up", help="create nodes and start their dockerd")
-    start.add_argument("names", nargs="+", help="node names (hostnames)")
-    start.add_argument("--prefix", default="lcmlab", help="naming prefix of the lab (default %(default)s)")
-    start.add_argument("--subnet", type=ipaddress.IPv4Network,
-                       help="private subnet for the bridge (default: a free /24 in 10.77.0.0/16)")
-    start.add_argument("--state-dir", type=Path, help="node directories (default: a new one under /tmp)")
-    start.set_defaults(func=_up)
-
-    commands.add_parser("ls", help="show the labs on this host").set_defaults(func=_ls)
-
-    stop = commands.add_parser("down", help="tear a lab down: processes, mounts, namespaces, links, dirs")
-    which = stop.add_mutually_exclusive_group()
-    which.add_argument("--prefix", default="lcmlab", help="naming prefix of the lab (default %(default)s)")
-    which.add_argument("--all", action="store_true", help="every lab registered on this host")
-    stop.set_defaults(func=_down)
-
-
-def _up(args: argparse.Namespace) -> int:
+def up(args: argparse.Namespace) -> int:
     reason = nodes.missing_requirements()
     if reason:
         print(f"lcmctl nodes: {reason}", file=sys.stderr)
@@ -71,7 +48,7 @@ def _describe(lab: nodes.Lab) -> dict[str, object]:
     }
 
 
-def _ls(args: argparse.Namespace) -> int:
+def ls(args: argparse.Namespace) -> int:
     labs = nodes.registered()
     if not labs:
         print("no labs")
@@ -84,7 +61,7 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace) -> int:
+def down(args: argparse.Namespace) -> int:
     prefixes = [str(r["prefix"]) for r in nodes.registered()] if args.all else [args.prefix]
     try:
         for prefix in prefixes:

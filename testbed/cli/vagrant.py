@@ -1,20 +1,5 @@
-"""``lcmctl box`` and ``lcmctl vagrant``: the Vagrant test VMs' box and their host-side regional side.
-
-    lcmctl box build [--apt-mirror URL]            # the libvirt box lcm/bookworm, built once and added
-    lcmctl vagrant up --nodes node-1[,node-2…] [--controls 1] [--api-port 6443] [--mirror-port 8080]
-    lcmctl vagrant serve …                         # the same in the foreground (what `up` starts)
-    lcmctl vagrant status                          # the VMs' LCMMachines
-    lcmctl vagrant down [--if-unused]
-
-The project's Vagrantfile runs ``up`` before ``vagrant up`` and ``down --if-unused`` after ``vagrant
-destroy``; nothing here needs to be typed by hand. ``up`` builds and adds the box if needed, then starts
-``serve`` in the background unless it runs already, and returns once the VMs' seeds are written. ``serve``
-makes the isolated libvirt network, serves the lab's mirrors and the project's API simulator on its bridge
-address, loads ``deploy/vagrant`` (a small release: the prepare items), provisions one LCMMachine per VM,
-writes each VM's NoCloud seed, and runs ``lcm-scheduler``, until SIGTERM. ``down`` stops it and removes the
-network, the storage pool with the box's volume and the seeds; with ``--if-unused`` it does nothing while a
-VM is still on the network (``vagrant destroy`` runs it once per VM). docs/machines.md has the details.
-"""
+"""What ``lcmctl box`` and ``lcmctl vagrant`` do (their usage and options: ``testbed/cli/commands.py``):
+the Vagrant test VMs' box, and their host-side regional side the Vagrantfile's triggers start and stop."""
 
 from __future__ import annotations
 
@@ -35,9 +20,9 @@ from agent.adapters.kube import KubeError, connect
 from agent.api.crds import crd_paths
 from testbed import CHECKOUT
 from testbed.cli.demo import stop_on_signals
-from testbed.lab.box import libvirt
+from testbed.lab.box import BOX_NAME, libvirt
 from testbed.lab.box.regional import READY, VagrantRegional, VagrantSettings, forget_run, remove
-from testbed.lab.box.vagrant_box import BOX_NAME, add, ensure_box
+from testbed.lab.box.vagrant_box import add, ensure_box
 from testbed.lab.machines.host import LabError
 from testbed.lab.machines.sets import RegionalApi
 from testbed.lab.stack.stack import (
@@ -71,35 +56,26 @@ class Ready:
     seeds: dict[str, str]
 
 
-def add_vagrant_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    box = groups.add_parser("box", help="the Vagrant box built from the machine image")
-    box_commands = box.add_subparsers(dest="command", required=True)
-    build = box_commands.add_parser("build", help=f"build (once) and add the libvirt box {BOX_NAME}")
-    build.add_argument("--apt-mirror", default="", metavar="URL",
-                       help="Debian mirror for the image and the VM's packages (default: the host's apt "
-                            "sources)")
-    build.set_defaults(func=lambda args: _run(_build, args, "box build"))
 
-    vagrant = groups.add_parser("vagrant", help="the Vagrant VMs' host-side regional side (the Vagrantfile's "
-                                "triggers run it)", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = vagrant.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="box, network, API, mirrors, scheduler, seeds; in the background")
-    serve = commands.add_parser("serve", help="what `up` starts, in the foreground until SIGTERM")
-    for command in (up, serve):
-        command.add_argument("--nodes", required=True, help="the VMs' names, comma-separated")
-        command.add_argument("--controls", type=int, default=1,
-                             help="how many of them (the first ones) are control machines")
-        command.add_argument("--api-port", type=int, default=6443)
-        command.add_argument("--mirror-port", type=int, default=8080)
-        command.add_argument("--apt-mirror", default="", metavar="URL")
-    up.set_defaults(func=lambda args: _run(_up, args, "vagrant up"))
-    serve.set_defaults(func=lambda args: _run(_serve, args, "vagrant serve"))
-    status = commands.add_parser("status", help="the VMs' LCMMachines")
-    status.set_defaults(func=lambda args: _run(_status, args, "vagrant status"))
-    down = commands.add_parser("down", help="stop the regional side; remove network, pool, volumes, seeds")
-    down.add_argument("--if-unused", action="store_true", help="do nothing while a VM is on the network")
-    down.set_defaults(func=lambda args: _run(_down, args, "vagrant down"))
+
+def box_build(args: argparse.Namespace) -> int:
+    return _run(_build, args, "box build")
+
+
+def up(args: argparse.Namespace) -> int:
+    return _run(_up, args, "vagrant up")
+
+
+def serve(args: argparse.Namespace) -> int:
+    return _run(_serve, args, "vagrant serve")
+
+
+def status(args: argparse.Namespace) -> int:
+    return _run(_status, args, "vagrant status")
+
+
+def down(args: argparse.Namespace) -> int:
+    return _run(_down, args, "vagrant down")
 
 
 def _run(command: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace, name: str) -> int:

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from testbed.lab.box import disk
+from testbed.lab.box import BOX_NAME, disk
 from testbed.lab.machines.host import LabError, run
 from testbed.lab.machines.rootfs import (
     CACHE_ROOT,
@@ -31,7 +31,6 @@ from testbed.lab.machines.rootfs import (
 
 log = logging.getLogger(__name__)
 
-BOX_NAME = "lcm/bookworm"
 BOX_FILE = "lcm-bookworm.box"
 KEY_FILE = "lcm-box-key"
 """Inside the box: the build's digest, so ``add`` knows whether Vagrant holds this very build."""
