@@ -1,0 +1,39 @@
+"""The command lines build their parsers without the stack: ``--help`` and the light commands stay instant
+(bench/cli_startup.py measures them) only as long as no parser module imports the API client, the Docker
+SDK, the lab or the terminal library. Each check runs in a fresh interpreter, as an operator's command
+does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("kubernetes_asyncio", "aiohttp", "docker", "rich", "ansible_runner", "aiomqtt", "pydantic")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    return [m for m in json.loads(out.splitlines()[-1]) if m in HEAVY]
+
+
+@pytest.mark.parametrize(("label", "code"), [
+    ("lcmctl --help", "from regional.cli.ctl import build_parser; build_parser()"),
+    ("lcm-agent --help",
+     "from agent.cli import node\ntry:\n    node.main(['--help'])\nexcept SystemExit:\n    pass"),
+    ("lcm-agent status", "from agent.cli import node_status"),
+    ("lcmctl cloud-init render", "from regional.cli import cloudinit"),
+])
+def test_parsers_and_light_commands_import_no_heavy_library(label: str, code: str) -> None:
+    assert _loaded_after(code) == [], f"{label} imports the stack"
+
+
+def test_a_heavy_command_still_gets_its_handler() -> None:
+    """The other side: running a command imports what it needs (here the simulator's handler)."""
+    loaded = _loaded_after("from regional.cli.ctl import build_parser\n"
+                           "args = build_parser().parse_args(['sim', 'fault', 'list'])\n"
+                           "import importlib; importlib.import_module('testbed.cli.sim')")
+    assert "kubernetes_asyncio" in loaded
