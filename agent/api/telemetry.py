@@ -25,14 +25,17 @@ VERSION = 1
 ROOT = "lcm"
 UNASSIGNED_CLUSTER = "_"
 
-Channel = Literal["status", "heartbeat", "events", "cmd"]
-CHANNELS: tuple[Channel, ...] = ("status", "heartbeat", "events", "cmd")
+Channel = Literal["status", "heartbeat", "events", "cmd", "diagnostics"]
+CHANNELS: tuple[Channel, ...] = ("status", "heartbeat", "events", "cmd", "diagnostics")
 
-QOS: Mapping[Channel, int] = {"status": 1, "heartbeat": 0, "events": 1, "cmd": 1}
+QOS: Mapping[Channel, int] = {"status": 1, "heartbeat": 0, "events": 1, "cmd": 1, "diagnostics": 1}
 """Heartbeats are QoS 0: the next one supersedes a lost one within a period, and liveness is judged by
 their absence anyway. Status, events and commands are QoS 1: each says something a later one does not."""
-RETAINED: Mapping[Channel, bool] = {"status": True, "heartbeat": False, "events": False, "cmd": False}
-"""Only status is retained: a subscriber that connects later learns at once who is online or offline."""
+RETAINED: Mapping[Channel, bool] = {"status": True, "heartbeat": False, "events": False, "cmd": False,
+                                    "diagnostics": True}
+"""Status is retained so that a subscriber that connects later learns at once who is online or offline;
+the newest diagnostics bundle is retained so that ``lcmctl diagnostics`` finds it whenever it asks (the
+broker keeps one per machine: the bounded store)."""
 
 ITEM_EVENTS = frozenset({"started", "finished"})
 TASK_EVENTS = frozenset({"task_started", "task_ok", "task_changed", "task_failed", "task_ignored",
@@ -177,6 +180,14 @@ def command_message(*, command: str, ts: float, seq: int, item: str = "", id: st
     return body
 
 
+def diagnostics_message(*, trigger: str, item: str, bundle: Mapping[str, Any], ts: float,
+                        seq: int) -> dict[str, Any]:
+    """The evidence an agent gathered when ``item`` failed for good or was flagged stuck (``trigger``:
+    ``stuck``, the machine's ``status.lcmOperationStuck``). ``bundle`` is already redacted and capped
+    (``agent.decisions.evidence``)."""
+    return {**_envelope("diagnostics", ts, seq), "trigger": trigger, "item": item, "bundle": dict(bundle)}
+
+
 def encode(message: Mapping[str, Any]) -> bytes:
     """Compact JSON; ``validate`` first where the message comes from code that could be wrong."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
@@ -278,6 +289,8 @@ def _check_event(m: Mapping[str, Any]) -> None:
     data = _field(m, "data", _mapping)
     if kind == "item":
         _field(m, "item", lambda v: _text(v) and v, "")
+        if "seconds" in data:
+            _field(data, "seconds", lambda v: _number(v) and v >= 0, "data.")
         if "counts" in data:
             _field(data, "counts", lambda v: _mapping(v) and all(map(_count, v.values())), "data.")
     elif kind == "hardware":
@@ -294,5 +307,12 @@ def _check_command(m: Mapping[str, Any]) -> None:
             _field(m, optional, _text)
 
 
+def _check_diagnostics(m: Mapping[str, Any]) -> None:
+    _field(m, "trigger", lambda v: _text(v) and v)
+    _field(m, "item", _text)
+    bundle = _field(m, "bundle", _mapping)
+    _field(bundle, "truncated", lambda v: isinstance(v, bool), "bundle.")
+
+
 _CHECKS = {"status": _check_status, "heartbeat": _check_heartbeat, "event": _check_event,
-           "cmd": _check_command}
+           "cmd": _check_command, "diagnostics": _check_diagnostics}
