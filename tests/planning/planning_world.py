@@ -20,8 +20,8 @@ from agent.decisions.hashing import item_hash
 from agent.decisions.state import item_done, machine_state
 from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
-from regional.planning.planner import plan
 from regional.planning.durations import Norm
+from regional.planning.planner import plan
 from regional.planning.settings import PlanSettings
 from testbed.sim.patching import merge_patch
 

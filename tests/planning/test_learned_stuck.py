@@ -84,7 +84,8 @@ def test_a_histogram_estimates_quantiles_as_prometheus_does() -> None:
     # 95th of 100 runs: rank 95 lies in the (60, 120] bucket holding runs 91..100, halfway in.
     assert h.quantile(0.95) == pytest.approx(90)
     assert h.quantile(0.5) == pytest.approx(30 + 30 * (50 - 10) / 80)
-    assert h.total == 100 and h.sum == pytest.approx(5 + 3600 + 1000)
+    assert h.total == 100
+    assert h.sum == pytest.approx(5 + 3600 + 1000)
     assert h.cumulative()[-1] == (math.inf, 100)
     late = Histogram()
     late.observe(10_000)
@@ -99,12 +100,14 @@ def test_the_book_keeps_success_durations_and_outcomes_per_item_and_version_and_
     assert book.record("install-engine", "1.1.0", "timeout", 3600)
     norms = book.norms()
     assert set(norms) == {KEY}  # no successful run of 1.1.0 yet: no figure
-    assert norms[KEY].samples == 20 and 30 < norms[KEY].p95 <= 60
+    assert norms[KEY].samples == 20
+    assert 30 < norms[KEY].p95 <= 60
     runs = dict(book.items())
     assert runs[KEY].outcomes == {"success": 20, "failed": 1, "cancelled": 0, "timeout": 0}
     # A third key: the least recently heard goes, the book never holds more than its capacity.
     assert book.record("swarm-join", "1.0.0", "success", 5)
-    assert len(book) == 2 and book.evicted == 1
+    assert len(book) == 2
+    assert book.evicted == 1
     assert KEY not in dict(book.items())
 
 

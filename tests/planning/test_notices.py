@@ -58,7 +58,8 @@ def test_a_retry_loop_says_the_same_thing_every_time_so_the_recorder_can_count_i
                                 _machine(stateItemStatuses={"engine": failed}))
         slot = failed
     assert set(said) == {FAILED, RETRIED}
-    assert said.count(FAILED) == 5 and said.count(RETRIED) == 4
+    assert said.count(FAILED) == 5
+    assert said.count(RETRIED) == 4
 
 
 @pytest.mark.parametrize(("before", "after", "notices"), [
@@ -71,7 +72,8 @@ def test_a_retry_loop_says_the_same_thing_every_time_so_the_recorder_can_count_i
      [Notice("Repaired", "the reconciler repaired drift: converged engine")]),
     ({"conditions": _reconciled("True", "no drift")}, {"conditions": _reconciled("False", "engine: boom")},
      [Notice("RepairFailed", "the reconciler could not repair drift: engine: boom", "Warning")]),
-    ({"conditions": _reconciled("False", "engine: boom")}, {"conditions": _reconciled("True", "no drift")}, []),
+    ({"conditions": _reconciled("False", "engine: boom")},
+     {"conditions": _reconciled("True", "no drift")}, []),
     ({"conditions": _reconciled("True", "converged engine")},
      {"conditions": _reconciled("True", "converged engine")}, []),
 ])
@@ -103,14 +105,16 @@ def test_a_rollout_pausing_halting_and_resuming_is_worth_an_event(
 
 
 def test_a_halt_names_what_is_stuck_and_is_a_warning() -> None:
-    halted = cluster_notices(_cluster(), _cluster(stuck=True, message="w0: item x has run for more than 300s"))
+    stuck = _cluster(stuck=True, message="w0: item x has run for more than 300s")
+    halted = cluster_notices(_cluster(), stuck)
     assert halted == [Notice("RolloutHalted", "the rollout stopped: w0: item x has run for more than 300s",
                              "Warning")]
 
 
 def test_an_object_first_seen_or_deleted_is_no_change() -> None:
     failed = _machine(stateItemStatuses={"engine": _slot(1, 5, "boom")})
-    assert machine_notices(None, failed) == [] and machine_notices(failed, None) == []
+    assert machine_notices(None, failed) == []
+    assert machine_notices(failed, None) == []
     assert cluster_notices(None, _cluster(stuck=True)) == []
 
 
