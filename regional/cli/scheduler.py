@@ -32,6 +32,8 @@ from agent.adapters.mqtt import BrokerSettings
 from agent.kits.commands import command_parser
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
+from regional.cli.broker_options import broker_settings
+from regional.cli.commands import add_broker_options
 from regional.scheduler.item_durations import ItemDurations
 from regional.scheduler.leadership import LeaseSettings, default_identity
 from regional.scheduler.liveness import LivenessSettings, run_liveness
@@ -60,10 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
     run.add_argument("--log-level", default="INFO")
-    run.add_argument("--mqtt-url", default="", help="broker to read agent liveness from (default: none)")
-    run.add_argument("--mqtt-username", default="lcm_regional")
-    run.add_argument("--mqtt-password-file", type=Path, help="the regional user's password file")
-    run.add_argument("--mqtt-ca-file", type=Path, help="CA of an mqtts:// broker")
+    add_broker_options(run, url_help="broker to read agent liveness and item durations from (default: none)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json=True, secrets=SecretRegistry())
     try:
@@ -84,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _broker(args: argparse.Namespace, role: str) -> BrokerSettings:
     """The regional user's settings; each subscriber of the process is a client of its own (``role``)."""
-    password = args.mqtt_password_file.read_text().strip() if args.mqtt_password_file else None
-    return BrokerSettings(args.mqtt_url, client_id=f"lcm-scheduler-{role}{default_identity()}",
-                          username=args.mqtt_username, password=password, ca_file=args.mqtt_ca_file)
+    return broker_settings(args, f"lcm-scheduler-{role}{default_identity()}")
 
 
 def item_durations(args: argparse.Namespace) -> ItemDurations | None:

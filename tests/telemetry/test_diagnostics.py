@@ -1,0 +1,77 @@
+"""Evidence on failure through the real broker: an agent whose item keeps failing is flagged stuck on its
+LCMMachine (as the planner flags it), gathers a bundle, keeps it under its state dir and sends it retained;
+``lcmctl diagnostics`` fetches it, and says so for a machine that has none."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent_harness import Node
+from conftest import PASSWORDS, kind, listening, telemetry_config
+
+from agent.daemon.own_machine import LCMMACHINES
+from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
+
+LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
+
+
+def _failed(slot: dict[str, Any]) -> bool:
+    return slot.get("exitCode") not in (None, 0, -1)
+
+
+async def _lcmctl(broker: Broker, namespace: str, machine: str, password_file: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        LCMCTL, "diagnostics", machine, "--namespace", namespace, "--mqtt-url", broker.url,
+        "--mqtt-password-file", str(password_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_stuck_item_sends_its_evidence_and_lcmctl_fetches_it(
+    node: Node, mqtt_broker: Broker, tmp_path: Path,
+) -> None:
+    cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
+    marker = tmp_path / "broken"
+    marker.touch()
+    await node.create([node.item("engine", "deploy", playbook="flaky.yml", marker=str(marker))])
+    async with listening(mqtt_broker) as regional, node.agent(cfg):
+        await node.wait_slot("engine", _failed, describe="a failed attempt")
+        # What the planner writes once the item failed for good or ran too long.
+        flag = {"status": {"lcmOperationStuck": True}}
+        await node.admin.patch(LCMMACHINES, node.namespace, node.name, flag, subresource="status")
+        sent = await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
+
+    assert sent.topic == f"lcm/{node.namespace}/demo/node-1/diagnostics"
+    message = sent.message
+    assert (message["trigger"], message["item"]) == ("stuck", "engine")
+    bundle = message["bundle"]
+    assert bundle["task"]["task"] == "refuse while the marker exists"
+    assert bundle["task"]["event"] == "runner_on_failed"
+    assert "TASK [refuse while the marker exists]" in bundle["outputTail"]
+    assert bundle["attempt"] >= 1
+    assert bundle["truncated"] is False
+    assert bundle["host"]["disk"]["path"] == str(node.state_dir)
+    assert {"journal", "docker"} <= set(bundle)
+    assert PASSWORDS[node.name] not in sent.payload.decode()
+
+    kept = node.state_dir / "diagnostics" / "latest.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    assert json.loads(kept.read_text()) == bundle
+
+    password_file = tmp_path / "regional.password"
+    password_file.write_text(PASSWORDS[REGIONAL_USER])
+    password_file.chmod(0o600)
+    code, out, err = await _lcmctl(mqtt_broker, node.namespace, "node-1", password_file)
+    assert code == 0, err
+    assert json.loads(out)["bundle"] == bundle  # the broker kept it after the agent went
+    code, out, err = await _lcmctl(mqtt_broker, node.namespace, "node-2", password_file)
+    assert (code, out) == (1, "")
+    assert "no bundle retained for" in err
