@@ -85,6 +85,16 @@ def parse_topic(topic: str) -> tuple[Subtree, Channel] | None:
     return None
 
 
+def received(topic: str, payload: bytes) -> tuple[Subtree, Channel, dict[str, Any]] | None:
+    """A message of this plane as a subscriber takes it: the machine, the channel and the validated
+    message; None for another topic or an empty payload (a cleared retained message: the machine's topics
+    moved). Raises TelemetryError for an invalid one."""
+    where = parse_topic(topic)
+    if where is None or not payload:
+        return None
+    return (*where, decode(payload))
+
+
 def _envelope(kind: str, ts: float, seq: int) -> dict[str, Any]:
     return {"v": VERSION, "kind": kind, "ts": round(ts, 3), "seq": seq}
 

@@ -45,14 +45,13 @@ class ItemDurations:
                              subscriptions=[(t.topic_filter("events"), t.QOS["events"])])
 
     def on_message(self, topic: str, payload: bytes) -> None:
-        if t.parse_topic(topic) is None:
-            return
         try:
-            message = t.decode(payload)
+            taken = t.received(topic, payload)
         except t.TelemetryError as exc:
             log.debug("ignored a message on %s: %s", topic, exc)
             return
-        if message["kind"] != "event" or message["type"] != "item" or message["event"] != "finished":
+        message = taken[2] if taken is not None else {}
+        if message.get("kind") != "event" or message["type"] != "item" or message["event"] != "finished":
             return
         data = message["data"]
         seconds, version, outcome = data.get("seconds"), data.get("version", ""), data.get("result")
