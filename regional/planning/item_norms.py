@@ -45,5 +45,7 @@ def overrun(item: StateItem, limit: TimeLimit) -> str:
     if limit.norm is None:
         return f"item {item.name} has run for more than {limit.seconds:.0f}s"
     version = f" {item.version}" if item.version else ""
+    p95 = limit.norm.p95
+    figure = f"{p95:.0f}" if p95 >= 10 else f"{p95:.1f}"  # whole seconds, but a short item's tenths
     return (f"item {item.name} has run for more than {limit.seconds:.0f}s; the fleet's p95 for "
-            f"{item.name}{version} is {limit.norm.p95:.0f}s")
+            f"{item.name}{version} is {figure}s")
