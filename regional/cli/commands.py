@@ -81,7 +81,7 @@ def add_watch_commands(groups: Groups) -> None:
     cmd.set_defaults(func=deferred("regional.cli.watch:watch"))
 
 
-DIAGNOSTICS = """``lcmctl diagnostics MACHINE``: the newest diagnostics bundle a machine's agent sent (docs/telemetry.md).
+DIAGNOSTICS = """``lcmctl diagnostics MACHINE``: the newest diagnostics bundle a machine's agent sent.
 
     lcmctl diagnostics MACHINE --namespace NS --mqtt-url mqtts://broker:8883 \\
         [--mqtt-username lcm_regional] --mqtt-password-file F [--mqtt-ca-file CA] [--output FILE]
@@ -90,6 +90,7 @@ An agent gathers a bundle when its item is flagged stuck (it failed for good, or
 fleet takes) and publishes it retained on its own ``diagnostics`` topic; this command reads it from the
 broker. It prints the message as JSON (the bundle, what triggered it, when), or writes it to ``--output``
 (0600). Exit codes: 0 a bundle, 1 none retained for that machine, 2 the broker did not answer or refused.
+See docs/telemetry.md, "Evidence on failure".
 """
 
 

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from agent.adapters.mqtt import MqttLink, Outbox, Outgoing
