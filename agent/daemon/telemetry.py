@@ -157,6 +157,9 @@ class Telemetry:
                 log.info("the machine's cluster is now %r: moving its MQTT topics",
                          machine.spec.cluster_name)
                 link.farewell = Outgoing(subtree.topic("status"), b"", t.QOS["status"], retain=True)
+                # The old subtree's retained bundle goes too: it would shadow the new one's for lcmctl.
+                cleared = Outgoing(subtree.topic("diagnostics"), b"", t.QOS["diagnostics"], retain=True)
+                self.outbox.put(cleared)
                 break
         done.set()
 

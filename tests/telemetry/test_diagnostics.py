@@ -34,18 +34,33 @@ async def _lcmctl(broker: Broker, namespace: str, machine: str, password_file: P
     return proc.returncode, out.decode(), err.decode()
 
 
+async def _flagged(node: Node) -> None:
+    """An item that keeps failing, then the machine flagged stuck, as the planner flags it."""
+    await node.wait_slot("engine", _failed, describe="a failed attempt")
+    flag = {"status": {"lcmOperationStuck": True}}
+    await node.admin.patch(LCMMACHINES, node.namespace, node.name, flag, subresource="status")
+
+
+async def _failing_machine(node: Node, tmp_path: Path) -> None:
+    marker = tmp_path / "broken"
+    marker.touch()
+    await node.create([node.item("engine", "deploy", playbook="flaky.yml", marker=str(marker))])
+
+
+def _regional_password(tmp_path: Path) -> Path:
+    password_file = tmp_path / "regional.password"
+    password_file.write_text(PASSWORDS[REGIONAL_USER])
+    password_file.chmod(0o600)
+    return password_file
+
+
 async def test_a_stuck_item_sends_its_evidence_and_lcmctl_fetches_it(
     node: Node, mqtt_broker: Broker, tmp_path: Path,
 ) -> None:
     cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    marker = tmp_path / "broken"
-    marker.touch()
-    await node.create([node.item("engine", "deploy", playbook="flaky.yml", marker=str(marker))])
+    await _failing_machine(node, tmp_path)
     async with listening(mqtt_broker) as regional, node.agent(cfg):
-        await node.wait_slot("engine", _failed, describe="a failed attempt")
-        # What the planner writes once the item failed for good or ran too long.
-        flag = {"status": {"lcmOperationStuck": True}}
-        await node.admin.patch(LCMMACHINES, node.namespace, node.name, flag, subresource="status")
+        await _flagged(node)
         sent = await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
 
     assert sent.topic == f"lcm/{node.namespace}/demo/node-1/diagnostics"
@@ -66,12 +81,27 @@ async def test_a_stuck_item_sends_its_evidence_and_lcmctl_fetches_it(
     assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
     assert json.loads(kept.read_text()) == bundle
 
-    password_file = tmp_path / "regional.password"
-    password_file.write_text(PASSWORDS[REGIONAL_USER])
-    password_file.chmod(0o600)
+    password_file = _regional_password(tmp_path)
     code, out, err = await _lcmctl(mqtt_broker, node.namespace, "node-1", password_file)
     assert code == 0, err
     assert json.loads(out)["bundle"] == bundle  # the broker kept it after the agent went
     code, out, err = await _lcmctl(mqtt_broker, node.namespace, "node-2", password_file)
     assert (code, out) == (1, "")
     assert "no bundle retained for" in err
+
+
+async def test_a_machine_given_to_another_cluster_clears_its_old_bundle(
+    node: Node, mqtt_broker: Broker, tmp_path: Path,
+) -> None:
+    cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
+    await _failing_machine(node, tmp_path)
+    async with listening(mqtt_broker) as regional, node.agent(cfg):
+        await _flagged(node)
+        sent = await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
+        await node.patch_spec({"clusterName": "other"})
+        await regional.wait_for_raw(lambda r: r.topic == sent.topic and r.payload == b"",
+                                    describe="the old subtree's bundle cleared")
+        await regional.wait_for(lambda r: kind("status", state="online")(r) and "/other/" in r.topic,
+                                describe="online under the new subtree")
+    code, _, err = await _lcmctl(mqtt_broker, node.namespace, "node-1", _regional_password(tmp_path))
+    assert code == 1, err  # none shadows what the machine sends next, under its new cluster
