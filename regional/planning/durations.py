@@ -25,8 +25,10 @@ BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800
 """Upper bounds in seconds: from a one-second bash item to a two-hour engine upgrade."""
 OUTCOMES = ("success", "failed", "cancelled", "timeout")
 """The runners' outcomes (``agent.api.execution.Outcome``): a label with a closed set of values."""
-CAPACITY = 1000
-"""Keys kept: every item of every release a region runs, with room to spare."""
+CAPACITY = 500
+"""Keys kept: every item of every release a region runs (a few releases of a few dozen items), with room
+to spare. It bounds the metrics too: each key is 21 series (bench/fleet_durations.py: a full book scrapes
+as about 850 KiB of text)."""
 NAME_LIMIT = 100
 """Characters of an item name or version kept as a label value (Kubernetes names are shorter)."""
 
@@ -97,6 +99,8 @@ class DurationBook:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._runs: OrderedDict[Key, ItemRuns] = OrderedDict()
+        self.recorded = 0
+        """Runs taken so far: a reader can tell whether anything changed since it last looked."""
         self.evicted = 0
         """Keys dropped to stay within ``capacity`` (a count for the logs: never zero means it is too small
         or an agent invents item names)."""
@@ -119,6 +123,7 @@ class DurationBook:
         else:
             self._runs.move_to_end(key)
         runs.outcomes[outcome] += 1
+        self.recorded += 1
         if outcome == "success":
             runs.durations.observe(seconds)
         return True

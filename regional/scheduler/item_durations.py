@@ -39,6 +39,8 @@ class ItemDurations:
 
     def __init__(self, broker: BrokerSettings, book: DurationBook | None = None) -> None:
         self.book = book or DurationBook()
+        self._norms: tuple[int, Mapping[Key, Norm]] = (0, {})
+        """The figures and the book's ``recorded`` they were computed at: every plan asks for them."""
         self.refused = 0
         """``finished`` events that said nothing usable (no duration: an agent older than this field)."""
         self.link = MqttLink(broker, on_message=self.on_message,
@@ -60,7 +62,10 @@ class ItemDurations:
             self.refused += 1
 
     def norms(self) -> Mapping[Key, Norm]:
-        return self.book.norms()
+        """The planner's figures (``PlanInput.item_norms``), computed again only after new runs."""
+        if self._norms[0] != self.book.recorded:
+            self._norms = (self.book.recorded, self.book.norms())
+        return self._norms[1]
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.link.run(stopping)
