@@ -42,6 +42,15 @@ async def _events(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
     return [e for e in listed.get("items", []) if e["involvedObject"]["name"] == name]
 
 
+async def _cluster(kube: Kube, ns: str, *machines: str) -> None:
+    """The release, the cluster ``demo`` and its machines: the first a control machine, the rest workers."""
+    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
+    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
+    for n, name in enumerate(machines):
+        body = machine_body(ns, name, "control", index=0) if n == 0 else machine_body(ns, name, "worker")
+        await kube.create(MACHINES, ns, body)
+
+
 def _counts(events: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
     """(reason, message) → the count the API holds, summed over Events saying it (one each, if folded)."""
     counts: Counter[tuple[str, str]] = Counter()
@@ -86,10 +95,7 @@ async def test_a_retry_loop_is_one_failure_event_and_one_retry_event_with_their_
     kube_api: KubeApi, kube: Kube,
 ) -> None:
     ns = kube_api.namespace
-    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
-    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
-    await kube.create(MACHINES, ns, machine_body(ns, "c0", "control", index=0))
-    await kube.create(MACHINES, ns, machine_body(ns, "w0", "worker"))
+    await _cluster(kube, ns, "c0", "w0")
 
     async def ready() -> bool:
         listed = await kube.list_objects(MACHINES, ns)
@@ -115,10 +121,7 @@ async def test_a_halted_rollout_is_one_warning_on_the_cluster_and_its_end_one_mo
     kube_api: KubeApi, kube: Kube,
 ) -> None:
     ns = kube_api.namespace
-    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
-    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
-    await kube.create(MACHINES, ns, machine_body(ns, "c0", "control", index=0))
-    await kube.create(MACHINES, ns, machine_body(ns, "w0", "worker"))
+    await _cluster(kube, ns, "c0", "w0")
     broken = {"w0"}
 
     def script(machine: str, item: StateItem, attempt: int) -> ItemResult:
@@ -150,9 +153,7 @@ async def test_an_item_running_past_the_fleets_figure_is_flagged_stuck_by_the_ru
     kube_api: KubeApi, kube: Kube,
 ) -> None:
     ns = kube_api.namespace
-    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
-    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
-    await kube.create(MACHINES, ns, machine_body(ns, "c0", "control", index=0))
+    await _cluster(kube, ns, "c0")
     # The fleet says preflight 1.0.0 takes half a second; here every run takes four.
     norms = {("preflight", "1.0.0"): Norm(p95=0.5, samples=50)}
     chosen = harness_settings(ns, planning=PlanSettings(norm_floor=1.0, norm_factor=2.0, norm_samples=20))

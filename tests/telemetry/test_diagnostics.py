@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from agent_harness import Node
-from conftest import PASSWORDS, kind, listening, telemetry_config
+from conftest import PASSWORDS, Listener, Received, kind, listening, telemetry_config
 
+from agent.daemon.config import AgentSettings
 from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.stack.mosquitto import REGIONAL_USER, Broker
 
@@ -34,17 +35,21 @@ async def _lcmctl(broker: Broker, namespace: str, machine: str, password_file: P
     return proc.returncode, out.decode(), err.decode()
 
 
-async def _flagged(node: Node) -> None:
-    """An item that keeps failing, then the machine flagged stuck, as the planner flags it."""
-    await node.wait_slot("engine", _failed, describe="a failed attempt")
-    flag = {"status": {"lcmOperationStuck": True}}
-    await node.admin.patch(LCMMACHINES, node.namespace, node.name, flag, subresource="status")
-
-
-async def _failing_machine(node: Node, tmp_path: Path) -> None:
+async def _failing_agent(node: Node, broker: Broker, tmp_path: Path) -> AgentSettings:
+    """A machine whose one item keeps failing, and its agent's config."""
+    cfg = await telemetry_config(node, broker, heartbeat_period=0.5)
     marker = tmp_path / "broken"
     marker.touch()
     await node.create([node.item("engine", "deploy", playbook="flaky.yml", marker=str(marker))])
+    return cfg
+
+
+async def _sent_bundle(node: Node, regional: Listener) -> Received:
+    """Once the item failed, the machine flagged stuck (as the planner flags it): the bundle sent."""
+    await node.wait_slot("engine", _failed, describe="a failed attempt")
+    flag = {"status": {"lcmOperationStuck": True}}
+    await node.admin.patch(LCMMACHINES, node.namespace, node.name, flag, subresource="status")
+    return await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
 
 
 def _regional_password(tmp_path: Path) -> Path:
@@ -57,11 +62,9 @@ def _regional_password(tmp_path: Path) -> Path:
 async def test_a_stuck_item_sends_its_evidence_and_lcmctl_fetches_it(
     node: Node, mqtt_broker: Broker, tmp_path: Path,
 ) -> None:
-    cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await _failing_machine(node, tmp_path)
+    cfg = await _failing_agent(node, mqtt_broker, tmp_path)
     async with listening(mqtt_broker) as regional, node.agent(cfg):
-        await _flagged(node)
-        sent = await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
+        sent = await _sent_bundle(node, regional)
 
     assert sent.topic == f"lcm/{node.namespace}/demo/node-1/diagnostics"
     message = sent.message
@@ -93,11 +96,9 @@ async def test_a_stuck_item_sends_its_evidence_and_lcmctl_fetches_it(
 async def test_a_machine_given_to_another_cluster_clears_its_old_bundle(
     node: Node, mqtt_broker: Broker, tmp_path: Path,
 ) -> None:
-    cfg = await telemetry_config(node, mqtt_broker, heartbeat_period=0.5)
-    await _failing_machine(node, tmp_path)
+    cfg = await _failing_agent(node, mqtt_broker, tmp_path)
     async with listening(mqtt_broker) as regional, node.agent(cfg):
-        await _flagged(node)
-        sent = await regional.wait_for(kind("diagnostics"), describe="the diagnostics bundle")
+        sent = await _sent_bundle(node, regional)
         await node.patch_spec({"clusterName": "other"})
         await regional.wait_for_raw(lambda r: r.topic == sent.topic and r.payload == b"",
                                     describe="the old subtree's bundle cleared")
