@@ -7,7 +7,8 @@ touching the Kubernetes API.
 
 Event kinds, so consumers need not read the runners:
 
-* ``started`` / ``finished`` — every runner; ``finished`` data: ``result``, ``exit_code``.
+* ``started`` / ``finished`` — every runner; ``finished`` data: ``result``, ``exit_code``, ``version`` (the
+  item's) and ``seconds`` (how long the run took).
 * ``task_started`` — ansible; data: ``task``, ``play``, ``counts``.
 * ``task_ok`` / ``task_changed`` / ``task_failed`` / ``task_ignored`` (failed under ``ignore_errors``) /
   ``task_skipped`` / ``task_unreachable`` — ansible; data: ``task``, ``host``, ``counts`` (running totals

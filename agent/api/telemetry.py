@@ -25,14 +25,17 @@ VERSION = 1
 ROOT = "lcm"
 UNASSIGNED_CLUSTER = "_"
 
-Channel = Literal["status", "heartbeat", "events", "cmd"]
-CHANNELS: tuple[Channel, ...] = ("status", "heartbeat", "events", "cmd")
+Channel = Literal["status", "heartbeat", "events", "cmd", "diagnostics"]
+CHANNELS: tuple[Channel, ...] = ("status", "heartbeat", "events", "cmd", "diagnostics")
 
-QOS: Mapping[Channel, int] = {"status": 1, "heartbeat": 0, "events": 1, "cmd": 1}
+QOS: Mapping[Channel, int] = {"status": 1, "heartbeat": 0, "events": 1, "cmd": 1, "diagnostics": 1}
 """Heartbeats are QoS 0: the next one supersedes a lost one within a period, and liveness is judged by
 their absence anyway. Status, events and commands are QoS 1: each says something a later one does not."""
-RETAINED: Mapping[Channel, bool] = {"status": True, "heartbeat": False, "events": False, "cmd": False}
-"""Only status is retained: a subscriber that connects later learns at once who is online or offline."""
+RETAINED: Mapping[Channel, bool] = {"status": True, "heartbeat": False, "events": False, "cmd": False,
+                                    "diagnostics": True}
+"""Status is retained so that a subscriber that connects later learns at once who is online or offline;
+the newest diagnostics bundle is retained so that ``lcmctl diagnostics`` finds it whenever it asks (the
+broker keeps one per machine: the bounded store)."""
 
 ITEM_EVENTS = frozenset({"started", "finished"})
 TASK_EVENTS = frozenset({"task_started", "task_ok", "task_changed", "task_failed", "task_ignored",
@@ -80,6 +83,16 @@ def parse_topic(topic: str) -> tuple[Subtree, Channel] | None:
         if channel == known:
             return Subtree(parts[1], parts[2], parts[3]), known
     return None
+
+
+def received(topic: str, payload: bytes) -> tuple[Subtree, Channel, dict[str, Any]] | None:
+    """A message of this plane as a subscriber takes it: the machine, the channel and the validated
+    message; None for another topic or an empty payload (a cleared retained message: the machine's topics
+    moved). Raises TelemetryError for an invalid one."""
+    where = parse_topic(topic)
+    if where is None or not payload:
+        return None
+    return (*where, decode(payload))
 
 
 def _envelope(kind: str, ts: float, seq: int) -> dict[str, Any]:
@@ -175,6 +188,14 @@ def command_message(*, command: str, ts: float, seq: int, item: str = "", id: st
     if id:
         body["id"] = id
     return body
+
+
+def diagnostics_message(*, trigger: str, item: str, bundle: Mapping[str, Any], ts: float,
+                        seq: int) -> dict[str, Any]:
+    """The evidence an agent gathered when ``item`` failed for good or was flagged stuck (``trigger``:
+    ``stuck``, the machine's ``status.lcmOperationStuck``). ``bundle`` is already redacted and capped
+    (``agent.decisions.evidence``)."""
+    return {**_envelope("diagnostics", ts, seq), "trigger": trigger, "item": item, "bundle": dict(bundle)}
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -278,6 +299,8 @@ def _check_event(m: Mapping[str, Any]) -> None:
     data = _field(m, "data", _mapping)
     if kind == "item":
         _field(m, "item", lambda v: _text(v) and v, "")
+        if "seconds" in data:
+            _field(data, "seconds", lambda v: _number(v) and v >= 0, "data.")
         if "counts" in data:
             _field(data, "counts", lambda v: _mapping(v) and all(map(_count, v.values())), "data.")
     elif kind == "hardware":
@@ -294,5 +317,12 @@ def _check_command(m: Mapping[str, Any]) -> None:
             _field(m, optional, _text)
 
 
+def _check_diagnostics(m: Mapping[str, Any]) -> None:
+    _field(m, "trigger", lambda v: _text(v) and v)
+    _field(m, "item", _text)
+    bundle = _field(m, "bundle", _mapping)
+    _field(bundle, "truncated", lambda v: isinstance(v, bool), "bundle.")
+
+
 _CHECKS = {"status": _check_status, "heartbeat": _check_heartbeat, "event": _check_event,
-           "cmd": _check_command}
+           "cmd": _check_command, "diagnostics": _check_diagnostics}

@@ -5,8 +5,8 @@ systemd. Run: the one handle on the machine's LCMMachine (``OwnMachine``: its wa
 that registration and every root task writing the object use), the item worker (which also
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
-(``drift_watch``), the self-upgrade loop, the API token's renewal (``renewal``, with a token file) and the
-watchdog pinger, each guarded: a root
+(``drift_watch``), the diagnostics bundle of an item flagged stuck (``diagnostics``), the self-upgrade
+loop, the API token's renewal (``renewal``, with a token file) and the watchdog pinger, each guarded: a root
 task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
 no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
@@ -34,6 +34,7 @@ from agent.adapters.watching import WatchSettings
 from agent.api.execution import EventSink
 from agent.api.host_facts import HostFacts
 from agent.daemon.config import AgentSettings
+from agent.daemon.diagnostics import Diagnostics, EvidenceSources
 from agent.daemon.drift_watch import ReconcileSink, Reconciling
 from agent.daemon.own_machine import OwnMachine
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
@@ -142,6 +143,9 @@ async def run_daemon(
                  "upgrade": upgrade_loop(own, cfg, stopping, restart=restart_into_new_version)}
         if telemetry is not None:
             roots["telemetry"] = telemetry.run(stopping, worker)
+        roots["diagnostics"] = Diagnostics(
+            own, EvidenceSources(cfg.state_dir, settings.work_dir, cfg.docker.host), secrets,
+            publish=telemetry.on_diagnostics if telemetry is not None else None).run(stopping)
         if kube.credentials is not None:
             roots["token-renewal"] = TokenRenewal(kube, kube.credentials, own, RenewalSettings(
                 namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,

@@ -8,6 +8,7 @@ there. What is published:
   when the connection dies: a killed agent, a dead node) and on a clean stop;
 * ``heartbeat`` every ``timings.heartbeat_period``: host load, the machine's state, the worker's step and the
   running item with its Ansible progress, the count of dropped messages;
+* ``diagnostics`` (retained): the evidence bundle of an item flagged stuck (``agent.daemon.diagnostics``);
 * ``events``: the runners' ``ItemEvent``s, hardware changes (which also make the worker re-read host facts
   after a short settle: changes come in bursts, a veth pair is two NICs) and the outcome of commands;
 * commands on ``cmd``: ``wake`` re-reads the LCMMachine now (as authoritative as the watch: a fresh GET);
@@ -156,6 +157,9 @@ class Telemetry:
                 log.info("the machine's cluster is now %r: moving its MQTT topics",
                          machine.spec.cluster_name)
                 link.farewell = Outgoing(subtree.topic("status"), b"", t.QOS["status"], retain=True)
+                # The old subtree's retained bundle goes too: it would shadow the new one's for lcmctl.
+                cleared = Outgoing(subtree.topic("diagnostics"), b"", t.QOS["diagnostics"], retain=True)
+                self.outbox.put(cleared)
                 break
         done.set()
 
@@ -204,6 +208,12 @@ class Telemetry:
     def on_reconcile(self, event: str, data: Mapping[str, Any]) -> None:
         """The reconciler's sink (``drift_watch.ReconcileSink``): drift found, a run started or finished."""
         self.publish("events", self._message(t.event_message, type="reconciler", event=event, data=data))
+
+    def on_diagnostics(self, item: str, bundle: Mapping[str, Any]) -> None:
+        """The diagnostics' sink (``diagnostics.Publish``): the bundle, retained, on the machine's own
+        ``diagnostics`` topic (the broker keeps the newest per machine for ``lcmctl diagnostics``)."""
+        self.publish("diagnostics", self._message(t.diagnostics_message, trigger="stuck", item=item,
+                                                  bundle=bundle), latest_only=True)
 
     def on_hardware(self, change: HardwareChange) -> None:
         log.info("hardware %s: %s %s", change.action, change.subsystem, change.device)

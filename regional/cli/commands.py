@@ -76,13 +76,42 @@ def add_watch_commands(groups: Groups) -> None:
     cmd.add_argument("--namespace", required=True)
     cmd.add_argument("--cluster", required=True, help="the LCMCluster's name (spec.clusterName of machines)")
     cmd.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or ~/.kube/config")
-    cmd.add_argument("--mqtt-url", default="", help="mqtt:// or mqtts:// URL of the broker (optional)")
-    cmd.add_argument("--mqtt-username", default="lcm_regional")
-    cmd.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")
-    cmd.add_argument("--mqtt-ca-file", type=Path, help="CA of the broker's certificate")
+    add_broker_options(cmd, url_help="mqtt:// or mqtts:// URL of the broker (optional)")
     cmd.add_argument("--once", action="store_true", help="print one table and exit")
     cmd.set_defaults(func=deferred("regional.cli.watch:watch"))
 
 
-COMMAND_GROUPS = (add_cloudinit_commands, add_watch_commands)
+DIAGNOSTICS = """``lcmctl diagnostics MACHINE``: the newest diagnostics bundle a machine's agent sent.
+
+    lcmctl diagnostics MACHINE --namespace NS --mqtt-url mqtts://broker:8883 \\
+        [--mqtt-username lcm_regional] --mqtt-password-file F [--mqtt-ca-file CA] [--output FILE]
+
+An agent gathers a bundle when its item is flagged stuck (it failed for good, or runs well past what the
+fleet takes) and publishes it retained on its own ``diagnostics`` topic; this command reads it from the
+broker. It prints the message as JSON (the bundle, what triggered it, when), or writes it to ``--output``
+(0600). Exit codes: 0 a bundle, 1 none retained for that machine, 2 the broker did not answer or refused.
+See docs/telemetry.md, "Evidence on failure".
+"""
+
+
+def add_diagnostics_commands(groups: Groups) -> None:
+    cmd = groups.add_parser("diagnostics", help="the newest diagnostics bundle of a machine (MQTT)",
+                            description=DIAGNOSTICS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("machine", help="the LCMMachine's name")
+    cmd.add_argument("--namespace", required=True)
+    add_broker_options(cmd, url_help="mqtt:// or mqtts:// URL of the broker", required=True)
+    cmd.add_argument("--output", type=Path, help="write the bundle here (0600) instead of printing it")
+    cmd.set_defaults(func=deferred("regional.cli.diagnostics:diagnostics"))
+
+
+def add_broker_options(cmd: argparse.ArgumentParser, *, url_help: str, required: bool = False) -> None:
+    """``--mqtt-url`` (``mqtt://`` or ``mqtts://``), the regional user, its password file and the CA; the
+    handler makes its client with ``regional.cli.broker_options.broker_settings``."""
+    cmd.add_argument("--mqtt-url", default="", required=required, help=url_help)
+    cmd.add_argument("--mqtt-username", default="lcm_regional")
+    cmd.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")
+    cmd.add_argument("--mqtt-ca-file", type=Path, help="CA of the broker's certificate")
+
+
+COMMAND_GROUPS = (add_cloudinit_commands, add_watch_commands, add_diagnostics_commands)
 """The regional side's own command groups; a new one is one function added here."""

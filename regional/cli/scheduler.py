@@ -7,7 +7,9 @@
                       [--mqtt-ca-file FILE]]
 
 With ``--mqtt-url`` the process also runs the liveness subscriber (``regional.scheduler.liveness``): agents'
-status and heartbeats become the ``AgentReachable`` condition of their LCMMachines (written by the leader).
+status and heartbeats become the ``AgentReachable`` condition of their LCMMachines (written by the leader);
+and the fleet's item durations (``regional.scheduler.item_durations``): the planner's learned stuck limits
+and the ``lcm_fleet_item_*`` metrics.
 
 Only the replica holding the Lease plans and writes. Logs are JSON lines on stderr. SIGTERM/SIGINT: stop
 planning at once, release the Lease (a standby takes over within one retry period), exit 0; a second
@@ -30,6 +32,9 @@ from agent.adapters.mqtt import BrokerSettings
 from agent.kits.commands import command_parser
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
+from regional.cli.broker_options import broker_settings
+from regional.cli.commands import add_broker_options
+from regional.scheduler.item_durations import ItemDurations
 from regional.scheduler.leadership import LeaseSettings, default_identity
 from regional.scheduler.liveness import LivenessSettings, run_liveness
 from regional.scheduler.runtime import Companion, CompanionContext, Scheduler
@@ -57,10 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
     run.add_argument("--log-level", default="INFO")
-    run.add_argument("--mqtt-url", default="", help="broker to read agent liveness from (default: none)")
-    run.add_argument("--mqtt-username", default="lcm_regional")
-    run.add_argument("--mqtt-password-file", type=Path, help="the regional user's password file")
-    run.add_argument("--mqtt-ca-file", type=Path, help="CA of an mqtts:// broker")
+    add_broker_options(run, url_help="broker to read agent liveness and item durations from (default: none)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json=True, secrets=SecretRegistry())
     try:
@@ -75,32 +77,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"lcm-scheduler: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_serve(args.kubeconfig, settings, companion_tasks(args)))
+    durations = item_durations(args)
+    return asyncio.run(_serve(args.kubeconfig, settings, companion_tasks(args, durations), durations))
 
 
-def companion_tasks(args: argparse.Namespace) -> dict[str, Companion]:
+def _broker(args: argparse.Namespace, role: str) -> BrokerSettings:
+    """The regional user's settings; each subscriber of the process is a client of its own (``role``)."""
+    return broker_settings(args, f"lcm-scheduler-{role}{default_identity()}")
+
+
+def item_durations(args: argparse.Namespace) -> ItemDurations | None:
+    """The fleet's item durations, read from the agents' events, when a broker is named."""
+    return ItemDurations(_broker(args, "durations-")) if args.mqtt_url else None
+
+
+def companion_tasks(args: argparse.Namespace, durations: ItemDurations | None = None) -> dict[str, Companion]:
     """Tasks that run inside the scheduler process (``regional.scheduler.runtime.Companion``), by name:
-    the MQTT liveness subscriber when a broker is named."""
+    the MQTT liveness subscriber when a broker is named, and the item durations' subscriber."""
     if not args.mqtt_url:
         return {}
-    password = args.mqtt_password_file.read_text().strip() if args.mqtt_password_file else None
-    broker = BrokerSettings(args.mqtt_url, client_id=f"lcm-scheduler-{default_identity()}",
-                            username=args.mqtt_username, password=password, ca_file=args.mqtt_ca_file)
+    broker = _broker(args, "")
 
     async def liveness(ctx: CompanionContext) -> None:
         await run_liveness(ctx.kube, LivenessSettings(broker=broker), ctx.stopping, ctx.leading)
 
-    return {"liveness": liveness}
+    companions: dict[str, Companion] = {"liveness": liveness}
+    if durations is not None:
+
+        async def durations_task(ctx: CompanionContext) -> None:
+            await durations.run(ctx.stopping)
+
+        companions["item durations"] = durations_task
+    return companions
 
 
-async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict[str, Companion]) -> int:
+async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict[str, Companion],
+                 durations: ItemDurations | None = None) -> int:
     try:
         kube = await connect(kubeconfig=kubeconfig)
     except Exception as exc:  # kubernetes_asyncio's loader raises its own ConfigException among others
         print(f"lcm-scheduler: cannot load kubeconfig {kubeconfig}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     stopping = asyncio.Event()
-    scheduler = Scheduler(kube, settings, companions=companions)
+    scheduler = Scheduler(kube, settings, companions=companions,
+                          item_norms=durations.norms if durations is not None else dict)
     main_task = asyncio.create_task(scheduler.run(stopping))
     signals = StopSignals(main_task, stopping)
     log.info("starting", extra={"identity": settings.lease.identity, "namespace": settings.namespace or "*",

@@ -25,9 +25,10 @@ from rich.live import Live
 from rich.table import Table
 
 from agent.adapters.kube import Kube, KubeError, Resource, connect
-from agent.adapters.mqtt import BrokerSettings, MqttLink
+from agent.adapters.mqtt import MqttLink
 from agent.api import telemetry as t
 from agent.api.models import GROUP, VERSION
+from regional.cli.broker_options import broker_settings
 
 LCMMACHINES = Resource(GROUP, VERSION, "lcmmachines")
 REFRESH = 2.0
@@ -130,9 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
     stopping = asyncio.Event()
     tasks = []
     if args.mqtt_url:
-        password = args.mqtt_password_file.read_text().strip() if args.mqtt_password_file else None
-        broker = BrokerSettings(args.mqtt_url, f"lcmctl-watch-{id(board)}", args.mqtt_username, password,
-                                ca_file=args.mqtt_ca_file)
+        broker = broker_settings(args, f"lcmctl-watch-{id(board)}")
         topics = [(t.topic_filter(channel, args.namespace, args.cluster), 0)
                   for channel in ("status", "heartbeat")]
         tasks.append(asyncio.ensure_future(MqttLink(broker, subscriptions=topics,

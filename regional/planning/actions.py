@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
+from regional.planning.durations import Key, Norm
 from regional.planning.settings import PlanSettings
 
 Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
@@ -68,6 +69,9 @@ class PlanInput:
     """When the rollout counts as stuck."""
     kaas_releases: Sequence[KaaSRelease] = ()
     """Every KaaSRelease known: their ``supportedClusterReleases`` say which upgrades are allowed."""
+    item_norms: Mapping[Key, Norm] = field(default_factory=dict)
+    """The fleet's run durations by (item name, item version) (``regional.planning.durations``): a running
+    item is stuck well past them (``regional.planning.item_norms``). Empty: the fixed limit only."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ the attempt count: each retry would otherwise rewrite the cluster's status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from agent.decisions.hashing import item_hash
 from agent.decisions.reporting import clip
 from agent.decisions.state import spec_error
 from agent.kits.timestamps import parse_time
+from regional.planning.durations import Key, Norm
+from regional.planning.item_norms import overrun, time_limit
 from regional.planning.machines import MachineView
 from regional.planning.settings import PlanSettings
 
@@ -31,7 +34,9 @@ class Trouble:
     reason: str
 
 
-def _item_trouble(v: MachineView, settings: PlanSettings, now: datetime) -> str | None:
+def _item_trouble(
+    v: MachineView, settings: PlanSettings, now: datetime, norms: Mapping[Key, Norm]
+) -> str | None:
     if error := spec_error(v.spec):
         return error
     version = v.spec.agent_config.version
@@ -47,8 +52,9 @@ def _item_trouble(v: MachineView, settings: PlanSettings, now: datetime) -> str 
             reason = f"item {item.name} failed {limit} times or more"
             return reason if running else f"{reason}: {clip(entry.message, REASON_LIMIT)}"
         started = parse_time(entry.started_at)
-        if running and started is not None and (now - started).total_seconds() > settings.item_time_limit:
-            return f"item {item.name} has run for more than {settings.item_time_limit:.0f}s"
+        allowed = time_limit(item, settings, norms)
+        if running and started is not None and (now - started).total_seconds() > allowed.seconds:
+            return overrun(item, allowed)
     return None
 
 
@@ -87,11 +93,13 @@ def drain_time_left(
     return settings.drain_time_limit - (now - created).total_seconds()
 
 
-def item_time_left(v: MachineView, settings: PlanSettings, now: datetime) -> float | None:
+def item_time_left(
+    v: MachineView, settings: PlanSettings, now: datetime, norms: Mapping[Key, Norm]
+) -> float | None:
     """Seconds before the machine's running item runs too long; None when none is running."""
     statuses = v.status.state_item_statuses
     lefts = [
-        settings.item_time_limit - (now - started).total_seconds()
+        time_limit(item, settings, norms).seconds - (now - started).total_seconds()
         for item in v.spec.state_items
         if (entry := statuses.get(item.name)) is not None
         and entry.exit_code == EXIT_CODE_RUNNING
@@ -101,12 +109,14 @@ def item_time_left(v: MachineView, settings: PlanSettings, now: datetime) -> flo
 
 
 def trouble(
-    v: MachineView, drain: LCMClusterState | None, settings: PlanSettings, now: datetime
+    v: MachineView, drain: LCMClusterState | None, settings: PlanSettings, now: datetime,
+    norms: Mapping[Key, Norm] | None = None,
 ) -> Trouble | None:
-    """What is stuck on the machine, if anything; ``drain`` is its ``sd-`` LCMClusterState."""
+    """What is stuck on the machine, if anything; ``drain`` is its ``sd-`` LCMClusterState, ``norms`` the
+    fleet's run durations (``PlanInput.item_norms``)."""
     if v.settled and drain is None:
         return None  # the common case, answered without looking at each item
-    reason = _item_trouble(v, settings, now) or _agent_trouble(v, settings) or _drain_trouble(
+    reason = _item_trouble(v, settings, now, norms or {}) or _agent_trouble(v, settings) or _drain_trouble(
         v, drain, settings, now
     )
     return Trouble(v.name, reason) if reason else None

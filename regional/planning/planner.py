@@ -34,7 +34,8 @@ def plan(inp: PlanInput) -> Plan:
     states = [s for s in inp.cluster_states if s.spec.cluster_name == name]
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
-    troubles = [t for v in views if (t := trouble(v, drains.get(v.name), inp.settings, inp.now))]
+    troubles = [t for v in views
+                if (t := trouble(v, drains.get(v.name), inp.settings, inp.now, inp.item_norms))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     summary = Summary(
         cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
@@ -75,7 +76,7 @@ def _requeue_after(
     lefts = [
         left
         for v in views
-        if not v.settled and (left := item_time_left(v, inp.settings, inp.now)) is not None
+        if not v.settled and (left := item_time_left(v, inp.settings, inp.now, inp.item_norms)) is not None
     ]
     lefts += [
         left

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,8 @@ from agent.api.models import (
 )
 from agent.kits.tasks import first_of
 from regional.planning.actions import Plan, PlanInput
+from regional.planning.durations import Key, Norm
+from regional.planning.notices import Notice, cluster_notices, machine_notices
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.queueing import WorkQueue, serve
 from regional.scheduler.recording import EventRecorder, Involved
@@ -62,8 +64,11 @@ class Controller:
     def __init__(
         self, kube: Kube, settings: SchedulerSettings, plan: PlanFunction, *, fence: Callable[[], bool],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        item_norms: Callable[[], Mapping[Key, Norm]] = dict,
     ) -> None:
         self.kube, self.settings, self.plan, self.clock = kube, settings, plan, clock
+        self.item_norms = item_norms
+        """The fleet's item durations as the MQTT roll-up knows them now (``ItemDurations.norms``)."""
         self.queue: WorkQueue[ClusterKey] = WorkQueue()
         self.releases = FollowedObjects(ClusterRelease, on_change=self._release_changed,
                                     on_invalid=self._invalid)
@@ -72,7 +77,7 @@ class Controller:
         self._named: set[str] = set()
         """Releases whose unused fields were already logged."""
         self.clusters = FollowedObjects(LCMCluster, on_change=self._cluster_changed, on_invalid=self._invalid)
-        self.machines = FollowedObjects(LCMMachine, index=cluster_of, on_change=self._member_changed,
+        self.machines = FollowedObjects(LCMMachine, index=cluster_of, on_change=self._machine_changed,
                                     on_invalid=self._invalid)
         self.states = FollowedObjects(LCMClusterState, index=cluster_of, on_change=self._member_changed,
                                   on_invalid=self._invalid)
@@ -123,7 +128,8 @@ class Controller:
         inputs = PlanInput(
             cluster=cluster, releases={r.metadata.name or "": r for r in self.releases.models()},
             machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
-            settings=self.settings.planning, kaas_releases=self.kaas_releases.models())
+            settings=self.settings.planning, kaas_releases=self.kaas_releases.models(),
+            item_norms=self.item_norms())
         started = time.perf_counter()
         plan = self.plan(inputs)
         took = time.perf_counter() - started
@@ -166,12 +172,26 @@ class Controller:
         raw = new if new is not None else old
         if raw is not None:
             self.queue.add(object_key(raw))
+        self._notify("LCMCluster", new, cluster_notices(old, new))
 
     def _member_changed(self, old: Object | None, new: Object | None) -> None:
         for raw in (old, new):
             key = None if raw is None else cluster_of(raw)
             if isinstance(key, tuple):
                 self.queue.add(key)
+
+    def _machine_changed(self, old: Object | None, new: Object | None) -> None:
+        self._member_changed(old, new)
+        self._notify("LCMMachine", new, machine_notices(old, new))
+
+    def _notify(self, kind: str, raw: Object | None, notices: list[Notice]) -> None:
+        """The Events a change is worth (``regional.planning.notices``), on the changed object."""
+        if raw is None or not notices:
+            return
+        namespace, name = object_key(raw)
+        involved = Involved(kind, namespace, name, str(raw_field(raw, "metadata", "uid") or ""))
+        for notice in notices:
+            self.recorder.record(involved, notice.reason, notice.message, notice.type)
 
     def _invalid(self, raw: Object, exc: InvalidObjectError) -> None:
         namespace, name = object_key(raw)

@@ -101,15 +101,15 @@ class Liveness:
         if topic == self.probe_topic:
             self.book.proven(time.monotonic())
             return
-        where = t.parse_topic(topic)
-        if where is None or not payload:  # an empty retained status: a machine's topics moved
-            return
         try:
-            message = t.decode(payload)
+            taken = t.received(topic, payload)
         except t.TelemetryError as exc:
             log.debug("ignored a message on %s: %s", topic, exc)
             return
-        key, now = (where[0].namespace, where[0].machine), time.monotonic()
+        if taken is None:
+            return
+        subtree, _, message = taken
+        key, now = (subtree.namespace, subtree.machine), time.monotonic()
         if message["kind"] == "heartbeat":
             self.book.heard(key, now, interval=message["interval"], connection=message.get("connection", 0.0))
         elif message["kind"] == "status":
@@ -119,7 +119,7 @@ class Liveness:
                 log.info("%s/%s: ignored a stale last will (connection %.3f, latest %.3f)", *key, connection,
                          self.book.machines[key].connection)
         if self.observe is not None:
-            self.observe(where[0], message)
+            self.observe(subtree, message)
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self._load(stopping)

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.adapters.kube import Kube
 from agent.kits.tasks import guarded
+from regional.planning.durations import Key, Norm
 from regional.planning.planner import plan as planner
 from regional.scheduler.controller import Controller, PlanFunction
 from regional.scheduler.leadership import LeaderElector
@@ -42,8 +43,11 @@ class Scheduler:
     def __init__(
         self, kube: Kube, settings: SchedulerSettings, *, plan: PlanFunction = planner,
         companions: Mapping[str, Companion] | None = None,
+        item_norms: Callable[[], Mapping[Key, Norm]] = dict,
     ) -> None:
         self.kube, self.settings, self.plan = kube, settings, plan
+        self.item_norms = item_norms
+        """The fleet's item durations for the planner (``regional.scheduler.item_durations``)."""
         self.companions = dict(companions or {})
         """The hook for tasks that share this process; see ``Companion``."""
         self.elector = LeaderElector(kube, settings.lease)
@@ -68,6 +72,7 @@ class Scheduler:
             raise failure
 
     async def _term(self) -> None:
-        controller = Controller(self.kube, self.settings, self.plan, fence=self.elector.leading)
+        controller = Controller(self.kube, self.settings, self.plan, fence=self.elector.leading,
+                                item_norms=self.item_norms)
         self.terms.append(controller)
         await controller.run()

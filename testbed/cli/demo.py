@@ -283,10 +283,12 @@ def _print_hints(stack: Stack, settings: StackSettings, kubeconfig: Path) -> Non
         mqtt = (f" \\\n      --mqtt-url {stack.broker.url} --mqtt-password-file "
                 f"{stack.regional_password_file.resolve()}")
     nodes_lines = "\n".join(f"  {line}" for line in stack.nodes.hints(settings.control))
+    evidence = (f"\n  lcmctl diagnostics {settings.control} --namespace {settings.namespace}{mqtt}"
+                "      # the evidence of an item flagged stuck") if mqtt else ""
     print(f"""Look around from another shell:
   export KUBECONFIG={kubeconfig}
   kubectl get lcmm,lcmc,lcmcs -n {settings.namespace} -o wide
-  lcmctl watch --namespace {settings.namespace} --cluster {settings.cluster}{mqtt}
+  lcmctl watch --namespace {settings.namespace} --cluster {settings.cluster}{mqtt}{evidence}
 {nodes_lines}
   lcmctl demo --down --state-dir {settings.state_dir} --prefix {settings.prefix}      # remove everything
 """, flush=True)

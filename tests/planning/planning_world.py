@@ -20,6 +20,7 @@ from agent.decisions.hashing import item_hash
 from agent.decisions.state import item_done, machine_state
 from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
+from regional.planning.durations import Norm
 from regional.planning.planner import plan
 from regional.planning.settings import PlanSettings
 from testbed.sim.patching import merge_patch
@@ -96,6 +97,7 @@ class World:
     broken: set[tuple[str, str]] = field(default_factory=set)
     """(machine, item) pairs whose runs always fail."""
     settings: PlanSettings = field(default_factory=PlanSettings)
+    item_norms: dict[tuple[str, str], Norm] = field(default_factory=dict)
     kaas_releases: list[KaaSRelease] = field(default_factory=list)
 
     @classmethod
@@ -115,6 +117,7 @@ class World:
             now=self.now,
             settings=self.settings,
             kaas_releases=self.kaas_releases,
+            item_norms=self.item_norms,
         )
 
     def machine(self, name: str) -> LCMMachine:

@@ -17,7 +17,7 @@ OTHER = "lcm/ns/demo/node-2"
 
 async def test_a_node_cannot_publish_into_another_nodes_subtree(mqtt_broker: Broker) -> None:
     async with listening(mqtt_broker) as regional, publishing(settings(mqtt_broker, "node-1")) as node_1:
-        for channel in ("status", "heartbeat", "events", "cmd"):
+        for channel in t.CHANNELS:
             node_1.put(Outgoing(f"{OTHER}/{channel}", b"forged", qos=1))
         node_1.put(Outgoing("lcm/other-ns/demo/node-1/../node-2/events", b"forged", qos=1))
         node_1.put(Outgoing(f"{OWN}/cmd", b"forged", qos=1))  # its own commands come from the region only
@@ -72,6 +72,7 @@ async def test_the_regional_user_cannot_fake_a_nodes_heartbeat_or_status(mqtt_br
                 publishing(settings(mqtt_broker, REGIONAL_USER)) as regional):
         regional.put(Outgoing(f"{OWN}/heartbeat", b"fake", qos=1))
         regional.put(Outgoing(f"{OWN}/status", b"fake", qos=1, retain=True))
+        regional.put(Outgoing(f"{OWN}/diagnostics", b"fake", qos=1, retain=True))
         regional.put(Outgoing(f"{OTHER}/cmd", b"wake", qos=1))
         await witness.wait_for_raw(lambda r: r.payload == b"wake", describe="the command")
     assert [r.payload for r in regional_view.received] == [b"wake"]

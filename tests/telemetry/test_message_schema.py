@@ -38,6 +38,11 @@ VALID = {
     "reconciler": t.event_message(type="reconciler", event="finished", ts=3, seq=4, data={"exitCode": 0}),
     "command answer": t.event_message(type="command", event="done", ts=3, seq=5,
                                       data={"command": "cancel", "id": "x", "detail": "cancelled a"}),
+    "item finished": t.event_message(type="item", event="finished", item="a", ts=2, seq=3,
+                                     data={"result": "success", "exit_code": 0, "version": "1",
+                                           "seconds": 2.5}),
+    "diagnostics": t.diagnostics_message(trigger="stuck", item="a", ts=5, seq=6,
+                                         bundle={"item": "a", "attempt": 5, "truncated": False}),
     "wake": t.command_message(command="wake", ts=4, seq=0),
     "cancel one item": t.command_message(command="cancel", item="a", id="req-1", ts=4, seq=1),
 }
@@ -90,6 +95,10 @@ INVALID = [
     ("hardware", _set("data.subsystem", "usb"), "data.subsystem: 'usb' is not one of block, net"),
     ("hardware", _set("data.device", KeyError), "data.device: invalid or missing"),
     ("command answer", _set("data.command", "reboot"), "data.command: 'reboot' is not one of"),
+    ("item finished", _set("data.seconds", -1), "data.seconds: invalid"),
+    ("diagnostics", _set("bundle", "everything"), "bundle: invalid"),
+    ("diagnostics", _set("bundle.truncated", KeyError), "bundle.truncated: invalid or missing"),
+    ("diagnostics", _set("trigger", ""), "trigger: invalid"),
     ("wake", _set("command", "reboot"), "command: 'reboot' is not one of cancel, wake"),
     ("cancel one item", _set("item", 5), "item: invalid"),
 ]

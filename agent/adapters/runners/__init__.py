@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from agent.adapters.runners import ansible, bash, downloader
@@ -48,6 +49,7 @@ async def run_item(
         return ItemResult(EXIT_INVALID, "failed", f"unknown runner {item.runner!r} (known: {known})", "")
     fields = {"machine": item.machine, "item": item.name, "attempt": item.attempt, "runner": item.runner}
     _emit(on_event, ItemEvent(item.name, "started", {"runner": item.runner, "attempt": item.attempt}))
+    began = time.monotonic()
     try:
         result = await runner(item, on_event, settings or RunnerSettings())
     except asyncio.CancelledError:
@@ -58,7 +60,10 @@ async def run_item(
         message = Redactor(item.secrets.values()).text(f"internal error in the {item.runner} runner: {exc!r}")
         result = ItemResult(EXIT_FAILED, "failed", message, "")
     log.info("item finished: %s", result.result, extra={**fields, "exit_code": result.exit_code})
-    ended = {"result": result.result, "exit_code": result.exit_code}
+    # The item's version and the run's length let the region learn how long the fleet takes for each
+    # item and version (docs/telemetry.md, the scheduler's item durations).
+    ended = {"result": result.result, "exit_code": result.exit_code, "version": item.version,
+             "seconds": round(time.monotonic() - began, 3)}
     _emit(on_event, ItemEvent(item.name, "finished", ended))
     return result
 
