@@ -28,7 +28,6 @@ from datetime import datetime
 
 from agent.api.models import EXIT_CODE_RUNNING, LCMCluster, LCMClusterState, RolloutSpec
 from agent.decisions.hashing import item_hash
-from agent.kits.timestamps import rfc3339
 from regional.planning.machines import MachineView
 from regional.planning.windows import Windows, windows
 
@@ -115,9 +114,8 @@ class RolloutGate:
             return "WindowClosed", f"no maintenance window can open: {self.windows.problem}"
         opening = self.windows.next_opening(self.now)
         assert opening is not None  # configured, valid ranges: one opens within a week
-        zone = self.windows.zone
-        local = opening.astimezone(zone) if zone is not None else opening
-        return "WindowClosed", f"outside the maintenance windows; the next opens at {rfc3339(local)}"
+        local = opening.astimezone(self.windows.zone).isoformat(timespec="minutes")
+        return "WindowClosed", f"outside the maintenance windows; the next opens at {local}"
 
     def next_opening_in(self) -> float | None:
         """Seconds until the windows open, when they are closed now and will open."""
