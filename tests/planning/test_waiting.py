@@ -1,4 +1,4 @@
-"""Why a machine waits: one reason per held machine in status.waiting, kept while it stays, gone as it moves."""
+"""Why a machine waits: one reason in status.waiting, kept while it stays, gone as it moves."""
 
 from __future__ import annotations
 
