@@ -130,6 +130,23 @@ def _release_worker(
     return "deploy"
 
 
+def _upgrade_waits(fleet: Fleet, v: MachineView, may_start: bool, control_plane_pending: bool) -> bool:
+    """A settled worker on another release, not drained yet, that may not start its upgrade now: held
+    without rendering its spec (thousands wait behind a canary wave, a closed window or the drain budget)."""
+    release = fleet.templates.release
+    if v.spec.release == release or not v.settled or v.name in fleet.drains:
+        return False
+    if not may_start:
+        hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
+        return True
+    if fleet.upgrade_held(v):
+        return True
+    if needs_drain(fleet, v, release) and fleet.cordoned >= fleet.cluster.spec.max_worker_upgrade_count:
+        hold_back(fleet, v, "upgrade")
+        return True
+    return False
+
+
 def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
     """Workers and bastions, in order, once the control plane is done."""
     spec = fleet.cluster.spec
@@ -145,6 +162,8 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
             taken = _release_worker(fleet, v, may_prepare, may_deploy, control_plane_pending)
             preparing += taken == "prepare"
             deploying += taken == "deploy"
+            continue
+        if _upgrade_waits(fleet, v, may_start, control_plane_pending):
             continue
         if (full := fleet.full(v)) is None:
             continue

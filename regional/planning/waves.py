@@ -188,6 +188,6 @@ def gate_conditions(gate: RolloutGate) -> tuple[tuple[str, str, str, str], ...]:
             message = f"{gate.windows.problem}: no upgrade or reboot can start"
             out.append(("MaintenanceWindows", "False", "NeverOpens", message))
         else:
-            message = f"upgrades and reboots start only inside {gate.windows.describe()}"
+            message = f"upgrades and reboots start only inside {gate.windows.text}"
             out.append(("MaintenanceWindows", "True", "Valid", message))
     return tuple(out)

@@ -58,6 +58,8 @@ class Windows:
     ranges: tuple[_Range, ...]
     configured: bool
     problem: str = ""
+    text: str = ""
+    """The windows as written, for people: ``Sat,Sun 01:00-05:00 (Europe/Berlin)``."""
 
     @property
     def never_open(self) -> bool:
@@ -97,15 +99,6 @@ class Windows:
         ]
         return min(starts, default=None)
 
-    def describe(self) -> str:
-        ranges = (f"{DAYS[r.weekday]} {_wall(r.start)}-{_wall(r.end % MINUTES_PER_DAY or r.end)}"
-                  for r in self.ranges)
-        return ", ".join(ranges) + (f" ({self.zone.key})" if self.zone is not None else "")
-
-
-def _wall(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
 
 def _opening(day: date, r: _Range, zone: ZoneInfo) -> datetime | None:
     """The first instant of the window ``r`` on ``day``: its start, or, when the zone's clock skips the
@@ -140,4 +133,6 @@ def windows(rollout: RolloutSpec) -> Windows:
     ranges = tuple(_ranges(rollout.windows))
     if not ranges:
         return Windows(zone, (), True, "no window ever opens (no days, or start equal to end)")
-    return Windows(zone, ranges, True)
+    opening = [w for w in rollout.windows if w.days and w.start != w.end]
+    text = ", ".join(f"{','.join(w.days)} {w.start}-{w.end}" for w in opening)
+    return Windows(zone, ranges, True, text=f"{text} ({zone.key})")
