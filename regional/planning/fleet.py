@@ -124,14 +124,6 @@ class Fleet:
             self.hold(v, *held)
         return held is not None
 
-    def window_held(self, v: MachineView) -> bool:
-        """Outside the cluster's maintenance windows, where no reboot or upgrade may start: the hold
-        (``WindowClosed``, naming the next opening; the plan is requeued for it) is recorded."""
-        held = self.gate.window_hold() if self.gate is not None else None
-        if held is not None:
-            self.hold(v, *held)
-        return held is not None
-
     def upgrade_started(self, v: MachineView) -> None:
         if self.gate is not None:
             self.gate.started(v)
