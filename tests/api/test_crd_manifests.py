@@ -154,7 +154,8 @@ def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("LCMMachine", ["Type", "State", "Pending", "Waiting", "Items", "Release", "Age", "Cluster", "Agent"]),
+        ("LCMMachine",
+         ["Type", "State", "Pending", "Waiting", "Items", "Release", "Age", "Cluster", "Agent"]),
         ("LCMCluster", ["Release", "Requested", "Ready", "Progress", "Age", "Applied", "Stuck"]),
         ("LCMClusterState", ["Type", "Arg", "Value", "Actual", "Age", "Cluster", "Attempt", "Message"]),
         ("ClusterRelease", ["Version", "Agent", "Age"]),
