@@ -33,14 +33,20 @@ PAUSED = Hold("Paused", f'{PAUSED_ANNOTATION} is "true" on the cluster: nothing 
 def hold_back(fleet: Fleet, v: MachineView, slot: Slot, *, control_plane_pending: bool = False) -> None:
     """Record why a machine with work to do did not get it: the halt, then the control plane, then the
     budget whose slots are all taken (the first of these that must change)."""
-    spec = fleet.cluster.spec
     if fleet.halted:
         fleet.hold(v, "Halted", "the rollout is halted: a machine is stuck (the cluster's OperationStuck "
                                 "condition names it)")
     elif control_plane_pending:
         fleet.hold(v, "WaitingForControlPlane", "workers start once the first manager is Ready and every "
                                                 "control machine is done")
-    elif slot == "control":
+    else:
+        hold_slot(fleet, v, slot)
+
+
+def hold_slot(fleet: Fleet, v: MachineView, slot: Slot) -> None:
+    """Record that the budget a machine needs a place in is full."""
+    spec = fleet.cluster.spec
+    if slot == "control":
         fleet.hold(v, "ControlPlaneBusy", "another control machine is changing: one at a time")
     elif slot == "prepare":
         fleet.hold(v, "PrepareSlotTaken", f"maxWorkerPrepareCount ({spec.max_worker_prepare_count}) workers "
