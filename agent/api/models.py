@@ -13,6 +13,7 @@ round trip cannot reformat them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
@@ -369,8 +370,6 @@ Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WALL_TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 """``HH:MM`` on a 24-hour clock; ``24:00`` ends a window at midnight."""
 PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
-FailureCount = Annotated[StrictInt, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT_PATTERN)]
-"""A number of machines, or a percentage of them (``"10%"``)."""
 
 
 class MaintenanceWindow(ApiModel):
@@ -395,10 +394,21 @@ class RolloutSpec(ApiModel):
     upgrade. The defaults keep Mirantis' behaviour: no canary, no budget, upgrades start at any time."""
 
     canary_workers: StrictInt = Field(default=0, ge=0)
-    max_failures: FailureCount | None = None
+    max_failures: int | str | None = None
+    """A number of machines, or a percentage of them (``"10%"``)."""
     accepted_failures: AcceptedFailures | None = None
     windows: tuple[MaintenanceWindow, ...] = ()
     time_zone: str = "UTC"
+
+    @field_validator("max_failures", mode="plain")
+    @classmethod
+    def _count_or_percentage(cls, value: object) -> int | str | None:
+        """One check for both forms, so a refusal names the field itself (a union would name its branches)."""
+        if value is None or (type(value) is int and value >= 0):
+            return value
+        if isinstance(value, str) and re.fullmatch(PERCENT_PATTERN, value):
+            return value
+        raise ValueError('should be a count of machines (0 or more) or a percentage such as "10%"')
 
 
 class LCMClusterSpec(ApiModel):

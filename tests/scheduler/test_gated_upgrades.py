@@ -17,6 +17,7 @@ from scheduler_harness import (
     CLUSTERS,
     MACHINES,
     RELEASES,
+    cluster_body,
     eventually,
     fleet_running,
     release_body,
@@ -25,9 +26,9 @@ from scheduler_harness import (
 )
 from test_rollout import _upgraded, cluster_status, create_cluster
 
-from agent.adapters.kube import Kube
+from agent.adapters.kube import Kube, KubeError
 from agent.api.execution import ItemResult
-from agent.api.models import StateItem
+from agent.api.models import InvalidObjectError, LCMCluster, StateItem
 from regional.planning.actions import Patch, Plan, PlanInput
 from regional.planning.planner import plan as planner
 from regional.planning.settings import PlanSettings
@@ -192,3 +193,27 @@ async def test_a_window_in_the_future_holds_the_upgrade_until_the_clock_enters_i
     assert not [a for p in early for a in p.actions
                 if isinstance(a, Patch) and a.resource == "lcmmachines" and a.subresource is None
                 and a.patch.get("spec", {}).get("release") == "swarm-1.1.0"]
+
+
+WINDOW = {"days": ["Sat"], "start": "01:00", "end": "05:00"}
+
+
+@pytest.mark.parametrize(("rollout", "field"), [
+    ({"maxFailures": "ten"}, "spec.rollout.maxFailures"),
+    ({"maxFailures": "150%"}, "spec.rollout.maxFailures"),
+    ({"maxFailures": -1}, "spec.rollout.maxFailures"),
+    ({"canaryWorkers": -2}, "spec.rollout.canaryWorkers"),
+    ({"windows": [{**WINDOW, "start": "25:00"}]}, "spec.rollout.windows[0].start"),
+    ({"windows": [{**WINDOW, "days": ["Funday"]}]}, "spec.rollout.windows[0].days[0]"),
+    ({"acceptedFailures": {"count": 1}}, "spec.rollout.acceptedFailures.release"),
+])
+async def test_a_malformed_rollout_is_refused_naming_the_field(
+        kube_api: KubeApi, kube: Kube, rollout: dict[str, Any], field: str) -> None:
+    body = cluster_body(kube_api.namespace, "swarm-1.0.0", rollout=rollout)
+    with pytest.raises(KubeError) as refused:
+        await kube.create(CLUSTERS, kube_api.namespace, body)
+    assert refused.value.status == 422
+    assert field in refused.value.message
+    with pytest.raises(InvalidObjectError) as invalid:  # the models agree, should one reach the scheduler
+        LCMCluster.from_raw(body)
+    assert field in {path for path, _ in invalid.value.causes}
