@@ -39,8 +39,10 @@ def plan(inp: PlanInput) -> Plan:
     troubles = [t for v in views
                 if (t := trouble(v, drains.get(v.name), inp.settings, inp.now, inp.item_norms))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
+    gate = rollout_gate(cluster, cluster.spec.release, views, drains, inp.now)
     summary = Summary(
-        cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
+        cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal,
+        gate_conditions=gate_conditions(gate), blocked="failure budget spent, " if gate.budget_spent else "",
     )
     paused = cluster.metadata.annotations.get(PAUSED_ANNOTATION) == "true"
     if check.target is None:
@@ -50,13 +52,10 @@ def plan(inp: PlanInput) -> Plan:
     managers = manager_addresses(ready_managers(views, first))
     swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
     templates = Templates(check.target, cluster)
-    gate = rollout_gate(cluster, templates.release, views, drains, inp.now)
     fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles),
                   gate=gate)
     plan_leaving(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
-    summary = replace(summary, gate_conditions=gate_conditions(gate),
-                      blocked="failure budget spent, " if gate.budget_spent else "")
     if paused:
         # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
         holds = {**fleet.holds, **dict.fromkeys(moving(fleet), PAUSED)}
