@@ -25,12 +25,14 @@ from regional.planning.contract import PAUSED_ANNOTATION
 from regional.planning.fleet import Fleet, Hold
 from regional.planning.machines import MachineView
 
-Slot = Literal["prepare", "deploy", "upgrade", "control"]
+Budget = Literal["prepare", "deploy", "upgrade", "control"]
+"""The budget a machine waits for a place in: one of the `maxWorker*Count`s, or the one control machine
+changing at a time."""
 
 PAUSED = Hold("Paused", f'{PAUSED_ANNOTATION} is "true" on the cluster: nothing is changed')
 
 
-def hold_back(fleet: Fleet, v: MachineView, slot: Slot, *, control_plane_pending: bool = False) -> None:
+def hold_back(fleet: Fleet, v: MachineView, slot: Budget, *, control_plane_pending: bool = False) -> None:
     """Record why a machine with work to do did not get it: the halt, then the control plane, then the
     budget whose slots are all taken (the first of these that must change)."""
     if fleet.halted:
@@ -43,7 +45,7 @@ def hold_back(fleet: Fleet, v: MachineView, slot: Slot, *, control_plane_pending
         hold_slot(fleet, v, slot)
 
 
-def hold_slot(fleet: Fleet, v: MachineView, slot: Slot) -> None:
+def hold_slot(fleet: Fleet, v: MachineView, slot: Budget) -> None:
     """Record that the budget a machine needs a place in is full."""
     spec = fleet.cluster.spec
     if slot == "control":
