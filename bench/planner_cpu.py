@@ -1,11 +1,16 @@
 """Scheduler plan for 5,000 machines: CPU seconds of one ``plan()`` call (budget ≤ 1 s).
 
-Two fleets of 3 control machines and 4,997 workers, parsed once as the scheduler's caches would hold them:
+Fleets of 3 control machines and 4,997 workers, parsed once as the scheduler's caches would hold them:
 
 - ``converged``: every machine Ready on the release: the plan the scheduler makes on every event once the
   cluster is up (it must look at everything and write nothing);
 - ``rollout``: every machine prepared, the control plane up, the workers waiting to deploy: the plan that
-  renders and diffs every machine's full spec and writes the next batch.
+  renders and diffs every machine's full spec and writes the next batch;
+- ``gated upgrade``: an upgrade to a second release with every gate on (``spec.rollout``: 500 canary
+  workers, a failure budget of 10 %, maintenance windows in Europe/Berlin), halfway through its canary wave:
+  the control plane and 250 canaries upgraded, 20 of them after a failed run, 250 canaries drained, the
+  other workers held; every worker's spec rendered and diffed, each held one's reason written;
+- ``window closed``: the same fleet outside its windows: every machine held, the next opening computed.
 
 Each figure is the median CPU time (``time.process_time``) of several runs, cold (objects the planner has
 not seen: a scheduler's first plan) and warm (the same objects again: a re-plan after an event, where only
@@ -24,9 +29,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.api.models import ClusterRelease, LCMCluster, LCMMachine
+from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, LCMMachine
 from agent.decisions.hashing import item_hash
-from regional.planning.actions import Patch, PlanInput
+from regional.planning.actions import Create, Delete, PlanInput
 from regional.planning.planner import plan
 from testbed.sim.patching import merge_patch
 
@@ -35,24 +40,25 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONTROLS = 3
 
 
-def _item(name: str, phase: str) -> dict[str, Any]:
-    return {"runner": "ansible", "name": name, "version": "1.0.0", "phase": phase,
+def _item(name: str, phase: str, version: str = "1.0.0") -> dict[str, Any]:
+    return {"runner": "ansible", "name": name, "version": version, "phase": phase,
             "params": {"playbook": f"{phase}/{name}.yml"}}
 
 
-def _release() -> ClusterRelease:
-    common = [_item("preflight", "prepare"), _item("sysctl", "prepare"), _item("packages", "prepare"),
-              _item("docker-engine", "deploy")]
-    tail = [_item("daemon-config", "reconfigure"), _item("node-labels", "reconfigure"),
-            _item("swarm-leave", "decommission")]
+def _release(version: str = "1.0.0") -> ClusterRelease:
+    common = [_item("preflight", "prepare", version), _item("sysctl", "prepare", version),
+              _item("packages", "prepare", version), _item("docker-engine", "deploy", version)]
+    tail = [_item("daemon-config", "reconfigure", version), _item("node-labels", "reconfigure", version),
+            _item("swarm-leave", "decommission", version)]
     return ClusterRelease.from_raw({
-        "metadata": {"name": "swarm-1.0.0"},
+        "metadata": {"name": f"swarm-{version}"},
         "spec": {
-            "version": "1.0.0",
+            "version": version, "upgradeFrom": ["swarm-1.0.0"],
             "agent": {"version": "0.1.0", "downloadURL": "http://mirror/a.whl", "sha256": "0" * 64},
             "machineTypes": {
-                "control": [*common, _item("swarm-init", "deploy"), _item("swarm-join", "deploy"), *tail],
-                "worker": [*common, _item("swarm-join", "deploy"), *tail],
+                "control": [*common, _item("swarm-init", "deploy", version),
+                            _item("swarm-join", "deploy", version), *tail],
+                "worker": [*common, _item("swarm-join", "deploy", version), *tail],
             },
         },
     })
@@ -80,21 +86,40 @@ def _finish_items(raw: dict[str, Any]) -> None:
     raw["status"]["agentVersion"] = machine.spec.agent_config.version
 
 
-def _input(cluster: dict[str, Any], machines: list[dict[str, Any]], release: ClusterRelease) -> PlanInput:
-    return PlanInput(LCMCluster.from_raw(cluster), {"swarm-1.0.0": release},
-                     [LCMMachine.from_raw(m) for m in machines], [], NOW)
+Releases = dict[str, ClusterRelease]
+States = dict[str, dict[str, Any]]
 
 
-def _step(cluster: dict[str, Any], machines: list[dict[str, Any]], release: ClusterRelease,
-          finish: bool) -> dict[str, Any]:
-    """One plan applied to the raw objects; the agents then finish everything when ``finish``."""
+def _input(cluster: dict[str, Any], machines: list[dict[str, Any]], releases: Releases,
+           states: States | None = None, now: datetime = NOW) -> PlanInput:
+    return PlanInput(LCMCluster.from_raw(cluster), releases, [LCMMachine.from_raw(m) for m in machines],
+                     [LCMClusterState.from_raw(s) for s in (states or {}).values()], now)
+
+
+def _step(cluster: dict[str, Any], machines: list[dict[str, Any]], releases: Releases, finish: bool,
+          states: States | None = None, now: datetime = NOW) -> dict[str, Any]:
+    """One plan applied to the raw objects; the executor then drains what is asked, and the agents finish
+    everything when ``finish``."""
     by_name = {m["metadata"]["name"]: m for m in machines}
-    for action in plan(_input(cluster, machines, release)).actions:
-        assert isinstance(action, Patch)
-        if action.resource == "lcmclusters":
+    states = {} if states is None else states
+    for action in plan(_input(cluster, machines, releases, states, now)).actions:
+        if isinstance(action, Create):
+            states[action.body["metadata"]["name"]] = {**action.body, "status": {}}
+        elif isinstance(action, Delete):
+            states.pop(action.name, None)
+        elif action.resource == "lcmclusters":
             cluster = merge_patch(cluster, action.patch)
+        elif action.resource == "lcmclusterstates":
+            states[action.name] = merge_patch(states[action.name], action.patch)
         else:
             by_name[action.name].update(merge_patch(by_name[action.name], action.patch))
+    for state in states.values():
+        target = by_name[state["spec"]["arg"]]["status"]
+        if state["spec"]["value"] == "true":
+            target["swarmCordonDrain"] = "cordondrained"
+        else:
+            target.pop("swarmCordonDrain", None)
+        state["status"] = {"value": state["spec"]["value"]}
     if finish:
         for raw in machines:
             _finish_items(raw)
@@ -102,7 +127,7 @@ def _step(cluster: dict[str, Any], machines: list[dict[str, Any]], release: Clus
 
 
 def fleets(size: int) -> dict[str, PlanInput]:
-    release = _release()
+    release = {"swarm-1.0.0": _release()}
     cluster: dict[str, Any] = {"metadata": {"name": "bench", "namespace": "bench", "generation": 1},
                                "spec": {"release": "swarm-1.0.0", "maxWorkerDeployCount": size,
                                         "maxWorkerPrepareCount": size}}
@@ -116,7 +141,34 @@ def fleets(size: int) -> dict[str, PlanInput]:
     cluster = _step(cluster, machines, release, finish=False)
     cluster["spec"] = {"release": "swarm-1.0.0"}
     converged = _input(cluster, machines, release)
-    return {"converged": converged, "rollout": rollout}
+    return {"converged": converged, "rollout": rollout, **_gated(cluster, machines, release)}
+
+
+MONDAY = datetime(2026, 12, 7, 12, tzinfo=UTC)
+CANARIES = 500
+
+
+def _gated(cluster: dict[str, Any], machines: list[dict[str, Any]], old: Releases) -> dict[str, PlanInput]:
+    """The converged fleet halfway through the canary wave of an upgrade with every gate on."""
+    releases = {**old, "swarm-1.1.0": _release("1.1.0")}
+    always = [{"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "start": "00:00", "end": "24:00"}]
+    rollout = {"canaryWorkers": CANARIES, "maxFailures": "10%", "timeZone": "Europe/Berlin",
+               "windows": always}
+    cluster["spec"] = {"release": "swarm-1.1.0", "maxWorkerUpgradeCount": CANARIES // 2, "rollout": rollout}
+    states: States = {}
+    for _ in range(CONTROLS):  # one control machine at a time, no drain (a dedicated control plane)
+        cluster = _step(cluster, machines, releases, True, states, MONDAY)
+    cluster = _step(cluster, machines, releases, False, states, MONDAY)  # half the canaries drained,
+    cluster = _step(cluster, machines, releases, True, states, MONDAY)  # upgraded,
+    cluster = _step(cluster, machines, releases, False, states, MONDAY)  # undrained,
+    for _ in range(2):  # their drains dropped, and the other half drained
+        cluster = _step(cluster, machines, releases, False, states, MONDAY)
+    for raw in machines[CONTROLS:CONTROLS + 20]:  # these needed a second run of an item: failed once
+        raw["status"]["stateItemStatuses"]["docker-engine"]["attempt"] = 2
+    gated = _input(cluster, machines, releases, states, MONDAY)
+    sundays = {**rollout, "windows": [{"days": ["Sun"], "start": "01:00", "end": "05:00"}]}
+    closed = {**cluster, "spec": {**cluster["spec"], "rollout": sundays}}
+    return {"gated upgrade": gated, "window closed": _input(closed, machines, releases, states, MONDAY)}
 
 
 def cpu_seconds(inp: PlanInput, runs: int, *, cold: bool) -> tuple[float, list[float], int]:

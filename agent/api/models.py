@@ -13,6 +13,7 @@ round trip cannot reformat them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
@@ -310,6 +311,16 @@ class LCMMachineSpec(ApiModel):
     prepare_deletion: StrictBool = False
 
 
+class MachineWaiting(ApiModel):
+    """*Extension*, written by the scheduler: why a machine with work to do is not given it now. One
+    machine-readable ``reason`` (``WindowClosed``, ``Canary``, ``Paused``...), a ``message`` naming what it
+    waits for, and ``since`` (RFC 3339), kept while the reason stays. Absent while the machine moves."""
+
+    reason: str
+    message: str = ""
+    since: str | None = None
+
+
 class LCMMachineStatus(ApiModel):
     state: MachineState | None = None
     state_item_statuses: Mapping[str, StateItemStatus] = {}
@@ -331,6 +342,7 @@ class LCMMachineStatus(ApiModel):
     pending_operation: str = ""
     spec_error: str = ""
     conditions: tuple[Condition, ...] = ()
+    waiting: MachineWaiting | None = None
 
     @property
     def internal_ip(self) -> str | None:
@@ -354,6 +366,51 @@ def _unique_names_per_type(
     return machine_types
 
 
+Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+WALL_TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+"""``HH:MM`` on a 24-hour clock; ``24:00`` ends a window at midnight."""
+PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
+
+
+class MaintenanceWindow(ApiModel):
+    """*Extension*: weekly hours in which upgrades and reboots may start, in the rollout's time zone. A
+    window whose ``end`` is not after its ``start`` runs past midnight into the next day."""
+
+    days: tuple[Weekday, ...]
+    start: str = Field(pattern=WALL_TIME_PATTERN)
+    end: str = Field(pattern=WALL_TIME_PATTERN)
+
+
+class AcceptedFailures(ApiModel):
+    """*Extension*: the failed machines of the upgrade to ``release`` an operator has accepted; the failure
+    budget counts only those beyond ``count``. Bound to the release, so it never widens the next upgrade's."""
+
+    release: str
+    count: StrictInt = Field(ge=0)
+
+
+class RolloutSpec(ApiModel):
+    """*Extension* (docs/api.md, "spec.rollout"): canary wave, failure budget and maintenance windows of an
+    upgrade. The defaults keep Mirantis' behaviour: no canary, no budget, upgrades start at any time."""
+
+    canary_workers: StrictInt = Field(default=0, ge=0)
+    max_failures: int | str | None = None
+    """A number of machines, or a percentage of them (``"10%"``)."""
+    accepted_failures: AcceptedFailures | None = None
+    windows: tuple[MaintenanceWindow, ...] = ()
+    time_zone: str = "UTC"
+
+    @field_validator("max_failures", mode="plain")
+    @classmethod
+    def _count_or_percentage(cls, value: object) -> int | str | None:
+        """One check for both forms, so a refusal names the field itself (a union would name its branches)."""
+        if value is None or (type(value) is int and value >= 0):
+            return value
+        if isinstance(value, str) and re.fullmatch(PERCENT_PATTERN, value):
+            return value
+        raise ValueError('should be a count of machines (0 or more) or a percentage such as "10%"')
+
+
 class LCMClusterSpec(ApiModel):
     machine_types: Mapping[str, tuple[StateItem, ...]] = {}
     release: str = ""
@@ -362,6 +419,7 @@ class LCMClusterSpec(ApiModel):
     max_worker_deploy_count: StrictInt = Field(default=50, ge=1)
     dedicated_control_plane: StrictBool = True
     token_ttl: str | None = Field(default=None, alias="tokenTTL")
+    rollout: RolloutSpec = shared(RolloutSpec())
 
     _unique_item_names = field_validator("machine_types")(_unique_names_per_type)
 

@@ -113,5 +113,14 @@ def add_broker_options(cmd: argparse.ArgumentParser, *, url_help: str, required:
     cmd.add_argument("--mqtt-ca-file", type=Path, help="CA of the broker's certificate")
 
 
-COMMAND_GROUPS = (add_cloudinit_commands, add_watch_commands, add_diagnostics_commands)
+def add_explain_commands(groups: Groups) -> None:
+    cmd = groups.add_parser("explain", help="why a cluster or a machine waits, as a tree")
+    cmd.add_argument("machine", nargs="?", help="an LCMMachine: its branch of the tree only")
+    cmd.add_argument("--namespace", required=True)
+    cmd.add_argument("--cluster", help="the LCMCluster (default: the machine's spec.clusterName)")
+    cmd.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or ~/.kube/config")
+    cmd.set_defaults(func=deferred("regional.cli.explain:explain"))
+
+
+COMMAND_GROUPS = (add_cloudinit_commands, add_watch_commands, add_diagnostics_commands, add_explain_commands)
 """The regional side's own command groups; a new one is one function added here."""

@@ -29,6 +29,7 @@ from regional.planning.contract import FINALIZER, SWARM_ITEMS
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
 from regional.planning.rendering import Target, without_finalizer
+from regional.planning.waiting import hold_slot
 
 
 def _joined(v: MachineView) -> bool:
@@ -63,6 +64,7 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
     leaving_items = bool(decommission) and all(item.name in names for item in decommission)
     started = v.name in fleet.drains or v.name in fleet.removals or leaving_items
     if not started and not _may_start(fleet, v, drains=swarm_ops):
+        hold_slot(fleet, v, "control" if v.control else "upgrade")  # leaving goes on while halted
         return
     if swarm_ops and (v.name in fleet.drains or not started):
         fleet.want("swarm-drain", v, True, "drain before leaving")

@@ -19,6 +19,7 @@ from regional.planning.machines import MachineView
 from regional.planning.ordering import first_ready
 from regional.planning.rendering import Swarm, Target, Templates, machine_patch, swarm_item_for, target
 from regional.planning.swarm_orders import Wanted
+from regional.planning.waves import RolloutGate
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Fleet:
     """Machines with the spec the planner wants, all of it done."""
     holds: dict[str, Hold] = field(default_factory=dict)
     """Machine name → why it waits; the first rule that held it back wins (it is what must change first)."""
+    gate: RolloutGate | None = None
+    """The canary wave, failure budget and maintenance windows of an upgrade (waves.py); None: no gates."""
     _other_templates: dict[str, Templates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,17 @@ class Fleet:
 
     def hold(self, v: MachineView, reason: str, message: str) -> None:
         self.holds.setdefault(v.name, Hold(reason, message))
+
+    def upgrade_held(self, v: MachineView) -> bool:
+        """The rollout's gates hold the machine's upgrade back now (the hold is recorded)."""
+        held = self.gate.hold(v) if self.gate is not None else None
+        if held is not None:
+            self.hold(v, *held)
+        return held is not None
+
+    def upgrade_started(self, v: MachineView) -> None:
+        if self.gate is not None:
+            self.gate.started(v)
 
     def want(self, operation: MachineOperation, v: MachineView, value: bool, reason: str) -> None:
         state = Wanted(operation, v.name, value, self.executor or "", reason)

@@ -24,6 +24,8 @@ from regional.planning.rendering import Swarm, Templates
 from regional.planning.rollout import plan_controls, plan_workers
 from regional.planning.status import Summary, cluster_status_patch, stuck_flags
 from regional.planning.swarm_orders import state_writes
+from regional.planning.waiting import PAUSED, moving, waiting_patches
+from regional.planning.waves import gate_conditions, rollout_gate
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -37,20 +39,28 @@ def plan(inp: PlanInput) -> Plan:
     troubles = [t for v in views
                 if (t := trouble(v, drains.get(v.name), inp.settings, inp.now, inp.item_norms))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
+    gate = rollout_gate(cluster, cluster.spec.release, views, drains, inp.now)
     summary = Summary(
-        cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal
+        cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal,
+        gate_conditions=gate_conditions(gate), blocked="failure budget spent, " if gate.budget_spent else "",
     )
     paused = cluster.metadata.annotations.get(PAUSED_ANNOTATION) == "true"
-    if check.target is None or paused:
+    if check.target is None:
         status = cluster_status_patch(cluster, replace(summary, paused=paused), inp.now)
         return Plan(tuple(a for a in (status,) if a is not None))
     first = first_control(views)
     managers = manager_addresses(ready_managers(views, first))
     swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
     templates = Templates(check.target, cluster)
-    fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles))
+    fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles),
+                  gate=gate)
     plan_leaving(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
+    if paused:
+        # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
+        holds = {**fleet.holds, **dict.fromkeys(moving(fleet), PAUSED)}
+        status = cluster_status_patch(cluster, replace(summary, paused=True), inp.now)
+        return Plan((*waiting_patches(views, holds, inp.now), *(a for a in (status,) if a is not None)))
     # Deletion phases first: "completed" must land before the finalizer's removal lets the object go.
     failing = {t.machine for t in troubles}
     actions: list[Action] = [*deletion_phases(views, failing, {*drains, *removals}, fleet)]
@@ -62,10 +72,15 @@ def plan(inp: PlanInput) -> Plan:
     ]
     actions += state_writes(cluster, states, fleet.wanted)
     actions += stuck_flags(views, troubles)
+    actions += waiting_patches(views, fleet.holds, inp.now)
     status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)
     if status is not None:
         actions.append(status)
-    return Plan(tuple(actions), _requeue_after(views, drains, inp))
+    requeue = _requeue_after(views, drains, inp)
+    if any(hold.reason == "WindowClosed" for hold in fleet.holds.values()):
+        opening = gate.next_opening_in()
+        requeue = opening if requeue is None or opening is None else min(requeue, opening)
+    return Plan(tuple(actions), requeue)
 
 
 def _requeue_after(

@@ -14,6 +14,7 @@ from typing import Any
 
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.waiting import hold_back
 
 
 def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:
@@ -27,8 +28,14 @@ def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_fre
     reason = f"upgrade to {fleet.templates.release}"
     drain = fleet.drains.get(v.name)
     if drain is None:
-        if not slot_free or fleet.executor is None:
+        if fleet.upgrade_held(v):
             return False
+        if not slot_free:
+            hold_back(fleet, v, "control" if v.control else "upgrade")
+            return False
+        if fleet.executor is None:
+            return False
+        fleet.upgrade_started(v)
         fleet.want("swarm-drain", v, True, f"drain before the {reason}")
         return True
     fleet.want("swarm-drain", v, True, f"drain before the {reason}")

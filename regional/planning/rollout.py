@@ -23,6 +23,7 @@ from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
 from regional.planning.release_upgrade import drained_update, finish, needs_drain
 from regional.planning.rendering import Target
+from regional.planning.waiting import hold_back
 
 Slot = Literal["prepare", "deploy"] | None
 """The budget a step took a place in, if any."""
@@ -35,6 +36,18 @@ def _in_flight(v: MachineView) -> bool:
 
 def _change(v: MachineView, want: Target) -> str:
     return f"upgrade to {want.release}" if v.spec.release != want.release else "settings changed"
+
+
+def _gated(fleet: Fleet, v: MachineView, want: Target) -> bool:
+    """An upgrade (another release) the rollout's gates hold back now (waves.py); the hold is recorded."""
+    return v.spec.release != want.release and fleet.upgrade_held(v)
+
+
+def _start(fleet: Fleet, v: MachineView, patch: dict[str, Any], want: Target) -> None:
+    """Write a change in place; an upgrade that starts so takes its place in the canary wave."""
+    fleet.write(v, patch, _change(v, want))
+    if v.spec.release != want.release:
+        fleet.upgrade_started(v)
 
 
 def plan_controls(fleet: Fleet) -> bool:
@@ -51,10 +64,14 @@ def plan_controls(fleet: Fleet) -> bool:
         pending = True
         if v.released and _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
-        elif v.released and not fleet.halted and needs_drain(fleet, v, full.release):
+        elif v.released and fleet.halted:
+            hold_back(fleet, v, "control")
+        elif v.released and needs_drain(fleet, v, full.release):
             fleet.control_busy |= drained_update(fleet, v, patch, slot_free=not fleet.control_busy)
-        elif v.released and not fleet.halted and not fleet.control_busy:
-            fleet.write(v, patch, _change(v, full))
+        elif v.released and fleet.control_busy:
+            hold_back(fleet, v, "control")
+        elif v.released and not _gated(fleet, v, full):
+            _start(fleet, v, patch, full)
             fleet.control_busy = True
         elif not v.released:
             _release_control(fleet, v, patch)
@@ -66,19 +83,27 @@ def _release_control(fleet: Fleet, v: MachineView, deploy: dict[str, Any]) -> No
     if prepare is not None:
         if _in_flight(v) or not fleet.halted:
             fleet.write(v, prepare, "prepare")
+        else:
+            hold_back(fleet, v, "control")
         return
-    if not v.settled or fleet.halted or fleet.control_busy:
+    if not v.settled:
+        return
+    if fleet.halted or fleet.control_busy:
+        hold_back(fleet, v, "control")
         return
     if v is fleet.swarm.first:
         fleet.write(v, deploy, "deploy: the first control machine initialises the swarm")
     elif fleet.first_ready:
         fleet.write(v, deploy, "deploy: joins the swarm as a manager")
     else:
+        hold_back(fleet, v, "control", control_plane_pending=True)
         return
     fleet.control_busy = True
 
 
-def _release_worker(fleet: Fleet, v: MachineView, may_prepare: bool, may_deploy: bool) -> Slot:
+def _release_worker(
+    fleet: Fleet, v: MachineView, may_prepare: bool, may_deploy: bool, control_plane_pending: bool
+) -> Slot:
     """A worker not yet released: its prepare items, or all of them when there is room. Its full spec is only
     rendered when it may get it: thousands of prepared workers wait while a batch deploys."""
     prepare = fleet.diff(v, fleet.prepare(v))
@@ -88,8 +113,13 @@ def _release_worker(fleet: Fleet, v: MachineView, may_prepare: bool, may_deploy:
         elif may_prepare:
             fleet.write(v, prepare, "prepare")
             return "prepare"
+        else:
+            hold_back(fleet, v, "prepare")
         return None
-    if not v.settled or not (may_deploy or fleet.templates.prepare_only(v.type)):
+    if not v.settled:
+        return None
+    if not (may_deploy or fleet.templates.prepare_only(v.type)):
+        hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
         return None
     full = fleet.full(v)
     deploy = fleet.diff(v, full) if full is not None else None
@@ -100,10 +130,28 @@ def _release_worker(fleet: Fleet, v: MachineView, may_prepare: bool, may_deploy:
     return "deploy"
 
 
+def _upgrade_waits(fleet: Fleet, v: MachineView, may_start: bool, control_plane_pending: bool) -> bool:
+    """A settled worker on another release, not drained yet, that may not start its upgrade now: held
+    without rendering its spec (thousands wait behind a canary wave, a closed window or the drain budget)."""
+    release = fleet.templates.release
+    if v.spec.release == release or not v.settled or v.name in fleet.drains:
+        return False
+    if not may_start:
+        hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
+        return True
+    if fleet.upgrade_held(v):
+        return True
+    if needs_drain(fleet, v, release) and fleet.cordoned >= fleet.cluster.spec.max_worker_upgrade_count:
+        hold_back(fleet, v, "upgrade")
+        return True
+    return False
+
+
 def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
     """Workers and bastions, in order, once the control plane is done."""
     spec = fleet.cluster.spec
-    may_start = fleet.first_ready and not controls_pending and not fleet.halted
+    control_plane_pending = not fleet.first_ready or controls_pending
+    may_start = not control_plane_pending and not fleet.halted
     workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None]
     preparing = sum(1 for v in workers if not v.released and _in_flight(v))
     deploying = sum(1 for v in workers if v.released and not v.settled and v.name not in fleet.drains)
@@ -111,9 +159,11 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
         if not v.released:
             may_prepare = not fleet.halted and preparing < spec.max_worker_prepare_count
             may_deploy = may_start and deploying < spec.max_worker_deploy_count
-            taken = _release_worker(fleet, v, may_prepare, may_deploy)
+            taken = _release_worker(fleet, v, may_prepare, may_deploy, control_plane_pending)
             preparing += taken == "prepare"
             deploying += taken == "deploy"
+            continue
+        if _upgrade_waits(fleet, v, may_start, control_plane_pending):
             continue
         if (full := fleet.full(v)) is None:
             continue
@@ -122,9 +172,15 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
             finish(fleet, v)
         elif _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
-        elif may_start and needs_drain(fleet, v, full.release):
+        elif not may_start:
+            hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
+        elif needs_drain(fleet, v, full.release):
             slot_free = fleet.cordoned < spec.max_worker_upgrade_count
             fleet.cordoned += drained_update(fleet, v, patch, slot_free)
-        elif may_start and deploying < spec.max_worker_deploy_count:
-            fleet.write(v, patch, _change(v, full))
+        elif _gated(fleet, v, full):
+            continue
+        elif deploying < spec.max_worker_deploy_count:
+            _start(fleet, v, patch, full)
             deploying += 1
+        else:
+            hold_back(fleet, v, "deploy")

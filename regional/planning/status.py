@@ -36,6 +36,10 @@ class Summary:
     digests: Mapping[str, str]
     refusal: Refusal | None = None
     paused: bool = False
+    blocked: str = ""
+    """Why an upgrade stands still, as Progress's prefix (``failure budget spent, ``); empty when it moves."""
+    gate_conditions: tuple[tuple[str, str, str, str], ...] = ()
+    """(type, status, reason, message) of the rollout gates' conditions (waves.gate_conditions)."""
     converged: int = 0
     """Machines with the wanted spec, all done and undrained (counted by the rules; 0 when not planned)."""
 
@@ -71,7 +75,7 @@ class Summary:
             core = f"deploy {self.ready}/{len(staying)} ready"
         if leaving := sum(1 for v in self.views if v.leaving):
             core += f", {leaving} leaving"
-        prefix = "paused, " if self.paused else "halted, " if self.troubles else ""
+        prefix = "paused, " if self.paused else "halted, " if self.troubles else self.blocked
         return prefix + core
 
 
@@ -100,6 +104,7 @@ def _conditions(s: Summary) -> list[tuple[str, str, str, str]]:
         ("ReleaseAccepted", *accepted),
         ("OperationStuck", *stuck),
         ("Paused", *(paused if s.paused else ("False", "NotPaused", ""))),
+        *s.gate_conditions,
     ]
 
 

@@ -43,9 +43,13 @@ def same(a: Any, b: Any) -> bool:
 
 def notable(action: Action) -> bool:
     """Worth an Event: every action with a reason, except the cluster's own status, which is its progress
-    report (an Event per progress step would bury the ones an operator needs)."""
-    cluster_status = isinstance(action, Patch) and action.resource == "lcmclusters" and action.subresource
-    return bool(action.reason) and not cluster_status
+    report (an Event per progress step would bury the ones an operator needs), and a machine's
+    ``status.waiting`` alone, which the Waiting column shows (a fleet's first deploy holds every worker
+    for the control plane: an Event each would flood the Events' budget)."""
+    status = isinstance(action, Patch) and action.subresource == "status"
+    cluster_status = status and action.resource == "lcmclusters"
+    waiting = status and isinstance(action, Patch) and set(action.patch.get("status", {})) == {"waiting"}
+    return bool(action.reason) and not cluster_status and not waiting
 
 
 def target(action: Action) -> tuple[str, str, str, str]:

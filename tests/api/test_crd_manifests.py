@@ -106,8 +106,10 @@ def test_schema_is_structural(schemas: Schemas, kind: str) -> None:
     assert root["properties"]["metadata"] == {"type": "object"}
     for path, node in walk(root):
         # A node that holds any JSON (status.stateItemStatuses{}.result) has no type, which only
-        # x-kubernetes-preserve-unknown-fields allows.
-        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{kind}{path} has no type"
+        # x-kubernetes-preserve-unknown-fields allows; an integer-or-string (spec.rollout.maxFailures) has
+        # none either, by x-kubernetes-int-or-string.
+        untyped = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
+        assert "type" in node or untyped, f"{kind}{path} has no type"
         assert not ("properties" in node and "additionalProperties" in node), (
             f"{kind}{path}: both kinds of keys"
         )
@@ -152,7 +154,8 @@ def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("LCMMachine", ["Type", "State", "Pending", "Items", "Release", "Age", "Cluster", "Agent"]),
+        ("LCMMachine",
+         ["Type", "State", "Pending", "Waiting", "Items", "Release", "Age", "Cluster", "Agent"]),
         ("LCMCluster", ["Release", "Requested", "Ready", "Progress", "Age", "Applied", "Stuck"]),
         ("LCMClusterState", ["Type", "Arg", "Value", "Actual", "Age", "Cluster", "Attempt", "Message"]),
         ("ClusterRelease", ["Version", "Agent", "Age"]),
@@ -242,5 +245,7 @@ def test_models_and_schemas_agree_on_names_types_and_enums(schemas: Schemas, kin
             if path in (".apiVersion", ".kind"):
                 continue
             assert sorted(node["enum"]) == sorted(get_args(tp)), path
+        elif node.get("x-kubernetes-int-or-string"):
+            assert tp in (int, str), path
         else:
             assert node["type"] == scalar_types[tp], path

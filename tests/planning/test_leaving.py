@@ -145,3 +145,15 @@ def test_leaving_goes_on_while_the_rollout_is_halted() -> None:
     _story(world, 30)
     assert world.machine("w1").metadata.finalizers == ()
     assert world.cluster["status"]["lcmOperationStuck"] is False
+
+
+def test_a_second_leaving_worker_waits_for_the_drain_budget_and_says_so() -> None:
+    world = _cluster(workers=2)
+    for name in ("w0", "w1"):
+        world.machines[name]["spec"]["prepareDeletion"] = True
+    world.apply(plan_for(world))
+    assert {s["spec"]["arg"] for s in world.states.values()} == {"w0"}
+    assert world.machines["w1"]["status"]["waiting"]["reason"] == "UpgradeSlotTaken"
+    assert "sd-w1 by c0" in _story(world)  # w0 gone, w1's turn
+    assert world.machines["w1"]["status"].get("waiting") is None
+    assert world.machine("w1").metadata.finalizers == ()

@@ -218,8 +218,11 @@ def test_a_paused_cluster_changes_nothing_but_says_so() -> None:
     world.cluster["metadata"]["annotations"] = {"lcm.mirantis.com/paused": "true"}
     _upgrade(world)
     plan = plan_for(world)
-    assert [a.resource for a in plan.actions] == ["lcmclusters"]
+    assert {(a.resource, a.subresource) for a in plan.actions} == {("lcmclusters", "status"),
+                                                                    ("lcmmachines", "status")}
     world.apply(plan)
+    assert world.machines["c0"]["status"]["waiting"]["reason"] == "Paused"  # the one the upgrade would move
+    assert world.machines["w0"]["status"]["waiting"]["reason"] == "WaitingForControlPlane"
     paused = next(c for c in world.cluster["status"]["conditions"] if c["type"] == "Paused")
     assert paused["status"] == "True"
     assert world.cluster["status"]["progress"] == "paused, upgrade to swarm-1.1.0 0/2"

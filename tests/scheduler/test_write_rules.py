@@ -58,6 +58,10 @@ MACHINE_BODY = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "LCMClusterSt
     (Patch("lcmclusters", "ns", "c", {"status": {}}, subresource="status", reason="progress"),
      ("lcmclusters", "ns", "c", "status"), False),  # the cluster's progress report is no Event
     (Patch("lcmclusters", "ns", "c", {"spec": {}}, reason="paused"), ("lcmclusters", "ns", "c", ""), True),
+    (Patch("lcmmachines", "ns", "m1", {"status": {"waiting": None}}, subresource="status", reason="moves"),
+     ("lcmmachines", "ns", "m1", "status"), False),  # the Waiting column shows it
+    (Patch("lcmmachines", "ns", "m1", {"status": {"lcmOperationStuck": True}}, subresource="status",
+           reason="stuck"), ("lcmmachines", "ns", "m1", "status"), True),
     (Create("lcmclusterstates", "ns", MACHINE_BODY, reason="drain"), ("lcmclusterstates", "ns", "sd-m1", ""),
      True),
     (Delete("lcmclusterstates", "ns", "sd-m1", reason="done"), ("lcmclusterstates", "ns", "sd-m1", ""), True),

@@ -117,8 +117,8 @@ async def test_tables_carry_the_printer_columns(kube_api: KubeApi) -> None:
                                                lcm_machine("m1", kube_api.namespace))
     code, table = await request(kube_api, "GET", machines_path(kube_api), accept=TABLE)
     assert (code, table["kind"]) == (200, "Table")
-    assert [c["name"] for c in table["columnDefinitions"]][:7] == [
-        "Name", "Type", "State", "Pending", "Items", "Release", "Age"]
+    assert [c["name"] for c in table["columnDefinitions"]][:8] == [
+        "Name", "Type", "State", "Pending", "Waiting", "Items", "Release", "Age"]
     assert table["rows"][0]["cells"][:2] == ["m1", "worker"]
     _, one = await request(kube_api, "GET", machines_path(kube_api, "m1"), accept=TABLE)
     assert [row["cells"][0] for row in one["rows"]] == ["m1"]
