@@ -17,7 +17,9 @@ from regional.planning.contract import PAUSED_ANNOTATION
 from regional.planning.deletion import deletion_phases, plan_leaving
 from regional.planning.failures import drain_time_left, item_time_left, trouble
 from regional.planning.fleet import Fleet
+from regional.planning.locks import own_lock_writes
 from regional.planning.machines import MachineView, view
+from regional.planning.maintenance import plan_maintenance
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
@@ -53,8 +55,9 @@ def plan(inp: PlanInput) -> Plan:
     swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
     templates = Templates(check.target, cluster)
     fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles),
-                  gate=gate)
+                  gate=gate, maintenance=inp.maintenance)
     plan_leaving(fleet)
+    maintenance = plan_maintenance(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
     if paused:
         # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
@@ -70,7 +73,9 @@ def plan(inp: PlanInput) -> Plan:
         if v.name in fleet.patches
         for patch, reason in (fleet.patches[v.name],)
     ]
+    actions += maintenance
     actions += state_writes(cluster, states, fleet.wanted)
+    actions += own_lock_writes(fleet)
     actions += stuck_flags(views, troubles)
     actions += waiting_patches(views, fleet.holds, inp.now)
     status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)

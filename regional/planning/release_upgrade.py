@@ -17,10 +17,15 @@ from regional.planning.machines import MachineView
 from regional.planning.waiting import hold_back
 
 
+def runs_workloads(fleet: Fleet, v: MachineView) -> bool:
+    """Its node may run workloads: a worker, or a control machine of a control plane that is not dedicated
+    (those join with availability drain and run nothing)."""
+    return (not v.control or not fleet.swarm.dedicated_control_plane) and v.swarm_item is not None
+
+
 def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:
     """A move to another release of a node that may run workloads."""
-    runs_workloads = not v.control or not fleet.swarm.dedicated_control_plane
-    return v.spec.release != release and runs_workloads and v.swarm_item is not None
+    return v.spec.release != release and runs_workloads(fleet, v)
 
 
 def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_free: bool) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from regional.planning.fleet import Fleet
+from regional.planning.locks import disruption_hold
 from regional.planning.machines import MachineView
 from regional.planning.release_upgrade import drained_update, finish, needs_drain
 from regional.planning.rendering import Target
@@ -50,11 +51,20 @@ def _start(fleet: Fleet, v: MachineView, patch: dict[str, Any], want: Target) ->
         fleet.upgrade_started(v)
 
 
+def _locked_upgrade(fleet: Fleet, v: MachineView, want: Target) -> bool:
+    """An upgrade that a workload lock forbids for now (held, with the lock's reason)."""
+    if v.spec.release == want.release or (hold := disruption_hold(fleet, v)) is None:
+        return False
+    fleet.hold(v, hold.reason, hold.message)
+    return True
+
+
 def plan_controls(fleet: Fleet) -> bool:
     """Control machines, in order. True while one of them is not done: workers wait for them."""
     pending = False
     for v in fleet.views:
-        if not v.control or v.deleting or v.ip is None or (full := fleet.full(v)) is None:
+        if not v.control or v.deleting or v.ip is None or v.name in fleet.in_maintenance \
+                or (full := fleet.full(v)) is None:
             continue
         patch = fleet.diff(v, full)
         if patch is None:
@@ -64,6 +74,8 @@ def plan_controls(fleet: Fleet) -> bool:
         pending = True
         if v.released and _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
+        elif v.released and _locked_upgrade(fleet, v, full):
+            pass
         elif v.released and fleet.halted:
             hold_back(fleet, v, "control")
         elif v.released and needs_drain(fleet, v, full.release):
@@ -152,7 +164,8 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
     spec = fleet.cluster.spec
     control_plane_pending = not fleet.first_ready or controls_pending
     may_start = not control_plane_pending and not fleet.halted
-    workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None]
+    workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None
+               and v.name not in fleet.in_maintenance]
     preparing = sum(1 for v in workers if not v.released and _in_flight(v))
     deploying = sum(1 for v in workers if v.released and not v.settled and v.name not in fleet.drains)
     for v in workers:
@@ -172,6 +185,8 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
             finish(fleet, v)
         elif _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
+        elif _locked_upgrade(fleet, v, full):
+            pass
         elif not may_start:
             hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
         elif needs_drain(fleet, v, full.release):
