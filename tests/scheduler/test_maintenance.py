@@ -1,0 +1,114 @@
+"""Maintenance and workload locks end to end: the scheduler, simulated agents over the API (the real server,
+or the simulator), and what an operator and another controller see (kubectl get lcmm, nwl, nmr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from scheduler_harness import (
+    CLUSTER_STATES,
+    CLUSTERS,
+    MACHINES,
+    RELEASES,
+    cluster_body,
+    eventually,
+    fleet_running,
+    machine_body,
+    release_body,
+    running,
+    scheduler,
+)
+
+from agent.adapters.kube import Kube, KubeError, Resource
+from agent.api.models import API_VERSION, GROUP, VERSION
+from testbed.sim.testing import KubeApi
+
+pytestmark = pytest.mark.kube
+
+NODE_LOCKS = Resource(GROUP, VERSION, "nodeworkloadlocks")
+NODE_REQUESTS = Resource(GROUP, VERSION, "nodemaintenancerequests")
+NAMES = ["c0", "w0", "w1"]
+
+
+async def _ready_cluster(kube: Kube, ns: str) -> None:
+    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
+    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
+    for i, (name, kind) in enumerate(zip(NAMES, ("control", "worker", "worker"), strict=True)):
+        await kube.create(MACHINES, ns, machine_body(ns, name, kind, index=i))
+
+
+async def _field(kube: Kube, res: Resource, ns: str, name: str, *path: str) -> Any:
+    try:
+        node: Any = await kube.get(res, ns, name)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+async def _equals(value: Any, kube: Kube, res: Resource, ns: str, name: str, *path: str) -> bool:
+    return bool(await _field(kube, res, ns, name, *path) == value)
+
+
+async def _all_ready(kube: Kube, ns: str) -> bool:
+    return await _field(kube, CLUSTERS, ns, "demo", "status", "readyNodes") == len(NAMES)
+
+
+async def test_a_worker_goes_into_maintenance_drained_and_comes_out_undrained(kube_api: KubeApi,
+                                                                            kube: Kube) -> None:
+    ns = kube_api.namespace
+    await _ready_cluster(kube, ns)
+    async with running(scheduler(kube, ns)), fleet_running(kube, ns, NAMES) as fleet:
+        await eventually(lambda: _all_ready(kube, ns), within=60, what="3 ready")
+        await kube.patch(MACHINES, ns, "w0", {"spec": {"maintenance": True}})
+        await eventually(lambda: _field(kube, MACHINES, ns, "w0", "status", "maintenance"),
+                         within=30, what="w0 in maintenance")
+        assert await _field(kube, MACHINES, ns, "w0", "status", "swarmCordonDrain") == "cordondrained"
+        lock = await kube.get(NODE_LOCKS, ns, "w0-lcm-scheduler")
+        assert (lock["spec"]["controllerName"], lock["status"]["state"]) == ("lcm-scheduler", "active")
+
+        await kube.patch(MACHINES, ns, "w0", {"spec": {"maintenance": False}})
+        await eventually(lambda: _equals(None, kube, CLUSTER_STATES, ns, "sd-w0"), within=30,
+                         what="the drain undone and gone")
+        await eventually(lambda: _equals("inactive", kube, NODE_LOCKS, ns, "w0-lcm-scheduler", "status",
+                                         "state"), what="the scheduler's lock on w0 inactive")
+        w0 = await kube.get(MACHINES, ns, "w0")
+        assert (w0["status"].get("maintenance"), w0["status"].get("swarmCordonDrain")) == (False, None)
+    assert fleet.executor.drained == [("w0", True), ("w0", False)]
+
+
+async def test_another_controllers_lock_holds_a_request_and_a_typo_is_refused(kube_api: KubeApi,
+                                                                             kube: Kube) -> None:
+    ns = kube_api.namespace
+    await _ready_cluster(kube, ns)
+    lock = {"apiVersion": API_VERSION, "kind": "NodeWorkloadLock", "metadata": {"name": "w1-ceph"},
+            "spec": {"controllerName": "ceph", "nodeName": "w1"}}
+    await kube.create(NODE_LOCKS, ns, lock)
+    await kube.patch(NODE_LOCKS, ns, "w1-ceph", {"status": {"state": "active"}}, subresource="status")
+    async with running(scheduler(kube, ns)), fleet_running(kube, ns, NAMES) as fleet:
+        await eventually(lambda: _all_ready(kube, ns), within=60, what="3 ready")
+        for name, node in (("fix-w1", "w1"), ("typo", "w9")):
+            await kube.create(NODE_REQUESTS, ns, {
+                "apiVersion": API_VERSION, "kind": "NodeMaintenanceRequest", "metadata": {"name": name},
+                "spec": {"nodeName": node, "scope": "drain"}})
+        await eventually(lambda: _equals("Refused", kube, NODE_REQUESTS, ns, "typo", "status", "phase"),
+                         what="the request naming no machine refused")
+        assert await _field(kube, NODE_REQUESTS, ns, "typo", "status", "message") == "no machine w9"
+        await eventually(lambda: _equals("Waiting", kube, NODE_REQUESTS, ns, "fix-w1", "status", "phase"),
+                         what="the request for w1 waiting")
+        assert await _field(kube, NODE_REQUESTS, ns, "fix-w1", "status", "message") == \
+            "active: NodeWorkloadLock w1-ceph of ceph"
+        assert fleet.executor.drained == []  # the lock held it
+
+        await kube.patch(NODE_LOCKS, ns, "w1-ceph", {"status": {"state": "inactive"}}, subresource="status")
+        await eventually(lambda: _equals("InMaintenance", kube, NODE_REQUESTS, ns, "fix-w1", "status",
+                                         "phase"), within=30, what="w1 in maintenance")
+        assert await _field(kube, MACHINES, ns, "w1", "status", "maintenance") is True
+        await kube.delete(NODE_REQUESTS, ns, "fix-w1")
+        await eventually(lambda: _equals(None, kube, CLUSTER_STATES, ns, "sd-w1"), within=30,
+                         what="w1 undrained")
+    assert fleet.executor.drained == [("w1", True), ("w1", False)]
