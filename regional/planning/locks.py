@@ -20,11 +20,11 @@ from typing import Any
 from agent.api.models import API_VERSION, ClusterWorkloadLock, NodeWorkloadLock, WorkloadState
 from agent.api.names import cluster_state_name
 from regional.planning.actions import Action, Create, Delete, Patch, Resource
-from regional.planning.contract import SKIP_MAINTENANCE_ANNOTATION
+from regional.planning.contract import SCHEDULER_NAME, SKIP_MAINTENANCE_ANNOTATION
 from regional.planning.fleet import Fleet, Hold
 from regional.planning.machines import MachineView
 
-LOCK_CONTROLLER = "lcm-scheduler"
+LOCK_CONTROLLER = SCHEDULER_NAME
 """``spec.controllerName`` of the scheduler's own locks."""
 
 

@@ -34,12 +34,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.api.models import ClusterMaintenanceRequest, MaintenancePhase, NodeMaintenanceRequest
+from agent.api.models import (
+    ClusterMaintenanceRequest,
+    MaintenancePhase,
+    MaintenanceScope,
+    NodeMaintenanceRequest,
+)
 from regional.planning.actions import Action, Patch, Resource
 from regional.planning.deletion import take_slot
 from regional.planning.fleet import Fleet
 from regional.planning.locks import cluster_hold, disruption_hold
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import is_ours, own_request_writes
 from regional.planning.release_upgrade import runs_workloads
 
 Request = NodeMaintenanceRequest | ClusterMaintenanceRequest
@@ -58,14 +64,22 @@ def plan_maintenance(fleet: Fleet) -> list[Action]:
     then leave ``fleet.in_maintenance`` alone); the status writes they need."""
     verdicts: dict[str, tuple[Request, Verdict]] = {}
     served = _serve_node_requests(fleet, verdicts)
+    ours = {r.spec.node_name for r in fleet.maintenance.node_requests if is_ours(r)}
+    requested: dict[str, MaintenanceScope] = {}
+    """The machines that need a request of ours: in maintenance by their flag alone, or still drained."""
     actions: list[Action] = []
     for v in fleet.views:
         if v.deleting:
             continue
         request = served.get(v.name)
         inside = False
+        if request is None and (v.spec.maintenance or (v.name in ours and v.name in fleet.drains)):
+            requested[v.name] = "os"
         if v.spec.maintenance or request is not None:
             fleet.in_maintenance.add(v.name)
+            if request is None and v.name not in ours and not v.status.maintenance:
+                fleet.hold(v, "MaintenanceRequested", "its NodeMaintenanceRequest is being created")
+                continue  # other controllers learn of it first, then set their locks
             waiting = _step_in(fleet, v)
             inside = waiting is None
             if request is not None:
@@ -73,8 +87,10 @@ def plan_maintenance(fleet: Fleet) -> list[Action]:
                 verdicts[request.metadata.name or ""] = (request, verdict)
         if inside != v.status.maintenance:
             actions.append(_status(v, inside))
-    actions += _plan_cluster(fleet, verdicts)
+    cluster_actions, cluster_scope = _plan_cluster(fleet, verdicts)
+    actions += cluster_actions
     actions += _request_statuses(verdicts.values())
+    actions += own_request_writes(fleet, requested, cluster_scope)
     return actions
 
 
@@ -82,7 +98,7 @@ def _serve_node_requests(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdic
     """The request each machine serves (the oldest naming it); the others' verdicts: refused or waiting."""
     by_name = {v.name: v for v in fleet.views}
     served: dict[str, Request] = {}
-    for request in sorted(fleet.maintenance.node_requests, key=_age):
+    for request in sorted((r for r in fleet.maintenance.node_requests if not is_ours(r)), key=_age):
         node, name = request.spec.node_name, request.metadata.name or ""
         v = by_name.get(node)
         if v is None:
@@ -125,26 +141,31 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
     return "draining its node"
 
 
-def _plan_cluster(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdict]]) -> list[Action]:
+def _plan_cluster(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdict]],
+                  ) -> tuple[list[Action], MaintenanceScope | None]:
+    """The cluster's step in or out of maintenance, and the scope of the request of ours it needs (its flag
+    set and no operator's request naming it), if any."""
     cluster = fleet.cluster
-    requests = sorted(fleet.maintenance.cluster_requests, key=_age)
+    requests = sorted((r for r in fleet.maintenance.cluster_requests if not is_ours(r)), key=_age)
     first = requests[0] if requests else None
     for request in requests[1:]:
         waits = f"waits for ClusterMaintenanceRequest {requests[0].metadata.name}"
         verdicts[request.metadata.name or ""] = (request, ("Waiting", waits))
+    scope: MaintenanceScope | None = "drain" if cluster.spec.maintenance and first is None else None
+    ours = any(is_ours(r) for r in fleet.maintenance.cluster_requests)
     inside = False
     if cluster.spec.maintenance or first is not None:
         fleet.halted = True  # nothing new starts: no upgrade, settings change or new machine
         hold = None if cluster.status.maintenance else cluster_hold(fleet)
-        inside = hold is None
+        inside = hold is None and (first is not None or ours or cluster.status.maintenance)
         if first is not None:
             verdict: Verdict = (IN, "") if hold is None else ("Waiting", hold.message)
             verdicts[first.metadata.name or ""] = (first, verdict)
     if inside == cluster.status.maintenance:
-        return []
+        return [], scope
     return [Patch("lcmclusters", cluster.metadata.namespace or "", cluster.metadata.name or "",
                   {"status": {"maintenance": inside}}, subresource="status",
-                  reason="cluster in maintenance" if inside else "cluster maintenance ended")]
+                  reason="cluster in maintenance" if inside else "cluster maintenance ended")], scope
 
 
 def _status(v: MachineView, inside: bool) -> Patch:

@@ -34,7 +34,7 @@ def _events(plan: Plan) -> list[str]:
     out = []
     for a in plan.actions:
         if a.resource not in ("lcmmachines", "lcmclusterstates"):
-            continue  # the scheduler's own workload locks: tests/planning/test_maintenance.py
+            continue  # the scheduler's own workload locks: tests/planning/test_maintenance_rules.py
         if isinstance(a, Create):
             out.append(f"{a.body['metadata']['name']} drain" if a.body["spec"]["value"] == "true" else "?")
         elif isinstance(a, Delete):

@@ -70,6 +70,8 @@ async def test_a_worker_goes_into_maintenance_drained_and_comes_out_undrained(ku
         assert await _field(kube, MACHINES, ns, "w0", "status", "swarmCordonDrain") == "cordondrained"
         lock = await kube.get(NODE_LOCKS, ns, "w0-lcm-scheduler")
         assert (lock["spec"]["controllerName"], lock["status"]["state"]) == ("lcm-scheduler", "active")
+        request = await kube.get(NODE_REQUESTS, ns, "w0")  # what other controllers are told
+        assert request["spec"] == {"nodeName": "w0", "scope": "os", "clusterName": "demo"}
 
         await kube.patch(MACHINES, ns, "w0", {"spec": {"maintenance": False}})
         await eventually(lambda: _equals(None, kube, CLUSTER_STATES, ns, "sd-w0"), within=30,
@@ -78,6 +80,7 @@ async def test_a_worker_goes_into_maintenance_drained_and_comes_out_undrained(ku
                                          "state"), what="the scheduler's lock on w0 inactive")
         w0 = await kube.get(MACHINES, ns, "w0")
         assert (w0["status"].get("maintenance"), w0["status"].get("swarmCordonDrain")) == (False, None)
+        await eventually(lambda: _equals(None, kube, NODE_REQUESTS, ns, "w0"), what="the request removed")
     assert fleet.executor.drained == [("w0", True), ("w0", False)]
 
 

@@ -75,6 +75,24 @@ def test_a_machine_in_maintenance_is_drained_held_out_of_an_upgrade_and_back_aft
     assert w0.status.swarm_cordon_drain is None  # nothing left cordoned
     assert _own_lock(world, "w0") == "inactive"
     assert world.cluster["status"]["release"] == "swarm-1.1.0"
+    assert "w0" not in world.maintenance["nodemaintenancerequests"]  # removed once the node was undrained
+
+
+def test_the_flag_makes_a_request_other_controllers_answer_before_the_drain() -> None:
+    """Mirantis' flow: LCM requests maintenance, an application controller makes its workloads safe and sets
+    its lock inactive, then LCM drains."""
+    world = _cluster()
+    _lock(world, "w0", "openstack", "active")
+    world.machines["w0"]["spec"]["maintenance"] = True
+    world.converge()
+    request = world.maintenance["nodemaintenancerequests"]["w0"]
+    assert request["spec"] == {"nodeName": "w0", "scope": "os", "clusterName": "demo"}
+    assert request["metadata"]["labels"] == {"app.kubernetes.io/managed-by": LOCK_CONTROLLER}
+    assert "sd-w0" not in world.states  # the controller has not answered yet
+    world.maintenance["nodeworkloadlocks"]["w0-openstack"]["status"]["state"] = "inactive"
+    world.converge()
+    assert world.machine("w0").status.maintenance is True
+    assert "status" not in world.maintenance["nodemaintenancerequests"]["w0"]  # ours is not an operator's
 
 
 @pytest.mark.parametrize(("state", "phase_message"), [
@@ -217,3 +235,16 @@ def test_cluster_maintenance_starts_nothing_new_once_other_controllers_let_it() 
     world.converge()
     assert world.cluster["status"]["maintenance"] is False
     assert {world.machine(n).spec.release for n in world.machines} == {"swarm-1.1.0"}
+
+
+def test_the_clusters_flag_requests_cluster_maintenance_of_the_other_controllers() -> None:
+    world = _cluster()
+    world.cluster["spec"]["maintenance"] = True
+    world.converge()
+    request = world.maintenance["clustermaintenancerequests"]["demo"]
+    assert (request["spec"], world.cluster["status"]["maintenance"]) == (
+        {"scope": "drain", "clusterName": "demo"}, True)
+    world.cluster["spec"]["maintenance"] = False
+    world.converge()
+    assert (world.maintenance["clustermaintenancerequests"], world.cluster["status"]["maintenance"]) == (
+        {}, False)
