@@ -55,6 +55,7 @@ def test_a_machine_in_maintenance_is_drained_held_out_of_an_upgrade_and_back_aft
     world.machines["w0"]["spec"]["maintenance"] = True
     world.converge()
     assert world.machine("w0").status.maintenance is True
+    assert world.cluster["status"]["progress"].endswith(", 1 in maintenance")
     assert world.states["sd-w0"]["spec"]["value"] == "true"
     assert world.machine("w0").status.swarm_cordon_drain == "cordondrained"
     assert _own_lock(world, "w0") == "active"  # the scheduler's own lock says its drain is in flight

@@ -20,9 +20,9 @@ from scheduler_harness import (
     scheduler,
 )
 
-from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.kube import Kube, Resource
 from agent.api.models import API_VERSION, GROUP, VERSION
-from testbed.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi, field_of
 
 pytestmark = pytest.mark.kube
 
@@ -38,24 +38,12 @@ async def _ready_cluster(kube: Kube, ns: str) -> None:
         await kube.create(MACHINES, ns, machine_body(ns, name, kind, index=i))
 
 
-async def _field(kube: Kube, res: Resource, ns: str, name: str, *path: str) -> Any:
-    try:
-        node: Any = await kube.get(res, ns, name)
-    except KubeError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
 async def _equals(value: Any, kube: Kube, res: Resource, ns: str, name: str, *path: str) -> bool:
-    return bool(await _field(kube, res, ns, name, *path) == value)
+    return bool(await field_of(kube, res, ns, name, *path) == value)
 
 
 async def _all_ready(kube: Kube, ns: str) -> bool:
-    return await _field(kube, CLUSTERS, ns, "demo", "status", "readyNodes") == len(NAMES)
+    return await field_of(kube, CLUSTERS, ns, "demo", "status", "readyNodes") == len(NAMES)
 
 
 async def test_a_worker_goes_into_maintenance_drained_and_comes_out_undrained(kube_api: KubeApi,
@@ -65,9 +53,9 @@ async def test_a_worker_goes_into_maintenance_drained_and_comes_out_undrained(ku
     async with running(scheduler(kube, ns)), fleet_running(kube, ns, NAMES) as fleet:
         await eventually(lambda: _all_ready(kube, ns), within=60, what="3 ready")
         await kube.patch(MACHINES, ns, "w0", {"spec": {"maintenance": True}})
-        await eventually(lambda: _field(kube, MACHINES, ns, "w0", "status", "maintenance"),
+        await eventually(lambda: field_of(kube, MACHINES, ns, "w0", "status", "maintenance"),
                          within=30, what="w0 in maintenance")
-        assert await _field(kube, MACHINES, ns, "w0", "status", "swarmCordonDrain") == "cordondrained"
+        assert await field_of(kube, MACHINES, ns, "w0", "status", "swarmCordonDrain") == "cordondrained"
         lock = await kube.get(NODE_LOCKS, ns, "w0-lcm-scheduler")
         assert (lock["spec"]["controllerName"], lock["status"]["state"]) == ("lcm-scheduler", "active")
         request = await kube.get(NODE_REQUESTS, ns, "w0")  # what other controllers are told
@@ -100,17 +88,17 @@ async def test_another_controllers_lock_holds_a_request_and_a_typo_is_refused(ku
                 "spec": {"nodeName": node, "scope": "drain"}})
         await eventually(lambda: _equals("Refused", kube, NODE_REQUESTS, ns, "typo", "status", "phase"),
                          what="the request naming no machine refused")
-        assert await _field(kube, NODE_REQUESTS, ns, "typo", "status", "message") == "no machine w9"
+        assert await field_of(kube, NODE_REQUESTS, ns, "typo", "status", "message") == "no machine w9"
         await eventually(lambda: _equals("Waiting", kube, NODE_REQUESTS, ns, "fix-w1", "status", "phase"),
                          what="the request for w1 waiting")
-        assert await _field(kube, NODE_REQUESTS, ns, "fix-w1", "status", "message") == \
+        assert await field_of(kube, NODE_REQUESTS, ns, "fix-w1", "status", "message") == \
             "active: NodeWorkloadLock w1-ceph of ceph"
         assert fleet.executor.drained == []  # the lock held it
 
         await kube.patch(NODE_LOCKS, ns, "w1-ceph", {"status": {"state": "inactive"}}, subresource="status")
         await eventually(lambda: _equals("InMaintenance", kube, NODE_REQUESTS, ns, "fix-w1", "status",
                                          "phase"), within=30, what="w1 in maintenance")
-        assert await _field(kube, MACHINES, ns, "w1", "status", "maintenance") is True
+        assert await field_of(kube, MACHINES, ns, "w1", "status", "maintenance") is True
         await kube.delete(NODE_REQUESTS, ns, "fix-w1")
         await eventually(lambda: _equals(None, kube, CLUSTER_STATES, ns, "sd-w1"), within=30,
                          what="w1 undrained")
