@@ -38,11 +38,15 @@ def _item(name: str, **params: str) -> dict[str, Any]:
             "params": {"playbook": f"deploy/{name}.yml", **params}}
 
 
+PREPARE = {"runner": "bash", "name": "ready", "version": "1", "phase": "prepare",
+           "params": {"script": "true"}}
+"""The planner lets a machine into the swarm rollout once its prepare items are done: this one does
+nothing."""
 RELEASE = {
     "apiVersion": KAAS_API_VERSION, "kind": "ClusterRelease", "metadata": {"name": "swarm-lab"},
     "spec": {"version": "1.0.0", "agent": {"version": "0.1.0"},
-             "machineTypes": {"control": [_item("swarm-init"), _item("swarm-join")],
-                              "worker": [_item("swarm-join", role="worker")]}}}
+             "machineTypes": {"control": [PREPARE, _item("swarm-init"), _item("swarm-join")],
+                              "worker": [PREPARE, _item("swarm-join", role="worker")]}}}
 
 
 async def _eventually(check: Callable[[], Any], what: str, within: float = PATIENCE * 2) -> None:
