@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState
+from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, MaintenanceScope
 from agent.api.names import MachineOperation
 from regional.planning.contract import EXECUTOR_LABEL
 from regional.planning.machines import MachineView
@@ -67,6 +67,9 @@ class Fleet:
     """The cluster's maintenance requests and workload locks (regional.planning.maintenance, locks)."""
     in_maintenance: set[str] = field(default_factory=set)
     """Machines in maintenance, or on their way in: no rollout rule touches them."""
+    requested: dict[str, MaintenanceScope] = field(default_factory=dict)
+    """Machine name → scope of the NodeMaintenanceRequest of the scheduler's it needs (a rule is about to
+    disrupt it: regional.planning.maintenance_requests)."""
     _other_templates: dict[str, Templates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -34,18 +34,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.api.models import (
-    ClusterMaintenanceRequest,
-    MaintenancePhase,
-    MaintenanceScope,
-    NodeMaintenanceRequest,
-)
+from agent.api.models import ClusterMaintenanceRequest, MaintenancePhase, NodeMaintenanceRequest
 from regional.planning.actions import Action, Patch, Resource
 from regional.planning.deletion import take_slot
 from regional.planning.fleet import Fleet
-from regional.planning.locks import cluster_hold, disruption_hold
+from regional.planning.locks import cluster_hold
 from regional.planning.machines import MachineView
-from regional.planning.maintenance_requests import is_ours, own_request_writes
+from regional.planning.maintenance_requests import is_ours, ready_to_disrupt
 from regional.planning.release_upgrade import runs_workloads
 
 Request = NodeMaintenanceRequest | ClusterMaintenanceRequest
@@ -64,22 +59,14 @@ def plan_maintenance(fleet: Fleet) -> list[Action]:
     then leave ``fleet.in_maintenance`` alone); the status writes they need."""
     verdicts: dict[str, tuple[Request, Verdict]] = {}
     served = _serve_node_requests(fleet, verdicts)
-    ours = {r.spec.node_name for r in fleet.maintenance.node_requests if is_ours(r)}
-    requested: dict[str, MaintenanceScope] = {}
-    """The machines that need a request of ours: in maintenance by their flag alone, or still drained."""
     actions: list[Action] = []
     for v in fleet.views:
         if v.deleting:
             continue
         request = served.get(v.name)
         inside = False
-        if request is None and (v.spec.maintenance or (v.name in ours and v.name in fleet.drains)):
-            requested[v.name] = "os"
         if v.spec.maintenance or request is not None:
             fleet.in_maintenance.add(v.name)
-            if request is None and v.name not in ours and not v.status.maintenance:
-                fleet.hold(v, "MaintenanceRequested", "its NodeMaintenanceRequest is being created")
-                continue  # other controllers learn of it first, then set their locks
             waiting = _step_in(fleet, v)
             inside = waiting is None
             if request is not None:
@@ -87,10 +74,8 @@ def plan_maintenance(fleet: Fleet) -> list[Action]:
                 verdicts[request.metadata.name or ""] = (request, verdict)
         if inside != v.status.maintenance:
             actions.append(_status(v, inside))
-    cluster_actions, cluster_scope = _plan_cluster(fleet, verdicts)
-    actions += cluster_actions
+    actions += _plan_cluster(fleet, verdicts)
     actions += _request_statuses(verdicts.values())
-    actions += own_request_writes(fleet, requested, cluster_scope)
     return actions
 
 
@@ -124,9 +109,8 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
     drain = fleet.drains.get(v.name)
     drains = runs_workloads(fleet, v) and fleet.executor is not None
     if drain is None:
-        if (hold := disruption_hold(fleet, v)) is not None:
-            fleet.hold(v, hold.reason, hold.message)
-            return hold.message
+        if not ready_to_disrupt(fleet, v, "os"):
+            return fleet.holds[v.name].message
         if not drains:
             return None
         if not take_slot(fleet, v, drains=True):
@@ -141,17 +125,15 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
     return "draining its node"
 
 
-def _plan_cluster(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdict]],
-                  ) -> tuple[list[Action], MaintenanceScope | None]:
-    """The cluster's step in or out of maintenance, and the scope of the request of ours it needs (its flag
-    set and no operator's request naming it), if any."""
+def _plan_cluster(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdict]]) -> list[Action]:
+    """The cluster's step in or out of maintenance (by its flag, once the scheduler's own request for it
+    exists, or by an operator's request)."""
     cluster = fleet.cluster
     requests = sorted((r for r in fleet.maintenance.cluster_requests if not is_ours(r)), key=_age)
     first = requests[0] if requests else None
     for request in requests[1:]:
         waits = f"waits for ClusterMaintenanceRequest {requests[0].metadata.name}"
         verdicts[request.metadata.name or ""] = (request, ("Waiting", waits))
-    scope: MaintenanceScope | None = "drain" if cluster.spec.maintenance and first is None else None
     ours = any(is_ours(r) for r in fleet.maintenance.cluster_requests)
     inside = False
     if cluster.spec.maintenance or first is not None:
@@ -162,10 +144,10 @@ def _plan_cluster(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdict]],
             verdict: Verdict = (IN, "") if hold is None else ("Waiting", hold.message)
             verdicts[first.metadata.name or ""] = (first, verdict)
     if inside == cluster.status.maintenance:
-        return [], scope
+        return []
     return [Patch("lcmclusters", cluster.metadata.namespace or "", cluster.metadata.name or "",
                   {"status": {"maintenance": inside}}, subresource="status",
-                  reason="cluster in maintenance" if inside else "cluster maintenance ended")], scope
+                  reason="cluster in maintenance" if inside else "cluster maintenance ended")]
 
 
 def _status(v: MachineView, inside: bool) -> Patch:

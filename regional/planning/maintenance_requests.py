@@ -23,20 +23,51 @@ from agent.api.models import (
 from regional.planning.actions import Action, Create, Delete
 from regional.planning.contract import MANAGED_BY_LABEL, SCHEDULER_NAME
 from regional.planning.fleet import Fleet
+from regional.planning.locks import disruption_hold
+from regional.planning.machines import MachineView
 
 
 def is_ours(request: NodeMaintenanceRequest | ClusterMaintenanceRequest) -> bool:
     return request.metadata.labels.get(MANAGED_BY_LABEL) == SCHEDULER_NAME
 
 
-def own_request_writes(fleet: Fleet, nodes: Mapping[str, MaintenanceScope],
-                       cluster_scope: MaintenanceScope | None) -> list[Action]:
-    """Creates and deletes that make the scheduler's own requests exactly those wanted: one per machine in
-    ``nodes`` (with its scope), one for the cluster when ``cluster_scope`` is set."""
+def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope) -> bool:
+    """Asked by a rule just before it disrupts ``v`` (drains it, upgrades it in place): as Mirantis' LCM
+    does, first request maintenance of its node (the scheduler's own request, unless an operator's names it
+    already), then wait until no other controller's workload lock forbids it (``disruption_hold``). True once
+    both allow it; otherwise False, and the machine's hold says what it waits for."""
+    theirs = any(r.spec.node_name == v.name and not is_ours(r) for r in fleet.maintenance.node_requests)
+    if not theirs:
+        fleet.requested.setdefault(v.name, scope)
+        if not any(r.spec.node_name == v.name for r in fleet.maintenance.node_requests):
+            fleet.hold(v, "MaintenanceRequested", "its NodeMaintenanceRequest is being created")
+            return False
+    if (hold := disruption_hold(fleet, v)) is not None:
+        fleet.hold(v, hold.reason, hold.message)
+        return False
+    return True
+
+
+def _still_needed(fleet: Fleet, v: MachineView) -> bool:
+    """A request of ours stays while its machine is disrupted: in maintenance by its flag, drained, or
+    changing after a disruption began (Mirantis removes it after "Swarm uncordoned")."""
+    return not v.deleting and (v.spec.maintenance or v.name in fleet.drains or (v.released and not v.settled))
+
+
+def own_request_writes(fleet: Fleet) -> list[Action]:
+    """Creates and deletes that make the scheduler's own requests those needed at the end of the plan: one
+    per machine a rule asked for (``fleet.requested``) or still disrupted, one for the cluster while its
+    ``spec.maintenance`` is set and no operator's request names it."""
     cluster = fleet.cluster
     namespace, name = cluster.metadata.namespace or "", cluster.metadata.name or ""
     actions: list[Action] = []
     ours = {r.spec.node_name: r for r in fleet.maintenance.node_requests if is_ours(r)}
+    nodes = dict(fleet.requested)
+    for v in fleet.views:
+        if v.name in ours and v.name not in nodes and _still_needed(fleet, v):
+            nodes[v.name] = ours[v.name].spec.scope or "drain"
+    theirs = any(not is_ours(r) for r in fleet.maintenance.cluster_requests)
+    cluster_scope: MaintenanceScope | None = "drain" if cluster.spec.maintenance and not theirs else None
     for node, request in sorted(ours.items()):
         if node not in nodes:
             actions.append(Delete("nodemaintenancerequests", namespace, request.metadata.name or "",

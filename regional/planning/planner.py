@@ -20,6 +20,7 @@ from regional.planning.fleet import Fleet
 from regional.planning.locks import own_lock_writes
 from regional.planning.machines import MachineView, view
 from regional.planning.maintenance import plan_maintenance
+from regional.planning.maintenance_requests import own_request_writes
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
@@ -76,6 +77,7 @@ def plan(inp: PlanInput) -> Plan:
     actions += maintenance
     actions += state_writes(cluster, states, fleet.wanted)
     actions += own_lock_writes(fleet)
+    actions += own_request_writes(fleet)
     actions += stuck_flags(views, troubles)
     actions += waiting_patches(views, fleet.holds, inp.now)
     status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)

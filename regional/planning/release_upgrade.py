@@ -14,6 +14,7 @@ from typing import Any
 
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import ready_to_disrupt
 from regional.planning.waiting import hold_back
 
 
@@ -40,8 +41,9 @@ def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_fre
             return False
         if fleet.executor is None:
             return False
-        fleet.upgrade_started(v)
-        fleet.want("swarm-drain", v, True, f"drain before the {reason}")
+        if ready_to_disrupt(fleet, v, "drain"):  # else it keeps the slot while other controllers get ready
+            fleet.upgrade_started(v)
+            fleet.want("swarm-drain", v, True, f"drain before the {reason}")
         return True
     fleet.want("swarm-drain", v, True, f"drain before the {reason}")
     if drain.spec.requested and v.status.swarm_cordon_drain == "cordondrained":

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from regional.planning.fleet import Fleet
-from regional.planning.locks import disruption_hold
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import ready_to_disrupt
 from regional.planning.release_upgrade import drained_update, finish, needs_drain
 from regional.planning.rendering import Target
 from regional.planning.waiting import hold_back
@@ -51,14 +51,6 @@ def _start(fleet: Fleet, v: MachineView, patch: dict[str, Any], want: Target) ->
         fleet.upgrade_started(v)
 
 
-def _locked_upgrade(fleet: Fleet, v: MachineView, want: Target) -> bool:
-    """An upgrade that a workload lock forbids for now (held, with the lock's reason)."""
-    if v.spec.release == want.release or (hold := disruption_hold(fleet, v)) is None:
-        return False
-    fleet.hold(v, hold.reason, hold.message)
-    return True
-
-
 def plan_controls(fleet: Fleet) -> bool:
     """Control machines, in order. True while one of them is not done: workers wait for them."""
     pending = False
@@ -74,8 +66,6 @@ def plan_controls(fleet: Fleet) -> bool:
         pending = True
         if v.released and _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
-        elif v.released and _locked_upgrade(fleet, v, full):
-            pass
         elif v.released and fleet.halted:
             hold_back(fleet, v, "control")
         elif v.released and needs_drain(fleet, v, full.release):
@@ -83,8 +73,9 @@ def plan_controls(fleet: Fleet) -> bool:
         elif v.released and fleet.control_busy:
             hold_back(fleet, v, "control")
         elif v.released and not _gated(fleet, v, full):
-            _start(fleet, v, patch, full)
-            fleet.control_busy = True
+            if v.spec.release == full.release or ready_to_disrupt(fleet, v, "drain"):
+                _start(fleet, v, patch, full)
+            fleet.control_busy = True  # kept while other controllers get ready for its upgrade
         elif not v.released:
             _release_control(fleet, v, patch)
     return pending
@@ -185,8 +176,6 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
             finish(fleet, v)
         elif _in_flight(v):
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
-        elif _locked_upgrade(fleet, v, full):
-            pass
         elif not may_start:
             hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)
         elif needs_drain(fleet, v, full.release):

@@ -249,3 +249,24 @@ def test_the_clusters_flag_requests_cluster_maintenance_of_the_other_controllers
     world.converge()
     assert (world.maintenance["clustermaintenancerequests"], world.cluster["status"]["maintenance"]) == (
         {}, False)
+
+
+def test_an_upgrade_asks_other_controllers_node_by_node_as_mirantis_does() -> None:
+    """An application controller keeps its lock on a node active until a maintenance request names the
+    node (MOSK's do): the upgrade requests maintenance of one node at a time and goes on as each answers."""
+    world = _cluster()
+    for name in world.machines:
+        _lock(world, name, "openstack", "active")
+    world.cluster["spec"]["release"] = "swarm-1.1.0"
+    requested_at_once = []
+    for _ in range(150):
+        requests = world.maintenance["nodemaintenancerequests"].values()
+        named = {r["spec"]["nodeName"] for r in requests}
+        for lock in world.maintenance["nodeworkloadlocks"].values():
+            if lock["spec"]["controllerName"] == "openstack":  # the controller answers
+                lock["status"]["state"] = "inactive" if lock["spec"]["nodeName"] in named else "active"
+        requested_at_once.append(len(named))
+        world.step()
+    assert {world.machine(n).spec.release for n in world.machines} == {"swarm-1.1.0"}
+    assert max(requested_at_once) == 1  # one node disrupted at a time, each after its controller's answer
+    assert world.maintenance["nodemaintenancerequests"] == {}  # each removed when its node was done
