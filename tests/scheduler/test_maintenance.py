@@ -103,3 +103,22 @@ async def test_another_controllers_lock_holds_a_request_and_a_typo_is_refused(ku
         await eventually(lambda: _equals(None, kube, CLUSTER_STATES, ns, "sd-w1"), within=30,
                          what="w1 undrained")
     assert fleet.executor.drained == [("w1", True), ("w1", False)]
+
+
+async def test_a_worker_deleted_in_maintenance_leaves_the_swarm_and_nothing_of_it_is_left(kube_api: KubeApi,
+                                                                                        kube: Kube) -> None:
+    ns = kube_api.namespace
+    await _ready_cluster(kube, ns)
+    async with running(scheduler(kube, ns)), fleet_running(kube, ns, NAMES) as fleet:
+        await eventually(lambda: _all_ready(kube, ns), within=60, what="3 ready")
+        await kube.patch(MACHINES, ns, "w0", {"spec": {"maintenance": True}})
+        await eventually(lambda: field_of(kube, MACHINES, ns, "w0", "status", "maintenance"),
+                         within=30, what="w0 in maintenance")
+        await kube.delete(MACHINES, ns, "w0")  # the provider deletes it; the finalizer holds it until it left
+        await eventually(lambda: _equals(None, kube, MACHINES, ns, "w0"), within=30, what="w0 gone")
+        for res, name in ((CLUSTER_STATES, "sd-w0"), (CLUSTER_STATES, "sr-w0"), (NODE_REQUESTS, "w0"),
+                          (NODE_LOCKS, "w0-lcm-scheduler")):
+            await eventually(lambda res=res, name=name: _equals(None, kube, res, ns, name),
+                             what=f"{res.plural}/{name} cleaned up")
+    # Drained once, for maintenance; its node then left the swarm (sr-w0), so no cordoned node stays behind.
+    assert fleet.executor.drained == [("w0", True)]
