@@ -34,12 +34,19 @@ def disruption_hold(fleet: Fleet, v: MachineView) -> Hold | None:
     ``LockHeld`` (such a lock is active), naming the locks and their controllers. Pure: it reads the locks
     the plan was given (``fleet.maintenance``) and the ``lcm.mirantis.com/skip-maintenance`` annotation of
     the machine and its cluster."""
-    if v.machine.metadata.annotations.get(SKIP_MAINTENANCE_ANNOTATION) == "true":
+    if maintenance_skipped(fleet, v):
         return None
     node: list[tuple[str, NodeWorkloadLock | ClusterWorkloadLock]] = [
         (f"NodeWorkloadLock {lock.metadata.name}", lock) for lock in fleet.maintenance.node_locks
         if lock.spec.node_name == v.name]
     return _blocking(fleet, node)
+
+
+def maintenance_skipped(fleet: Fleet, v: MachineView) -> bool:
+    """``lcm.mirantis.com/skip-maintenance: "true"`` on the machine or its cluster: Mirantis' "a maintenance
+    won't be initiated": no request is made and no lock waited for."""
+    annotations = (v.machine.metadata.annotations, fleet.cluster.metadata.annotations)
+    return any(a.get(SKIP_MAINTENANCE_ANNOTATION) == "true" for a in annotations)
 
 
 def cluster_hold(fleet: Fleet) -> Hold | None:

@@ -23,7 +23,7 @@ from agent.api.models import (
 from regional.planning.actions import Action, Create, Delete
 from regional.planning.contract import MANAGED_BY_LABEL, SCHEDULER_NAME
 from regional.planning.fleet import Fleet
-from regional.planning.locks import disruption_hold
+from regional.planning.locks import disruption_hold, maintenance_skipped
 from regional.planning.machines import MachineView
 
 
@@ -36,6 +36,8 @@ def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope) -> b
     does, first request maintenance of its node (the scheduler's own request, unless an operator's names it
     already), then wait until no other controller's workload lock forbids it (``disruption_hold``). True once
     both allow it; otherwise False, and the machine's hold says what it waits for."""
+    if maintenance_skipped(fleet, v):
+        return True
     theirs = any(r.spec.node_name == v.name and not is_ours(r) for r in fleet.maintenance.node_requests)
     if not theirs:
         fleet.requested.setdefault(v.name, scope)

@@ -148,6 +148,7 @@ def test_skip_maintenance_waits_for_no_lock() -> None:
     world.machines["w0"]["spec"]["maintenance"] = True
     world.converge()
     assert world.machine("w0").status.maintenance is True
+    assert world.maintenance["nodemaintenancerequests"] == {}  # "a maintenance won't be initiated"
 
 
 @pytest.mark.parametrize(("spec", "message"), [
