@@ -108,16 +108,18 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
         return None
     drain = fleet.drains.get(v.name)
     drains = runs_workloads(fleet, v) and fleet.executor is not None
-    if drain is None:
+    if drain is None or not drain.spec.requested:  # not drained: maybe an earlier drain's undoing
         if not ready_to_disrupt(fleet, v, "os"):
+            if drain is not None and drain.status.value == "false" and v.status.swarm_cordon_drain is None:
+                fleet.drop("swarm-drain", v)  # that undoing is over; no rollout rule looks at it meanwhile
             return fleet.holds[v.name].message
         if not drains:
             return None
-        if not take_slot(fleet, v, drains=True):
+        if drain is None and not take_slot(fleet, v, drains=True):
             message = "waits for a drain slot (one control machine at a time, maxWorkerUpgradeCount workers)"
             fleet.hold(v, "DrainBudget", message)
             return message
-    elif drain.spec.requested and v.status.swarm_cordon_drain == "cordondrained":
+    elif v.status.swarm_cordon_drain == "cordondrained":
         fleet.want("swarm-drain", v, True, "in maintenance")
         return None
     fleet.want("swarm-drain", v, True, "drain for maintenance")

@@ -21,7 +21,7 @@ from agent.api.models import (
     NodeMaintenanceRequest,
 )
 from regional.planning.actions import Action, Create, Delete
-from regional.planning.contract import MANAGED_BY_LABEL, SCHEDULER_NAME
+from regional.planning.contract import MANAGED_BY_LABEL, SCHEDULER_NAME, SKIP_MAINTENANCE_ANNOTATION
 from regional.planning.fleet import Fleet
 from regional.planning.locks import disruption_hold, maintenance_skipped
 from regional.planning.machines import MachineView
@@ -31,13 +31,18 @@ def is_ours(request: NodeMaintenanceRequest | ClusterMaintenanceRequest) -> bool
     return request.metadata.labels.get(MANAGED_BY_LABEL) == SCHEDULER_NAME
 
 
-def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope) -> bool:
+def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope, *, upgrade: bool = False) -> bool:
     """Asked by a rule just before it disrupts ``v`` (drains it, upgrades it in place): as Mirantis' LCM
     does, first request maintenance of its node (the scheduler's own request, unless an operator's names it
-    already), then wait until no other controller's workload lock forbids it (``disruption_hold``). True once
-    both allow it; otherwise False, and the machine's hold says what it waits for."""
+    already) and, for an ``upgrade``, of the cluster (made while the cluster upgrades, by
+    ``own_request_writes``), then wait until no other controller's workload lock forbids it
+    (``disruption_hold``). True once all allow it; otherwise False, and the machine's hold says what it
+    waits for."""
     if maintenance_skipped(fleet, v):
         return True
+    if upgrade and not fleet.maintenance.cluster_requests:
+        fleet.hold(v, "MaintenanceRequested", "the cluster's ClusterMaintenanceRequest is being created")
+        return False
     theirs = any(r.spec.node_name == v.name and not is_ours(r) for r in fleet.maintenance.node_requests)
     if not theirs:
         fleet.requested.setdefault(v.name, scope)
@@ -56,6 +61,15 @@ def _still_needed(fleet: Fleet, v: MachineView) -> bool:
     return not v.deleting and (v.spec.maintenance or v.name in fleet.drains or (v.released and not v.settled))
 
 
+def _upgrading(fleet: Fleet, ours: bool) -> bool:
+    """The cluster is on its way to another release (Mirantis requests cluster maintenance for that): a
+    released machine not on the target yet, or, once the request is made, one not settled or drained."""
+    staying = [v for v in fleet.views if not v.deleting and v.released]
+    if any(v.spec.release != fleet.templates.release for v in staying):
+        return True
+    return ours and any(not v.settled or v.name in fleet.drains for v in staying)
+
+
 def own_request_writes(fleet: Fleet) -> list[Action]:
     """Creates and deletes that make the scheduler's own requests those needed at the end of the plan: one
     per machine a rule asked for (``fleet.requested``) or still disrupted, one for the cluster while its
@@ -69,7 +83,10 @@ def own_request_writes(fleet: Fleet) -> list[Action]:
         if v.name in ours and v.name not in nodes and _still_needed(fleet, v):
             nodes[v.name] = ours[v.name].spec.scope or "drain"
     theirs = any(not is_ours(r) for r in fleet.maintenance.cluster_requests)
-    cluster_scope: MaintenanceScope | None = "drain" if cluster.spec.maintenance and not theirs else None
+    mine = next((r for r in fleet.maintenance.cluster_requests if is_ours(r)), None)
+    skipped = cluster.metadata.annotations.get(SKIP_MAINTENANCE_ANNOTATION) == "true"
+    wanted = cluster.spec.maintenance or (not skipped and _upgrading(fleet, mine is not None))
+    cluster_scope: MaintenanceScope | None = "drain" if wanted and not theirs else None
     for node, request in sorted(ours.items()):
         if node not in nodes:
             actions.append(Delete("nodemaintenancerequests", namespace, request.metadata.name or "",
@@ -80,7 +97,6 @@ def own_request_writes(fleet: Fleet) -> list[Action]:
             actions.append(Create("nodemaintenancerequests", namespace,
                                   _body("NodeMaintenanceRequest", namespace, node, spec),
                                   f"maintenance of {node} requested"))
-    mine = next((r for r in fleet.maintenance.cluster_requests if is_ours(r)), None)
     if mine is not None and cluster_scope is None:
         actions.append(Delete("clustermaintenancerequests", namespace, mine.metadata.name or "",
                               "cluster maintenance over"))

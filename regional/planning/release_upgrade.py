@@ -41,7 +41,7 @@ def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_fre
             return False
         if fleet.executor is None:
             return False
-        if ready_to_disrupt(fleet, v, "drain"):  # else it keeps the slot while other controllers get ready
+        if ready_to_disrupt(fleet, v, "drain", upgrade=True):  # else it keeps the slot meanwhile
             fleet.upgrade_started(v)
             fleet.want("swarm-drain", v, True, f"drain before the {reason}")
         return True

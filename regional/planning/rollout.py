@@ -73,7 +73,7 @@ def plan_controls(fleet: Fleet) -> bool:
         elif v.released and fleet.control_busy:
             hold_back(fleet, v, "control")
         elif v.released and not _gated(fleet, v, full):
-            if v.spec.release == full.release or ready_to_disrupt(fleet, v, "drain"):
+            if v.spec.release == full.release or ready_to_disrupt(fleet, v, "drain", upgrade=True):
                 _start(fleet, v, patch, full)
             fleet.control_busy = True  # kept while other controllers get ready for its upgrade
         elif not v.released:

@@ -141,6 +141,22 @@ def test_an_active_lock_holds_an_upgrade_of_its_node_and_a_cluster_lock_all_of_t
     assert {world.machine(n).spec.release for n in world.machines} == {"swarm-1.1.0"}
 
 
+def test_a_lock_is_waited_for_even_while_the_last_maintenance_is_being_undone() -> None:
+    world = _cluster()
+    world.machines["w0"]["spec"]["maintenance"] = True
+    world.converge()
+    world.machines["w0"]["spec"]["maintenance"] = False
+    while world.states["sd-w0"]["spec"]["value"] == "true":
+        world.step()
+    assert "sd-w0" in world.states  # the undrain is asked for, the state not yet gone
+    _lock(world, "w0", "ceph", "active")
+    _request(world, "again", "w0")
+    world.converge()
+    waiting = _status(world, "nodemaintenancerequests", "again")
+    assert waiting["message"] == "active: NodeWorkloadLock w0-ceph of ceph"
+    assert "sd-w0" not in world.states  # not drained again past the lock; the undone drain went
+
+
 def test_skip_maintenance_waits_for_no_lock() -> None:
     world = _cluster()
     _lock(world, "w0", "ceph", "active")
@@ -253,21 +269,26 @@ def test_the_clusters_flag_requests_cluster_maintenance_of_the_other_controllers
 
 
 def test_an_upgrade_asks_other_controllers_node_by_node_as_mirantis_does() -> None:
-    """An application controller keeps its lock on a node active until a maintenance request names the
-    node (MOSK's do): the upgrade requests maintenance of one node at a time and goes on as each answers."""
+    """An application controller keeps its locks active until a maintenance request names their cluster or
+    node (MOSK's do): the upgrade requests maintenance of the cluster, then of one node at a time, and goes
+    on as the controller answers each ("Requested cluster maintenance", "Node maintenance requested"...)."""
     world = _cluster()
+    _lock(world, None, "openstack", "active")
     for name in world.machines:
         _lock(world, name, "openstack", "active")
     world.cluster["spec"]["release"] = "swarm-1.1.0"
     requested_at_once = []
     for _ in range(150):
-        requests = world.maintenance["nodemaintenancerequests"].values()
-        named = {r["spec"]["nodeName"] for r in requests}
-        for lock in world.maintenance["nodeworkloadlocks"].values():
-            if lock["spec"]["controllerName"] == "openstack":  # the controller answers
-                lock["status"]["state"] = "inactive" if lock["spec"]["nodeName"] in named else "active"
+        named = {r["spec"]["nodeName"] for r in world.maintenance["nodemaintenancerequests"].values()}
+        cluster_asked = bool(world.maintenance["clustermaintenancerequests"])
+        for lock in world.maintenance["nodeworkloadlocks"].values():  # the controller answers
+            lock["status"]["state"] = "inactive" if lock["spec"]["nodeName"] in named else "active"
+        world.maintenance["clusterworkloadlocks"]["demo-openstack"]["status"]["state"] = \
+            "inactive" if cluster_asked else "active"
+        assert cluster_asked or not named  # the cluster is asked first
         requested_at_once.append(len(named))
         world.step()
     assert {world.machine(n).spec.release for n in world.machines} == {"swarm-1.1.0"}
     assert max(requested_at_once) == 1  # one node disrupted at a time, each after its controller's answer
     assert world.maintenance["nodemaintenancerequests"] == {}  # each removed when its node was done
+    assert world.maintenance["clustermaintenancerequests"] == {}  # and the cluster's once all were
