@@ -26,6 +26,9 @@ from regional.planning.fleet import Fleet
 from regional.planning.locks import disruption_hold, maintenance_skipped
 from regional.planning.machines import MachineView
 
+MAINTENANCE_REQUESTED = "MaintenanceRequested"
+"""The hold of a machine whose disruption waits for a maintenance request of the scheduler's to exist."""
+
 
 def is_ours(request: NodeMaintenanceRequest | ClusterMaintenanceRequest) -> bool:
     return request.metadata.labels.get(MANAGED_BY_LABEL) == SCHEDULER_NAME
@@ -41,13 +44,13 @@ def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope, *, u
     if maintenance_skipped(fleet, v):
         return True
     if upgrade and not fleet.maintenance.cluster_requests:
-        fleet.hold(v, "MaintenanceRequested", "the cluster's ClusterMaintenanceRequest is being created")
+        fleet.hold(v, MAINTENANCE_REQUESTED, "the cluster's ClusterMaintenanceRequest is being created")
         return False
     theirs = any(r.spec.node_name == v.name and not is_ours(r) for r in fleet.maintenance.node_requests)
     if not theirs:
         fleet.requested.setdefault(v.name, scope)
         if not any(r.spec.node_name == v.name for r in fleet.maintenance.node_requests):
-            fleet.hold(v, "MaintenanceRequested", "its NodeMaintenanceRequest is being created")
+            fleet.hold(v, MAINTENANCE_REQUESTED, "its NodeMaintenanceRequest is being created")
             return False
     if (hold := disruption_hold(fleet, v)) is not None:
         fleet.hold(v, hold.reason, hold.message)

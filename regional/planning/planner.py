@@ -20,7 +20,7 @@ from regional.planning.fleet import Fleet
 from regional.planning.locks import own_lock_writes
 from regional.planning.machines import MachineView, view
 from regional.planning.maintenance import plan_maintenance
-from regional.planning.maintenance_requests import own_request_writes
+from regional.planning.maintenance_requests import MAINTENANCE_REQUESTED, own_request_writes
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
@@ -62,7 +62,9 @@ def plan(inp: PlanInput) -> Plan:
     plan_workers(fleet, controls_pending=plan_controls(fleet))
     if paused:
         # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
-        holds = {**fleet.holds, **dict.fromkeys(moving(fleet), PAUSED)}
+        # A machine waiting for a maintenance request of the scheduler's would move too: none is made now.
+        asking = [n for n, hold in fleet.holds.items() if hold.reason == MAINTENANCE_REQUESTED]
+        holds = {**fleet.holds, **dict.fromkeys([*moving(fleet), *asking], PAUSED)}
         status = cluster_status_patch(cluster, replace(summary, paused=True), inp.now)
         return Plan((*waiting_patches(views, holds, inp.now), *(a for a in (status,) if a is not None)))
     # Deletion phases first: "completed" must land before the finalizer's removal lets the object go.
