@@ -42,6 +42,7 @@ from regional.planning.locks import cluster_hold
 from regional.planning.machines import MachineView
 from regional.planning.maintenance_requests import is_ours, ready_to_disrupt
 from regional.planning.release_upgrade import runs_workloads
+from regional.planning.waiting import hold_slot
 
 Request = NodeMaintenanceRequest | ClusterMaintenanceRequest
 Verdict = tuple[MaintenancePhase, str]
@@ -116,9 +117,8 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
         if not drains:
             return None
         if drain is None and not take_slot(fleet, v, drains=True):
-            message = "waits for a drain slot (one control machine at a time, maxWorkerUpgradeCount workers)"
-            fleet.hold(v, "DrainBudget", message)
-            return message
+            hold_slot(fleet, v, "control" if v.control else "upgrade")
+            return fleet.holds[v.name].message
     elif v.status.swarm_cordon_drain == "cordondrained":
         fleet.want("swarm-drain", v, True, "in maintenance")
         return None

@@ -111,6 +111,9 @@ def test_another_controllers_lock_keeps_the_machine_out_of_maintenance(state: st
     assert world.machine("w0").status.maintenance is False
     waiting = {"phase": "Waiting", "message": phase_message}
     assert _status(world, "nodemaintenancerequests", "fix-w0") == waiting
+    why = world.machines["w0"]["status"]["waiting"]  # what kubectl get lcmm and lcmctl explain show
+    reason = "LockFailed" if state == "failed" else "LockHeld"
+    assert (why["reason"], why["message"]) == (reason, phase_message)
 
     world.maintenance["nodeworkloadlocks"]["w0-ceph"]["status"] = {"state": "inactive"}
     world.converge()
@@ -201,6 +204,8 @@ def test_maintenance_drains_within_the_worker_drain_budget() -> None:
     world.converge()
     assert [n for n in ("w0", "w1") if world.machine(n).status.maintenance] == ["w0"]
     assert "sd-w1" not in world.states  # maxWorkerUpgradeCount 1: the drain slot is w0's
+    assert world.machines["w1"]["status"]["waiting"]["reason"] == "UpgradeSlotTaken"
+    assert world.machines["w0"]["status"]["waiting"]["reason"] == "Maintenance"
     world.machines["w0"]["spec"]["maintenance"] = False
     world.converge()
     assert [n for n in ("w0", "w1") if world.machine(n).status.maintenance] == ["w1"]
