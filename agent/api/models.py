@@ -42,6 +42,14 @@ BoolString = Literal["true", "false"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 PrepareDeletionPhase = Literal["started", "completed", "aborting", "failed"]
 LCMType = Literal["ucp", "byo", "k0s"]
+MaintenanceScope = Literal["os", "drain"]
+"""Mirantis' ``MaintenanceRequestScope``: ``drain`` moves the node's workloads away and nothing more; ``os``
+includes ``drain`` and lets the operator reboot the machine or update its packages."""
+WorkloadState = Literal["inactive", "active", "failed"]
+"""Mirantis' ``WorkloadState`` of a workload lock: ``active`` forbids disrupting the node (or cluster),
+``inactive`` allows it, ``failed`` says its controller could not make it safe (``errorMessage`` says why)."""
+MaintenancePhase = Literal["Waiting", "InMaintenance", "Refused"]
+"""lcm-agent's extension on a maintenance request: where the scheduler is with it."""
 
 SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 """A release version: semantic versioning 2.0 (the same pattern as the ClusterRelease CRD)."""
@@ -307,6 +315,8 @@ class LCMMachineSpec(ApiModel):
     interface: str = ""
     cidr: str = ""
     reboot_required: StrictBool = False
+    maintenance: StrictBool = False
+    """The machine's node must be drained and held out of every rollout until this goes false again."""
     halt_agent: StrictBool = False
     prepare_deletion: StrictBool = False
 
@@ -335,6 +345,8 @@ class LCMMachineStatus(ApiModel):
     swarm_cordon_drain: CordonDrain | None = None
     swarm_cordon_drain_error: str = ""
     lcm_operation_stuck: StrictBool = False
+    maintenance: StrictBool = False
+    """The node is drained and in maintenance (written by the scheduler)."""
     prepare_deletion_phase: PrepareDeletionPhase | None = None
     components: Components = shared(Components())
     rhel_license_applied: StrictBool | None = None
@@ -420,6 +432,8 @@ class LCMClusterSpec(ApiModel):
     dedicated_control_plane: StrictBool = True
     token_ttl: str | None = Field(default=None, alias="tokenTTL")
     rollout: RolloutSpec = shared(RolloutSpec())
+    maintenance: StrictBool = False
+    """The cluster is switched into maintenance: no upgrade or settings change reaches its machines."""
 
     _unique_item_names = field_validator("machine_types")(_unique_names_per_type)
 
@@ -433,6 +447,7 @@ class LCMClusterStatus(ApiModel):
     progress: str = ""
     conditions: tuple[Condition, ...] = ()
     release_digests: Mapping[str, str] = {}
+    maintenance: StrictBool = False
 
 
 class LCMCluster(ApiObject):
@@ -481,6 +496,79 @@ class LCMClusterState(ApiObject):
     kind: Literal["LCMClusterState"] = "LCMClusterState"
     spec: LCMClusterStateSpec
     status: LCMClusterStateStatus = shared(LCMClusterStateStatus())
+
+
+class MaintenanceRequestStatus(ApiModel):
+    """lcm-agent's extension (Mirantis' requests have no status): what the scheduler made of the request."""
+
+    phase: MaintenancePhase | None = None
+    message: str = ""
+    """Why it waits or was refused, naming what it waits for or the names it could not find."""
+
+
+class NodeMaintenanceRequestSpec(ApiModel):
+    node_name: str
+    """The node: for lcm-agent, the LCMMachine of that name in the request's namespace."""
+    scope: MaintenanceScope | None = None
+    cluster_name: str = ""
+    """Extension: the LCMCluster the node must belong to (optional; the request is refused otherwise)."""
+
+
+class NodeMaintenanceRequest(ApiObject):
+    PLURAL: ClassVar[str] = "nodemaintenancerequests"
+
+    kind: Literal["NodeMaintenanceRequest"] = "NodeMaintenanceRequest"
+    spec: NodeMaintenanceRequestSpec
+    status: MaintenanceRequestStatus = shared(MaintenanceRequestStatus())
+
+
+class ClusterMaintenanceRequestSpec(ApiModel):
+    scope: MaintenanceScope | None = None
+    cluster_name: str = ""
+    """Extension: the LCMCluster; when empty, the one named like the request (Mirantis' convention)."""
+
+
+class ClusterMaintenanceRequest(ApiObject):
+    PLURAL: ClassVar[str] = "clustermaintenancerequests"
+
+    kind: Literal["ClusterMaintenanceRequest"] = "ClusterMaintenanceRequest"
+    spec: ClusterMaintenanceRequestSpec = shared(ClusterMaintenanceRequestSpec())
+    status: MaintenanceRequestStatus = shared(MaintenanceRequestStatus())
+
+
+class WorkloadLockStatus(ApiModel):
+    state: WorkloadState = "active"
+    """Mirantis' default: a lock whose controller has not said otherwise forbids disruption."""
+    error_message: str = ""
+    release: str = ""
+
+
+class ClusterWorkloadLockSpec(ApiModel):
+    controller_name: str
+    cluster_name: str = ""
+    """Extension: the LCMCluster the lock is about; empty, every cluster of its namespace."""
+
+
+class ClusterWorkloadLock(ApiObject):
+    PLURAL: ClassVar[str] = "clusterworkloadlocks"
+
+    kind: Literal["ClusterWorkloadLock"] = "ClusterWorkloadLock"
+    spec: ClusterWorkloadLockSpec
+    status: WorkloadLockStatus = shared(WorkloadLockStatus())
+
+
+class NodeWorkloadLockSpec(ClusterWorkloadLockSpec):
+    node_name: str
+    """The node: the LCMMachine of that name in the lock's namespace."""
+    node_deletion_request_supported: StrictBool = False
+
+
+class NodeWorkloadLock(ApiObject):
+    PLURAL: ClassVar[str] = "nodeworkloadlocks"
+
+    kind: Literal["NodeWorkloadLock"] = "NodeWorkloadLock"
+    spec: NodeWorkloadLockSpec
+    status: WorkloadLockStatus = shared(WorkloadLockStatus())
 
 
 class ReleaseAgent(ApiModel):

@@ -47,6 +47,8 @@ def why_blocked(machine: LCMMachine | None, *, item_running: bool) -> str:
         return "the machine is being decommissioned (spec.prepareDeletion)"
     if status.swarm_cordon_drain is not None:
         return f"the node is {status.swarm_cordon_drain} for maintenance"
+    if spec.maintenance or status.maintenance:
+        return "the machine is in maintenance: an operator may be working on it"
     return ""
 
 

@@ -14,9 +14,13 @@ from typing import Any, Literal
 
 from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
 from regional.planning.durations import Key, Norm
+from regional.planning.maintenance_objects import MaintenanceObjects
 from regional.planning.settings import PlanSettings
 
-Resource = Literal["lcmmachines", "lcmclusters", "lcmclusterstates"]
+Resource = Literal[
+    "lcmmachines", "lcmclusters", "lcmclusterstates", "nodemaintenancerequests", "clustermaintenancerequests",
+    "nodeworkloadlocks", "clusterworkloadlocks",
+]
 """Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""
 
 
@@ -72,6 +76,8 @@ class PlanInput:
     item_norms: Mapping[Key, Norm] = field(default_factory=dict)
     """The fleet's run durations by (item name, item version) (``regional.planning.durations``): a running
     item is stuck well past them (``regional.planning.item_norms``). Empty: the fixed limit only."""
+    maintenance: MaintenanceObjects = field(default_factory=MaintenanceObjects)
+    """The maintenance requests and workload locks that concern this cluster."""
 
 
 @dataclass(frozen=True)

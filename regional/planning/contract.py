@@ -34,6 +34,14 @@ INDEX_ANNOTATION = "lcm.mirantis.com/index"
 """An integer on a machine; the lowest-indexed control machine creates the swarm."""
 PAUSED_ANNOTATION = "lcm.mirantis.com/paused"
 """``"true"`` on an LCMCluster: the planner changes nothing in it until the annotation goes."""
+SCHEDULER_NAME = "lcm-scheduler"
+"""How the scheduler names itself in the objects it makes for others: its workload locks'
+``controllerName``, the ``app.kubernetes.io/managed-by`` label of its maintenance requests."""
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+"""Marks the maintenance requests the scheduler made itself (value ``lcm-scheduler``)."""
+SKIP_MAINTENANCE_ANNOTATION = "lcm.mirantis.com/skip-maintenance"
+"""``"true"`` on an LCMMachine or LCMCluster: Mirantis' "evacuation is skipped": no workload lock of another
+controller is waited for before the machine is disrupted."""
 NODE_LABEL_PREFIX = "swarm.lcm.mirantis.com/"
 """LCMMachine labels under this prefix become the node's engine labels, the prefix stripped."""
 

@@ -38,7 +38,7 @@ def _joined(v: MachineView) -> bool:
     return any(name in slots and slots[name].exit_code == 0 for name in SWARM_ITEMS)
 
 
-def _may_start(fleet: Fleet, v: MachineView, drains: bool) -> bool:
+def take_slot(fleet: Fleet, v: MachineView, drains: bool) -> bool:
     """Take the machine's budget slot, if free: the control plane's one, or a worker drain."""
     if v.control:
         if fleet.control_busy:
@@ -63,7 +63,7 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
     names = {item.name for item in v.spec.state_items}
     leaving_items = bool(decommission) and all(item.name in names for item in decommission)
     started = v.name in fleet.drains or v.name in fleet.removals or leaving_items
-    if not started and not _may_start(fleet, v, drains=swarm_ops):
+    if not started and not take_slot(fleet, v, drains=swarm_ops):
         hold_slot(fleet, v, "control" if v.control else "upgrade")  # leaving goes on while halted
         return
     if swarm_ops and (v.name in fleet.drains or not started):

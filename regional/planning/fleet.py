@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState
+from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, MaintenanceScope
 from agent.api.names import MachineOperation
 from regional.planning.contract import EXECUTOR_LABEL
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_objects import MaintenanceObjects
 from regional.planning.ordering import first_ready
 from regional.planning.rendering import Swarm, Target, Templates, machine_patch, swarm_item_for, target
 from regional.planning.swarm_orders import Wanted
@@ -62,6 +63,13 @@ class Fleet:
     """Machine name → why it waits; the first rule that held it back wins (it is what must change first)."""
     gate: RolloutGate | None = None
     """The canary wave, failure budget and maintenance windows of an upgrade (waves.py); None: no gates."""
+    maintenance: MaintenanceObjects = field(default_factory=MaintenanceObjects)
+    """The cluster's maintenance requests and workload locks (regional.planning.maintenance, locks)."""
+    in_maintenance: set[str] = field(default_factory=set)
+    """Machines in maintenance, or on their way in: no rollout rule touches them."""
+    requested: dict[str, MaintenanceScope] = field(default_factory=dict)
+    """Machine name → scope of the NodeMaintenanceRequest of the scheduler's it needs (a rule is about to
+    disrupt it: regional.planning.maintenance_requests)."""
     _other_templates: dict[str, Templates] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -17,7 +17,10 @@ from regional.planning.contract import PAUSED_ANNOTATION
 from regional.planning.deletion import deletion_phases, plan_leaving
 from regional.planning.failures import drain_time_left, item_time_left, trouble
 from regional.planning.fleet import Fleet
+from regional.planning.locks import own_lock_writes
 from regional.planning.machines import MachineView, view
+from regional.planning.maintenance import plan_maintenance
+from regional.planning.maintenance_requests import MAINTENANCE_REQUESTED, own_request_writes
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
@@ -53,12 +56,15 @@ def plan(inp: PlanInput) -> Plan:
     swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
     templates = Templates(check.target, cluster)
     fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles),
-                  gate=gate)
+                  gate=gate, maintenance=inp.maintenance)
     plan_leaving(fleet)
+    maintenance = plan_maintenance(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
     if paused:
         # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
-        holds = {**fleet.holds, **dict.fromkeys(moving(fleet), PAUSED)}
+        # A machine waiting for a maintenance request of the scheduler's would move too: none is made now.
+        asking = [n for n, hold in fleet.holds.items() if hold.reason == MAINTENANCE_REQUESTED]
+        holds = {**fleet.holds, **dict.fromkeys([*moving(fleet), *asking], PAUSED)}
         status = cluster_status_patch(cluster, replace(summary, paused=True), inp.now)
         return Plan((*waiting_patches(views, holds, inp.now), *(a for a in (status,) if a is not None)))
     # Deletion phases first: "completed" must land before the finalizer's removal lets the object go.
@@ -70,7 +76,10 @@ def plan(inp: PlanInput) -> Plan:
         if v.name in fleet.patches
         for patch, reason in (fleet.patches[v.name],)
     ]
+    actions += maintenance
     actions += state_writes(cluster, states, fleet.wanted)
+    actions += own_lock_writes(fleet)
+    actions += own_request_writes(fleet)
     actions += stuck_flags(views, troubles)
     actions += waiting_patches(views, fleet.holds, inp.now)
     status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)

@@ -14,13 +14,19 @@ from typing import Any
 
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import ready_to_disrupt
 from regional.planning.waiting import hold_back
+
+
+def runs_workloads(fleet: Fleet, v: MachineView) -> bool:
+    """Its node may run workloads: a worker, or a control machine of a control plane that is not dedicated
+    (those join with availability drain and run nothing)."""
+    return (not v.control or not fleet.swarm.dedicated_control_plane) and v.swarm_item is not None
 
 
 def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:
     """A move to another release of a node that may run workloads."""
-    runs_workloads = not v.control or not fleet.swarm.dedicated_control_plane
-    return v.spec.release != release and runs_workloads and v.swarm_item is not None
+    return v.spec.release != release and runs_workloads(fleet, v)
 
 
 def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_free: bool) -> bool:
@@ -35,8 +41,9 @@ def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_fre
             return False
         if fleet.executor is None:
             return False
-        fleet.upgrade_started(v)
-        fleet.want("swarm-drain", v, True, f"drain before the {reason}")
+        if ready_to_disrupt(fleet, v, "drain", upgrade=True):  # else it keeps the slot meanwhile
+            fleet.upgrade_started(v)
+            fleet.want("swarm-drain", v, True, f"drain before the {reason}")
         return True
     fleet.want("swarm-drain", v, True, f"drain before the {reason}")
     if drain.spec.requested and v.status.swarm_cordon_drain == "cordondrained":

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import ready_to_disrupt
 from regional.planning.release_upgrade import drained_update, finish, needs_drain
 from regional.planning.rendering import Target
 from regional.planning.waiting import hold_back
@@ -54,7 +55,8 @@ def plan_controls(fleet: Fleet) -> bool:
     """Control machines, in order. True while one of them is not done: workers wait for them."""
     pending = False
     for v in fleet.views:
-        if not v.control or v.deleting or v.ip is None or (full := fleet.full(v)) is None:
+        if not v.control or v.deleting or v.ip is None or v.name in fleet.in_maintenance \
+                or (full := fleet.full(v)) is None:
             continue
         patch = fleet.diff(v, full)
         if patch is None:
@@ -71,8 +73,9 @@ def plan_controls(fleet: Fleet) -> bool:
         elif v.released and fleet.control_busy:
             hold_back(fleet, v, "control")
         elif v.released and not _gated(fleet, v, full):
-            _start(fleet, v, patch, full)
-            fleet.control_busy = True
+            if v.spec.release == full.release or ready_to_disrupt(fleet, v, "drain", upgrade=True):
+                _start(fleet, v, patch, full)
+            fleet.control_busy = True  # kept while other controllers get ready for its upgrade
         elif not v.released:
             _release_control(fleet, v, patch)
     return pending
@@ -152,7 +155,8 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
     spec = fleet.cluster.spec
     control_plane_pending = not fleet.first_ready or controls_pending
     may_start = not control_plane_pending and not fleet.halted
-    workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None]
+    workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None
+               and v.name not in fleet.in_maintenance]
     preparing = sum(1 for v in workers if not v.released and _in_flight(v))
     deploying = sum(1 for v in workers if v.released and not v.settled and v.name not in fleet.drains)
     for v in workers:

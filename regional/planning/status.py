@@ -75,6 +75,8 @@ class Summary:
             core = f"deploy {self.ready}/{len(staying)} ready"
         if leaving := sum(1 for v in self.views if v.leaving):
             core += f", {leaving} leaving"
+        if maintenance := sum(1 for v in staying if v.status.maintenance):
+            core += f", {maintenance} in maintenance"
         prefix = "paused, " if self.paused else "halted, " if self.troubles else self.blocked
         return prefix + core
 

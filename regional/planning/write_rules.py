@@ -11,7 +11,12 @@ from typing import Any
 
 from regional.planning.actions import Action, Create, Delete, Patch
 
-KINDS = {"lcmmachines": "LCMMachine", "lcmclusters": "LCMCluster", "lcmclusterstates": "LCMClusterState"}
+KINDS = {
+    "lcmmachines": "LCMMachine", "lcmclusters": "LCMCluster", "lcmclusterstates": "LCMClusterState",
+    "nodemaintenancerequests": "NodeMaintenanceRequest",
+    "clustermaintenancerequests": "ClusterMaintenanceRequest",
+    "nodeworkloadlocks": "NodeWorkloadLock", "clusterworkloadlocks": "ClusterWorkloadLock",
+}
 EVENT_REASONS = {Patch: "Updated", Create: "Created", Delete: "Deleted"}
 
 

@@ -1,4 +1,4 @@
-"""One leadership term of the scheduler: watch the five kinds, plan a cluster whenever one of its objects
+"""One leadership term of the scheduler: watch the kinds, plan a cluster whenever one of its objects
 changes, apply the plan.
 
 Each kind has one watch (all namespaces, or the configured one) feeding one cache; LCMMachines and
@@ -40,6 +40,7 @@ from regional.planning.actions import Plan, PlanInput
 from regional.planning.durations import Key, Norm
 from regional.planning.notices import Notice, cluster_notices, machine_notices
 from regional.scheduler.leadership import LeaseLostError
+from regional.scheduler.maintenance_routing import MaintenanceCaches
 from regional.scheduler.queueing import WorkQueue, serve
 from regional.scheduler.recording import EventRecorder, Involved
 from regional.scheduler.settings import SchedulerSettings
@@ -81,10 +82,13 @@ class Controller:
                                     on_invalid=self._invalid)
         self.states = FollowedObjects(LCMClusterState, index=cluster_of, on_change=self._member_changed,
                                   on_invalid=self._invalid)
+        self.maintenance = MaintenanceCaches(self.machines, self.clusters,
+                                             on_change=self._maintenance_changed, on_invalid=self._invalid)
         self.recorder = EventRecorder(kube, instance=settings.lease.identity, qps=settings.events.qps,
                                       burst=settings.events.burst, fence=fence)
         caches: dict[str, FollowedObjects[Any]] = {
-            "lcmmachines": self.machines, "lcmclusters": self.clusters, "lcmclusterstates": self.states}
+            "lcmmachines": self.machines, "lcmclusters": self.clusters, "lcmclusterstates": self.states,
+            **{model.PLURAL: cache for model, cache in self.maintenance.followed()}}
         self.writer = Writer(kube, caches, RateLimiter(settings.writes.qps, settings.writes.burst),
                              fence=fence, recorder=self.recorder, in_flight=settings.writes_in_flight)
         self.plans = 0
@@ -96,7 +100,7 @@ class Controller:
         """Until cancelled; raises ``LeaseLostError`` when a write found the lease lost before the elector."""
         watched: list[tuple[type[Any], FollowedObjects[Any]]] = [
             (ClusterRelease, self.releases), (KaaSRelease, self.kaas_releases), (LCMCluster, self.clusters),
-            (LCMMachine, self.machines), (LCMClusterState, self.states)]
+            (LCMMachine, self.machines), (LCMClusterState, self.states), *self.maintenance.followed()]
         tasks = [asyncio.create_task(self._watch(model, cache), name=f"watch-{model.PLURAL}")
                  for model, cache in watched]
         tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
@@ -129,7 +133,8 @@ class Controller:
             cluster=cluster, releases={r.metadata.name or "": r for r in self.releases.models()},
             machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
             settings=self.settings.planning, kaas_releases=self.kaas_releases.models(),
-            item_norms=self.item_norms())
+            item_norms=self.item_norms(),
+            maintenance=self.maintenance.for_cluster(key))
         started = time.perf_counter()
         plan = self.plan(inputs)
         took = time.perf_counter() - started
@@ -192,6 +197,10 @@ class Controller:
         involved = Involved(kind, namespace, name, str(raw_field(raw, "metadata", "uid") or ""))
         for notice in notices:
             self.recorder.record(involved, notice.reason, notice.message, notice.type)
+    def _maintenance_changed(self, old: Object | None, new: Object | None) -> None:
+        for raw in (old, new):
+            for key in () if raw is None else self.maintenance.concerned(raw):
+                self.queue.add(key)
 
     def _invalid(self, raw: Object, exc: InvalidObjectError) -> None:
         namespace, name = object_key(raw)

@@ -170,6 +170,20 @@ def lcm_machine(name: str, namespace: str, *, labels: dict[str, str] | None = No
                      "components": {"ucpVersion": "1.0.0"}, **spec}}
 
 
+async def field_of(kube: Kube, res: Resource, namespace: str, name: str, *path: str) -> Any:
+    """A field of an object as the API has it now (``status``, ``phase``...); None when the object or the
+    field is absent, so a test can wait for an object to appear, change or go with one question."""
+    try:
+        node: Any = await kube.get(res, namespace, name)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 async def merge_patch(
     objs: client.CustomObjectsApi, namespace: str, name: str, patch: dict[str, Any], *, status: bool = False,
 ) -> dict[str, Any]:

@@ -15,16 +15,31 @@ from pydantic import BaseModel
 
 from agent.api import crds as crds_module
 from agent.api.crds import crd_paths, load_crds
-from agent.api.models import ApiObject, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import (
+    ApiObject,
+    ClusterMaintenanceRequest,
+    ClusterRelease,
+    ClusterWorkloadLock,
+    KaaSRelease,
+    LCMCluster,
+    LCMClusterState,
+    LCMMachine,
+    NodeMaintenanceRequest,
+    NodeWorkloadLock,
+)
 
-KINDS = ("LCMMachine", "LCMCluster", "LCMClusterState", "ClusterRelease", "KaaSRelease")
 MODELS: dict[str, type[ApiObject]] = {
     "LCMMachine": LCMMachine,
     "LCMCluster": LCMCluster,
     "LCMClusterState": LCMClusterState,
     "ClusterRelease": ClusterRelease,
     "KaaSRelease": KaaSRelease,
+    "NodeMaintenanceRequest": NodeMaintenanceRequest,
+    "ClusterMaintenanceRequest": ClusterMaintenanceRequest,
+    "NodeWorkloadLock": NodeWorkloadLock,
+    "ClusterWorkloadLock": ClusterWorkloadLock,
 }
+KINDS = tuple(MODELS)
 Schemas = dict[str, dict[str, Any]]
 
 
@@ -76,6 +91,10 @@ def test_a_stray_non_crd_manifest_is_refused(tmp_path: Path, monkeypatch: pytest
         ("LCMClusterState", "lcmclusterstates", "lcmcs", "Namespaced", True),
         ("ClusterRelease", "clusterreleases", "clrel", "Cluster", False),
         ("KaaSRelease", "kaasreleases", "kaasrel", "Cluster", False),
+        ("NodeMaintenanceRequest", "nodemaintenancerequests", "nmr", "Namespaced", True),
+        ("ClusterMaintenanceRequest", "clustermaintenancerequests", "cmr", "Namespaced", True),
+        ("NodeWorkloadLock", "nodeworkloadlocks", "nwl", "Namespaced", True),
+        ("ClusterWorkloadLock", "clusterworkloadlocks", "cwl", "Namespaced", True),
     ],
 )
 def test_names_scope_and_version(
@@ -160,6 +179,10 @@ def test_defaults(schemas: Schemas, kind: str, path: str, value: object) -> None
         ("LCMClusterState", ["Type", "Arg", "Value", "Actual", "Age", "Cluster", "Attempt", "Message"]),
         ("ClusterRelease", ["Version", "Agent", "Age"]),
         ("KaaSRelease", ["Version", "ClusterRelease", "Age"]),
+        ("NodeMaintenanceRequest", ["Node", "Scope", "Phase", "Age", "Cluster", "Message"]),
+        ("ClusterMaintenanceRequest", ["Cluster", "Scope", "Phase", "Age", "Message"]),
+        ("NodeWorkloadLock", ["Node", "Controller", "State", "Age", "Cluster", "Error"]),
+        ("ClusterWorkloadLock", ["Cluster", "Controller", "State", "Age", "Error"]),
     ],
 )
 def test_printer_columns_point_at_fields_of_their_type(

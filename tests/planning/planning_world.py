@@ -15,12 +15,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.api.models import PHASES, ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import (
+    PHASES,
+    ApiObject,
+    ClusterMaintenanceRequest,
+    ClusterRelease,
+    ClusterWorkloadLock,
+    KaaSRelease,
+    LCMCluster,
+    LCMClusterState,
+    LCMMachine,
+    NodeMaintenanceRequest,
+    NodeWorkloadLock,
+)
 from agent.decisions.hashing import item_hash
 from agent.decisions.state import item_done, machine_state
 from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Action, Create, Delete, Patch, Plan, PlanInput
 from regional.planning.durations import Norm
+from regional.planning.maintenance_objects import MaintenanceObjects
 from regional.planning.planner import plan
 from regional.planning.settings import PlanSettings
 from testbed.sim.patching import merge_patch
@@ -31,6 +44,16 @@ CLUSTER = "demo"
 SHA = "0" * 64
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TICK = timedelta(seconds=10)
+MAINTENANCE_KINDS: dict[str, type[ApiObject]] = {
+    "nodemaintenancerequests": NodeMaintenanceRequest,
+    "clustermaintenancerequests": ClusterMaintenanceRequest,
+    "nodeworkloadlocks": NodeWorkloadLock,
+    "clusterworkloadlocks": ClusterWorkloadLock,
+}
+MAINTENANCE_FIELDS = {
+    "nodemaintenancerequests": "node_requests", "clustermaintenancerequests": "cluster_requests",
+    "nodeworkloadlocks": "node_locks", "clusterworkloadlocks": "cluster_locks",
+}
 
 
 def item(name: str, phase: str, version: str = "1.0.0", **params: str) -> dict[str, Any]:
@@ -99,6 +122,9 @@ class World:
     settings: PlanSettings = field(default_factory=PlanSettings)
     item_norms: dict[tuple[str, str], Norm] = field(default_factory=dict)
     kaas_releases: list[KaaSRelease] = field(default_factory=list)
+    maintenance: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {resource: {} for resource in MAINTENANCE_KINDS})
+    """The maintenance requests and workload locks, by resource and name."""
 
     @classmethod
     def of(cls, cluster: dict[str, Any], machines: Iterable[dict[str, Any]], *rels: ClusterRelease) -> World:
@@ -118,6 +144,10 @@ class World:
             settings=self.settings,
             kaas_releases=self.kaas_releases,
             item_norms=self.item_norms,
+            maintenance=MaintenanceObjects(**{
+                field_name: [MAINTENANCE_KINDS[resource].from_raw(o) for o in objects.values()]
+                for resource, objects in self.maintenance.items()
+                for field_name in (MAINTENANCE_FIELDS[resource],)}),
         )
 
     def machine(self, name: str) -> LCMMachine:
@@ -141,18 +171,22 @@ class World:
             self._apply(action)
 
     def _apply(self, action: Action) -> None:
+        store = {"lcmmachines": self.machines, "lcmclusterstates": self.states,
+                 **self.maintenance}.get(action.resource)
         if isinstance(action, Create):
             name = action.body["metadata"]["name"]
-            assert name not in self.states, f"create of existing {name}"
+            assert store is not None
+            assert name not in store, f"create of existing {name}"
             body = copy.deepcopy(dict(action.body))
             body["metadata"]["creationTimestamp"] = rfc3339(self.now)
-            self.states[name] = body
+            body.pop("status", None)  # the status subresource: a create does not set it
+            store[name] = body
             return
         if isinstance(action, Delete):
-            del self.states[action.name]
+            assert store is not None
+            del store[action.name]
             return
         assert isinstance(action, Patch)
-        store = {"lcmmachines": self.machines, "lcmclusterstates": self.states}.get(action.resource)
         if action.resource == "lcmclusters":
             assert action.subresource == "status"
             assert set(action.patch) == {"status"}

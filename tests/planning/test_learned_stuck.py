@@ -58,7 +58,8 @@ def test_a_run_well_past_the_fleets_p95_is_flagged_naming_item_machine_and_the_f
     world.converge()
     world.cluster["spec"]["release"] = "swarm-1.1.0"
     world.cluster["metadata"]["generation"] += 1
-    world.step(movers=[])
+    while world.machine("c0").spec.release != "swarm-1.1.0":  # other controllers are asked first
+        world.step(movers=[])
     item = _running(world, "c0")
     world.item_norms = {(item.name, item.version): Norm(p95=150.4, samples=40)}
     started = world.now

@@ -20,6 +20,8 @@ def _cluster(controls: int = 2, workers: int = 2, spec: dict[str, object] | None
 def _events(plan: Plan) -> list[str]:
     out = []
     for a in plan.actions:
+        if a.resource not in ("lcmmachines", "lcmclusterstates"):
+            continue  # the scheduler's own workload locks: tests/planning/test_maintenance_rules.py
         if isinstance(a, Create):
             executor = a.body["metadata"]["labels"]["lcm.mirantis.com/executor"]
             out.append(f"{a.body['metadata']['name']} by {executor}")

@@ -43,6 +43,9 @@ def test_the_ready_machine_of_these_tables_is_ready() -> None:
     (machine(prepareDeletion=True), False, "the machine is being decommissioned (spec.prepareDeletion)"),
     (machine(status={"swarmCordonDrain": "cordondrained"}), False,
      "the node is cordondrained for maintenance"),
+    # An operator's own work (os scope: reboot, package updates), e.g. on a manager that is never drained.
+    (machine(maintenance=True), False, "the machine is in maintenance"),
+    (machine(status={"maintenance": True}), False, "the machine is in maintenance"),
 ])
 def test_the_node_is_reconciled_only_when_nothing_else_holds_it(
     subject: LCMMachine | None, item_running: bool, reason: str,

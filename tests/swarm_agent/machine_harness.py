@@ -1,4 +1,5 @@
-"""The agent's swarm side under test: machines with the RBAC of ``deploy/rbac``, lab nodes, captured logs.
+"""The agent's swarm side under test: machines with the RBAC of ``deploy/rbac``, lab nodes (and the swarm's
+view of them), captured logs.
 
 ``SwarmNode`` is the agent tests' ``Node`` (tests/agent/agent_harness.py) with what swarm tests add: its
 ServiceAccount gets the Role the deploy/rbac sample gives that machine (machine names are the samples':
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import docker
 import yaml
 from agent_harness import FAST, Node, slot
 
@@ -170,6 +172,21 @@ class SwarmNode(Node):
             if path.is_file() and not path.is_symlink():
                 texts.append(path.read_text(errors="replace"))
         return "\n".join(texts)
+
+
+def engine(node: LabNode) -> docker.DockerClient:
+    return docker.DockerClient(base_url=node.docker_host, timeout=30)
+
+
+def swarm_node(manager: LabNode, address: str) -> dict[str, Any]:
+    found = [n.attrs for n in engine(manager).nodes.list() if n.attrs["Status"]["Addr"] == address]
+    assert len(found) == 1, f"no single swarm node at {address}"
+    return found[0]
+
+
+def tasks_running_on(manager: LabNode, service: Any, node_id: str) -> int:
+    return sum(1 for t in service.tasks({"node": node_id, "desired-state": "running"})
+               if t["Status"]["State"] == "running")
 
 
 async def put_secret(admin: Kube, namespace: str, name: str, data: dict[str, str]) -> None:

@@ -10,14 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from machine_harness import MANAGER_SECRET, PLAYBOOKS, WORKER_SECRET, MakeNode, SwarmNode
+from machine_harness import (
+    MANAGER_SECRET,
+    PLAYBOOKS,
+    WORKER_SECRET,
+    MakeNode,
+    SwarmNode,
+    engine,
+    swarm_node,
+    tasks_running_on,
+)
 
 from agent.adapters.kube import Kube
 from agent.daemon.swarm_executor import LCMCLUSTERSTATES
 from testbed.lab.netns import dockerd
-from testbed.lab.netns.node import LabNode
 from testbed.lab.netns.nodes import Lab
 
 LabFactory = Callable[..., Lab]
@@ -27,21 +34,6 @@ SD = "sd-demo-worker-0"
 def item(name: str, playbook: str, **params: str) -> dict[str, Any]:
     return {"runner": "ansible", "name": name, "version": "1", "phase": "deploy",
             "params": {"playbook": playbook, **params}}
-
-
-def engine(node: LabNode) -> docker.DockerClient:
-    return docker.DockerClient(base_url=node.docker_host, timeout=30)
-
-
-def swarm_node(manager: LabNode, address: str) -> dict[str, Any]:
-    found = [n.attrs for n in engine(manager).nodes.list() if n.attrs["Status"]["Addr"] == address]
-    assert len(found) == 1, f"no single swarm node at {address}"
-    return found[0]
-
-
-def tasks_running_on(manager: LabNode, service: Any, node_id: str) -> int:
-    return sum(1 for t in service.tasks({"node": node_id, "desired-state": "running"})
-               if t["Status"]["State"] == "running")
 
 
 async def eventually(check: Callable[[], bool], within: float = 60.0) -> None:
