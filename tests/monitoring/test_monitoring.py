@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.daemon.metrics import AgentMetrics, HeldFigures
 from regional.planning.liveness import LivenessBook
+from regional.planning.planner import plan
 from regional.scheduler.controller import Controller
 from regional.scheduler.metrics import AgentsCollector, SchedulerCollector, plan_histogram
 from regional.scheduler.settings import SchedulerSettings
@@ -91,7 +92,7 @@ async def exported_names() -> set[str]:
     agent.registry.register(HeldFigures(buffered=lambda: 0, dropped=lambda: 0, write_failures=lambda: 0,
                                         api_contact=time.time))
     scheduler = CollectorRegistry()
-    controller = Controller(None, SchedulerSettings(), lambda inputs: None, fence=lambda: True)  # no I/O here
+    controller = Controller(None, SchedulerSettings(), plan, fence=lambda: True)  # no I/O: caches fed here
     machines, cluster = cluster_objects()
     for raw in machines:
         controller.machines.answered(raw)
