@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,15 @@ async def node(kube_api: KubeApi, tmp_path: Path) -> AsyncIterator[Node]:
 async def kube(kube_api: KubeApi) -> AsyncIterator[Kube]:
     async with await connect(kubeconfig=kube_api.kubeconfig_path) as client:
         yield client
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another socket listens on: a metrics port in use."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 def bash(name: str, phase: str, script: str) -> dict[str, object]:

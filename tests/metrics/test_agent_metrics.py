@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from agent_harness import Node, slot
@@ -19,15 +17,6 @@ from testbed.lab.stack.mosquitto import free_port
 from testbed.lab.stack.prometheus import fetch, labelled, parse, value
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A loopback port another process's socket listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 async def test_item_runs_retries_and_durations_are_counted_by_item_phase_and_outcome(node: Node) -> None:

@@ -12,19 +12,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from scheduler_harness import (
-    CLUSTERS,
-    MACHINES,
-    RELEASES,
-    cluster_body,
-    eventually,
-    fleet_running,
-    machine_body,
-    release_body,
-    running,
-    scheduler,
-)
-from test_agent_metrics import held_port  # noqa: F401 - a fixture
+from scheduler_harness import eventually, fleet_running, running, scheduler
+from test_rollout import _cluster_ready, create_cluster
 
 from agent.adapters.exposition import MetricsServer
 from agent.adapters.kube import Kube
@@ -38,19 +27,6 @@ from testbed.sim.testing import KubeApi
 pytestmark = pytest.mark.kube
 
 SCHEDULER = str(Path(sys.executable).with_name("lcm-scheduler"))
-
-
-async def create_cluster(kube: Kube, ns: str, workers: int) -> list[str]:
-    await kube.create(RELEASES, "", release_body("swarm-1.0.0", "1.0.0"))
-    await kube.create(CLUSTERS, ns, cluster_body(ns, "swarm-1.0.0"))
-    names = ["c0", *(f"w{i}" for i in range(workers))]
-    for i, name in enumerate(names):
-        await kube.create(MACHINES, ns, machine_body(ns, name, "control" if i == 0 else "worker", index=i))
-    return names
-
-
-async def ready_nodes(kube: Kube, ns: str) -> int:
-    return int((await kube.get(CLUSTERS, ns, "demo")).get("status", {}).get("readyNodes", 0))
 
 
 async def scraped(server: MetricsServer) -> Samples:
@@ -68,7 +44,7 @@ async def test_a_rollout_shows_in_the_schedulers_metrics(kube_api: KubeApi, kube
         assert await server.start()
     try:
         async with running(replica), fleet_running(kube, ns, names):
-            await eventually(lambda: _ready(kube, ns, 3), within=60, what="the cluster's status: 3 ready")
+            await eventually(lambda: _cluster_ready(kube, ns, 3), within=60, what="3 ready")
             samples, standby = await scraped(servers[0]), await scraped(servers[1])
     finally:
         for server in servers:
@@ -107,7 +83,7 @@ async def test_a_refused_write_is_counted_by_verb_resource_and_status(
     assert await server.start()
     try:
         async with running(replica), fleet_running(kube, ns, names):
-            await eventually(lambda: _ready(kube, ns, 1), within=60, what="the cluster's status: 1 ready")
+            await eventually(lambda: _cluster_ready(kube, ns, 1), within=60, what="1 ready")
             samples = await scraped(server)
     finally:
         await server.stop()
@@ -116,7 +92,7 @@ async def test_a_refused_write_is_counted_by_verb_resource_and_status(
 
 
 async def test_a_metrics_port_in_use_is_said_and_the_scheduler_goes_on(
-    kube_api: KubeApi, kube: Kube, held_port: int, tmp_path: Path,  # noqa: F811 - the fixture
+    kube_api: KubeApi, kube: Kube, held_port: int, tmp_path: Path,
 ) -> None:
     ns = kube_api.namespace
     names = await create_cluster(kube, ns, 0)
@@ -127,7 +103,7 @@ async def test_a_metrics_port_in_use_is_said_and_the_scheduler_goes_on(
             "--metrics-address", f"127.0.0.1:{held_port}", stdout=asyncio.subprocess.DEVNULL, stderr=log)
         try:
             async with fleet_running(kube, ns, names):
-                await eventually(lambda: _ready(kube, ns, 1), within=90, what="the cluster's status: 1 ready")
+                await eventually(lambda: _cluster_ready(kube, ns, 1), within=90, what="1 ready")
             assert proc.returncode is None, "the scheduler runs on"
         finally:
             proc.terminate()
@@ -135,10 +111,6 @@ async def test_a_metrics_port_in_use_is_said_and_the_scheduler_goes_on(
     assert code == 0
     errors = [e for e in map(json.loads, log_path.read_text().splitlines()) if e["level"] == "ERROR"]
     assert [e.get("address") for e in errors] == [f"127.0.0.1:{held_port}"], errors
-
-
-async def _ready(kube: Kube, ns: str, count: int) -> bool:
-    return await ready_nodes(kube, ns) == count
 
 
 def test_agents_are_counted_reachable_or_not_by_namespace_as_the_liveness_book_judges_them() -> None:
