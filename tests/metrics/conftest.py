@@ -39,7 +39,3 @@ def held_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]
-
-
-def bash(name: str, phase: str, script: str) -> dict[str, object]:
-    return {"runner": "bash", "name": name, "version": "1", "phase": phase, "params": {"script": script}}

@@ -10,13 +10,16 @@ import time
 
 import pytest
 from agent_harness import Node, slot
-from conftest import bash
 
 from agent import __version__
 from testbed.lab.stack.mosquitto import free_port
 from testbed.lab.stack.prometheus import fetch, labelled, parse, value
 
 pytestmark = pytest.mark.kube
+
+
+def bash(name: str, phase: str, script: str) -> dict[str, object]:
+    return {"runner": "bash", "name": name, "version": "1", "phase": phase, "params": {"script": script}}
 
 
 async def test_item_runs_retries_and_durations_are_counted_by_item_phase_and_outcome(node: Node) -> None:
