@@ -48,11 +48,11 @@ BUDGET_RSS_MIB = 90.0
 BUDGET_CPU_PERCENT = 0.5
 RBAC = "rbac.authorization.k8s.io"
 FLOOR = ("pydantic", "aiohttp", "yaml", "psutil", "paho.mqtt.client", "kubernetes_asyncio", "docker",
-         "pyudev", "prometheus_client", "aiohttp.web")
+         "pyudev", "prometheus_client")
 """What an idle agent holds by need: its API types (pydantic), its API client and watch (aiohttp,
 kubernetes_asyncio), config (yaml), host facts (psutil), heartbeats (paho), the drift watch's engine checks
-and events (docker), the hardware monitor (pyudev) and its metrics endpoint (prometheus_client served by
-aiohttp.web)."""
+and events (docker), the hardware monitor (pyudev) and its metrics (prometheus_client, served by asyncio's
+own streams)."""
 _FLOOR_SCRIPT = """
 import importlib, json, sys
 def rss():
