@@ -83,7 +83,8 @@ async def _figures_read_back(server: PrometheusServer, lab: Stack) -> None:
     assert sorted(dict(labels)["job"] for labels in ups) == ["lcm-agent"] * 3 + ["lcm-scheduler"]
     assert set(ups.values()) == {1.0}
     targets = await server.targets()
-    assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")] * 4, targets
+    assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")] * 4, [
+        (t["scrapeUrl"], t["health"], t["lastError"], t["lastScrapeDuration"]) for t in targets]
     rules = [rule for group in await server.rules() for rule in group["rules"]]
     assert rules
     assert [(r["name"], r.get("lastError", "")) for r in rules if r["health"] != "ok"] == []

@@ -35,8 +35,9 @@ PROMTOOL = "/usr/bin/promtool"
 RULES = CHECKOUT / "deploy" / "monitoring" / "lcm-rules.yml"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Everything here is on this host or its lab bridge: never through a proxy the environment names."""
-SCRAPE_INTERVAL = 1.0
-"""Seconds: a test's rollout lasts minutes, and each scrape is a moment of it."""
+SCRAPE_INTERVAL = 5.0
+"""Seconds between scrapes, and the scrape timeout (which may not exceed it): a test's rollout lasts a minute
+or more, and on a loaded host a scrape answered within a second may still arrive later than one."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 """``(sample name, labels) → value`` of one page."""
@@ -74,7 +75,7 @@ class PrometheusServer:
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copyfile(RULES, self.workdir / RULES.name)
         config = {
-            "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s",
+            "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s",
                        "evaluation_interval": f"{SCRAPE_INTERVAL:g}s"},
             "rule_files": [str(self.workdir / RULES.name)],
             "scrape_configs": [{"job_name": job.name, "static_configs": [{"targets": list(job.targets)}]}
