@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lcm-scheduler: {exc}", file=sys.stderr)
         return EXIT_USAGE
     durations = item_durations(args)
-    return asyncio.run(_serve(args.kubeconfig, settings, companion_tasks(args, durations, metrics), durations))
+    companions = companion_tasks(args, durations, metrics)
+    return asyncio.run(_serve(args.kubeconfig, settings, companions, durations))
 
 
 def _broker(args: argparse.Namespace, role: str) -> BrokerSettings:
