@@ -2,8 +2,9 @@
 and the three agents of the end-to-end stack on netns nodes while the cluster deploys from nothing, with the
 repository's alert rules loaded; what it holds is read back through its HTTP query API, as a dashboard
 would: three machines Ready, items run on every agent, every target up without a scrape error, the agents
-reachable, the rules evaluating cleanly, every query of the dashboard answered. The swarm's join token,
-which exists only once the first manager has initialised the swarm, appears in no scrape."""
+reachable, the fleet's item runs rolled up from MQTT, the rules evaluating cleanly, every query of the
+dashboard answered. The swarm's join token, which exists only once the first manager has initialised the
+swarm, appears in no scrape."""
 
 from __future__ import annotations
 
@@ -78,7 +79,10 @@ async def _figures_read_back(server: PrometheusServer, lab: Stack) -> None:
     assert len(runs) == 3
     assert all(count > 0 for count in runs.values()), runs
     await wait_for(lambda: _scalar(server, 'sum(lcm_scheduler_agents{reachable="true"})', 3),
-                "the liveness subscriber's 3 reachable agents")
+                   "the liveness subscriber's 3 reachable agents")
+    # The fleet's roll-up from the agents' MQTT events, served on the scheduler's own registry.
+    fleet = await server.query('sum(lcm_fleet_item_runs_total{outcome="success"})')
+    assert [count > 0 for count in fleet.values()] == [True], fleet
     ups = await server.query("up")
     assert sorted(dict(labels)["job"] for labels in ups) == ["lcm-agent"] * 3 + ["lcm-scheduler"]
     assert set(ups.values()) == {1.0}
