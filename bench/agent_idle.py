@@ -6,11 +6,15 @@ bash item done), the agent's RSS and CPU time are sampled for ``--seconds``; the
 ``--runs`` fresh agent processes. The watch stays open and the simulator sends bookmarks at its default
 interval, so the measured idle includes what a real idle node does.
 
+Metrics are on, as on a node: the agent serves ``/metrics`` on a free loopback port, scraped every
+``--scrape-interval`` seconds while it is measured (Prometheus' default 15 s; 0: never scraped), and each
+run first checks that the endpoint answers.
+
 Beside it, in the same run, the floor: a bare python of the same venv importing only the libraries the
 agent cannot idle without (``FLOOR``), each one's share of RSS printed; the agent's figure minus the floor
 is what its own code and the rest cost.
 
-    .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30]
+    .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30] [--scrape-interval 15]
 """
 
 from __future__ import annotations
@@ -36,16 +40,19 @@ import yaml
 
 from agent.adapters.kube import Kube, Resource, connect
 from agent.daemon.own_machine import LCMMACHINES
+from testbed.lab.stack.mosquitto import free_port
+from testbed.lab.stack.prometheus import fetch, parse, value
 from testbed.sim.testing import KubeApi, lcm_machine
 
 BUDGET_RSS_MIB = 90.0
 BUDGET_CPU_PERCENT = 0.5
 RBAC = "rbac.authorization.k8s.io"
 FLOOR = ("pydantic", "aiohttp", "yaml", "psutil", "paho.mqtt.client", "kubernetes_asyncio", "docker",
-         "pyudev")
+         "pyudev", "prometheus_client")
 """What an idle agent holds by need: its API types (pydantic), its API client and watch (aiohttp,
 kubernetes_asyncio), config (yaml), host facts (psutil), heartbeats (paho), the drift watch's engine checks
-and events (docker) and the hardware monitor (pyudev)."""
+and events (docker), the hardware monitor (pyudev) and its metrics (prometheus_client, served by asyncio's
+own streams)."""
 _FLOOR_SCRIPT = """
 import importlib, json, sys
 def rss():
@@ -68,6 +75,8 @@ class Bench:
     name: str
     config: Path
     workdir: Path
+    metrics: str
+    """``host:port`` of the agent's metrics endpoint."""
 
     async def machine(self) -> dict[str, Any]:
         return await self.admin.get(LCMMACHINES, self.namespace, self.name)
@@ -144,14 +153,15 @@ async def bench_cluster(items: list[dict[str, Any]], **timings: float) -> AsyncI
                 await admin.create(LCMMACHINES, api.namespace, lcm_machine(name, api.namespace,
                                                                            stateItems=items))
                 config = workdir / "config.yaml"
+                metrics = f"127.0.0.1:{free_port()}"
                 doc = {"api": {"kubeconfig": str(agent_kubeconfig), "namespace": api.namespace,
-                               "machine_name": name},
+                               "machine_name": name}, "metrics": {"address": metrics},
                        "timings": {"backoff_base": 0.2, "backoff_cap": 5.0, **timings},
                        "state_dir": str(workdir / "state"), "release_dir": str(workdir)}
                 fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as file:
                     yaml.safe_dump(doc, file)
-                yield Bench(admin, api.namespace, name, config, workdir)
+                yield Bench(admin, api.namespace, name, config, workdir, metrics)
             await api.close()
         finally:
             sim.terminate()
@@ -162,8 +172,9 @@ def bash_item(name: str, script: str, phase: str = "deploy") -> dict[str, Any]:
     return {"runner": "bash", "name": name, "version": "1", "phase": phase, "params": {"script": script}}
 
 
-async def measure(bench: Bench, seconds: float) -> tuple[float, float]:
-    """(RSS MiB at the end, CPU % of one core over ``seconds``) of a fresh agent once its machine is Ready."""
+async def measure(bench: Bench, seconds: float, scrape_interval: float) -> tuple[float, float]:
+    """(RSS MiB at the end, CPU % of one core over ``seconds``, scraped every ``scrape_interval``) of a fresh
+    agent once its machine is Ready."""
     log = bench.workdir / "agent.log"
     start = log.stat().st_size if log.exists() else 0
     agent = bench.spawn_agent()
@@ -173,14 +184,25 @@ async def measure(bench: Bench, seconds: float) -> tuple[float, float]:
         # it has nothing to do is what says its start-up is over.
         await bench.wait_log(start, "next step: idle")
         await asyncio.sleep(2.0)  # let the last start-up writes settle
+        if value(parse(await asyncio.to_thread(fetch, bench.metrics)), "lcm_agent_build_info") != 1:
+            raise RuntimeError(f"the agent serves no metrics on {bench.metrics}")
         cpu0, t0 = sum(agent.cpu_times()[:2]), time.monotonic()
-        await asyncio.sleep(seconds)
+        await _scraped(bench.metrics, seconds, scrape_interval)
         cpu1, t1 = sum(agent.cpu_times()[:2]), time.monotonic()
         rss = agent.memory_info().rss / 2**20
     finally:
         agent.terminate()
         agent.wait(30)
     return rss, 100.0 * (cpu1 - cpu0) / (t1 - t0)
+
+
+async def _scraped(address: str, seconds: float, interval: float) -> None:
+    """Let ``seconds`` pass, scraping ``address`` every ``interval`` (never when 0), as Prometheus would."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, interval) if interval else left)
+        if interval and time.monotonic() < deadline:
+            await asyncio.to_thread(fetch, address)
 
 
 def floor() -> list[tuple[str, float]]:
@@ -195,12 +217,14 @@ async def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--scrape-interval", type=float, default=15.0)
     args = parser.parse_args()
     async with bench_cluster([bash_item("hello", "true")]) as bench:
-        samples = [await measure(bench, args.seconds) for _ in range(args.runs)]
+        samples = [await measure(bench, args.seconds, args.scrape_interval) for _ in range(args.runs)]
     rss = statistics.median(s[0] for s in samples)
     cpu = statistics.median(s[1] for s in samples)
-    print(f"agent idle over {args.seconds:g}s, median of {args.runs} runs:")
+    scraped = f"scraped every {args.scrape_interval:g}s" if args.scrape_interval else "never scraped"
+    print(f"agent idle over {args.seconds:g}s with metrics on ({scraped}), median of {args.runs} runs:")
     print(f"  RSS {rss:6.1f} MiB   (budget <= {BUDGET_RSS_MIB:g} MiB)   runs: "
           + ", ".join(f"{s[0]:.1f}" for s in samples))
     print(f"  CPU {cpu:6.2f} %     (budget <= {BUDGET_CPU_PERCENT:g} %)    runs: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ class Kube:
         self.credentials = credentials
         """The token the client sends, when it came from a token file (None with a kubeconfig); told of
         every 401 and every success."""
+        self.answered_at = 0.0
+        """Unix time of the server's last answer (a 2xx response or a watch event); 0 before the first."""
 
     async def close(self) -> None:
         await self.api.close()
@@ -155,6 +158,7 @@ class Kube:
             stream = w.stream(list_fn, resource_version=resource_version, timeout_seconds=timeout_seconds)
             async with stream:
                 async for event in stream:
+                    self.answered_at = time.time()
                     yield {"type": event["type"], "object": event["raw_object"]}
         except ApiException as exc:
             raise KubeError.from_api(exc) from exc
@@ -224,6 +228,8 @@ class Kube:
                 self.credentials.rejected(sent)
             elif 200 <= resp.status <= 299:
                 self.credentials.accepted()
+        if 200 <= resp.status <= 299:
+            self.answered_at = time.time()
         return resp
 
     async def _call(

@@ -6,8 +6,9 @@ that registration and every root task writing the object use), the item worker (
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
 (``drift_watch``), the diagnostics bundle of an item flagged stuck (``diagnostics``), the self-upgrade
-loop, the API token's renewal (``renewal``, with a token file) and the watchdog pinger, each guarded: a root
-task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
+loop, the API token's renewal (``renewal``, with a token file), the Prometheus endpoint (``metrics``, on
+loopback by default) and the watchdog pinger, each guarded: a root task that ends while the daemon is not
+stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
 no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
 journaled, then exit. A forced stop (the task cancelled) still kills the running item's processes before
@@ -25,6 +26,7 @@ from enum import IntEnum
 
 from agent.adapters import runners, systemd
 from agent.adapters.engine_access import EngineAccess
+from agent.adapters.exposition import serve_metrics
 from agent.adapters.host import collect_host_info
 from agent.adapters.journal import Journal
 from agent.adapters.kube import Kube, connect
@@ -36,6 +38,7 @@ from agent.api.host_facts import HostFacts
 from agent.daemon.config import AgentSettings
 from agent.daemon.diagnostics import Diagnostics, EvidenceSources
 from agent.daemon.drift_watch import ReconcileSink, Reconciling
+from agent.daemon.metrics import AgentMetrics, HeldFigures
 from agent.daemon.own_machine import OwnMachine
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
@@ -45,6 +48,7 @@ from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
+from agent.kits.addresses import Address
 from agent.kits.backoff import Backoff
 from agent.kits.logs import SecretRegistry
 from agent.kits.tasks import first_of, guarded, until_stopped
@@ -121,11 +125,12 @@ async def run_daemon(
         run_item = one_at_a_time(hooks.run_item)
         telemetry = Telemetry(cfg, own, secrets) if cfg.mqtt.url else None
         on_event = hooks.on_event if telemetry is None else fan_out(hooks.on_event, telemetry.on_item_event)
-        on_reconcile = (hooks.on_reconcile if telemetry is None
-                        else fan_out(hooks.on_reconcile, telemetry.on_reconcile))
+        metrics = AgentMetrics()
+        on_reconcile = fan_out(hooks.on_reconcile, metrics.on_reconcile,
+                               *(() if telemetry is None else (telemetry.on_reconcile,)))
         tokens = SwarmTokens(kube, own, docker_host=cfg.docker.host, secrets=secrets)
         worker = MachineWorker(journal, settings, run_item=run_item, on_event=on_event, own=own, steps=tokens,
-                               host_facts=host_facts)
+                               host_facts=host_facts, metrics=metrics)
         executor = ClusterStateExecutor(
             kube, own, ExecutorSettings(
                 namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
@@ -146,6 +151,13 @@ async def run_daemon(
         roots["diagnostics"] = Diagnostics(
             own, EvidenceSources(cfg.state_dir, settings.work_dir, cfg.docker.host), secrets,
             publish=telemetry.on_diagnostics if telemetry is not None else None).run(stopping)
+        if cfg.metrics.address:
+            outbox = telemetry.outbox if telemetry is not None else None
+            metrics.registry.register(HeldFigures(
+                buffered=lambda: len(outbox) if outbox is not None else 0,
+                dropped=lambda: outbox.dropped if outbox is not None else 0,
+                write_failures=lambda: own.gave_up, api_contact=lambda: kube.answered_at))
+            roots["metrics"] = serve_metrics(metrics.registry, Address.parse(cfg.metrics.address), stopping)
         if kube.credentials is not None:
             roots["token-renewal"] = TokenRenewal(kube, kube.credentials, own, RenewalSettings(
                 namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,

@@ -30,6 +30,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from agent.api.execution import RUNNER_VARS
+from agent.kits.addresses import Address, AddressError
 from agent.kits.backoff import Backoff
 
 DEFAULT_PATH = Path("/etc/lcm-agent/config.yaml")
@@ -39,6 +40,9 @@ CONFIG_PATH_ENV = "LCM_AGENT_CONFIG"
 
 DOCKER_HOST_VAR = "lcm_docker_host"
 """The extra var carrying ``docker.host`` to the playbooks."""
+
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9737"
+"""The agent's metrics port: on loopback, off the ports of the exporters a node commonly runs."""
 
 MIN_TOKEN_LIFETIME = 600
 """kube-apiserver refuses a TokenRequest for less than 10 minutes."""
@@ -200,6 +204,15 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The agent's Prometheus endpoint (docs/metrics.md)."""
+
+    address: str = DEFAULT_METRICS_ADDRESS
+    """``host:port`` serving ``/metrics``; loopback by default, so only the node itself (a node exporter's
+    textfile, a local Prometheus agent, an operator's curl) reads it; "" turns it off."""
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     """Everything ``lcm-agent run`` needs."""
 
@@ -209,6 +222,7 @@ class AgentSettings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     docker: DockerSettings = field(default_factory=DockerSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     playbook_vars: Mapping[str, str] = field(default_factory=dict)
     """Node-local settings every ansible item gets as extra vars (``lcm_docker_config``, ``lcm_etc_dir``...,
     see docs/swarm.md); they win over the release's params of the same name."""
@@ -421,6 +435,11 @@ def _validate(cfg: AgentSettings) -> AgentSettings:
     _validate_timings(cfg.timings)
     _validate_timings(cfg.reconcile, "reconcile")
     _validate_docker(cfg.docker, cfg.playbook_vars)
+    if cfg.metrics.address:
+        try:
+            Address.parse(cfg.metrics.address)
+        except AddressError as exc:
+            raise ConfigError(f"metrics.address: {exc}") from None
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level {cfg.logging.level!r} must be DEBUG, INFO, WARNING or ERROR")
     for private in (api.kubeconfig, mqtt.key_file):

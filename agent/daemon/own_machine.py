@@ -43,6 +43,8 @@ class OwnMachine:
         self.kube, self.namespace, self.name = kube, namespace, name
         self.watch, self.backoff = watch, backoff
         self.objects: FollowedObjects[LCMMachine] = FollowedObjects(LCMMachine)
+        self.gave_up = 0
+        """Writes that gave up since the start (the metric ``lcm_agent_status_write_failures_total``)."""
         self.failures = 0
         """Consecutive writes that gave up (0 after one landed): the pause before a decision that needs a
         write to land is paced by it (``pause``)."""
@@ -96,6 +98,7 @@ class OwnMachine:
                           retry=retry, backoff=self.backoff, stopping=stopping, what=what, fields=self.fields)
         if raw is None:
             self.failures += 1
+            self.gave_up += 1
             return None
         self.failures = 0
         return self.latest

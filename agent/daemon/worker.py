@@ -26,6 +26,7 @@ from agent.adapters.journal import Journal
 from agent.adapters.runners import artifacts
 from agent.api.execution import EXIT_CANCELLED, EventSink, ItemInput, ItemResult
 from agent.api.models import LCMMachine
+from agent.daemon.metrics import AgentMetrics
 from agent.daemon.own_machine import OwnMachine
 from agent.decisions.execution import (
     Idle,
@@ -108,8 +109,10 @@ class MachineWorker:
         self, journal: Journal, settings: WorkerSettings, *, run_item: RunItem,
         on_event: EventSink, own: OwnMachine, steps: ItemSteps,
         host_facts: HostRefresh | None = None, clock: Callable[[], datetime] = utcnow,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.own = own
+        self.metrics = metrics
         self.journal = journal
         self.settings = settings
         self.run_item = run_item
@@ -283,8 +286,12 @@ class MachineWorker:
             node_vars=self.settings.node_vars,
         )
         log.info("item started", extra=fields)
+        began = time.monotonic()
         result = await self._supervise(asyncio.create_task(self._run(inputs)), item.name, stopping)
         finished = self.clock()
+        if self.metrics is not None:
+            took = time.monotonic() - began
+            self.metrics.item_ended(item.name, item.phase, step.attempt, result.result, took)
         self.journal.mark_finished(item.name, step.hash, result.exit_code, finished)
         log.info("item %s (exit code %d)", result.result, result.exit_code, extra=fields)
         return result, finished

@@ -4,12 +4,15 @@
                       [--plan-duty 0.5] [--lease-name lcm-scheduler] [--lease-namespace default]
                       [--identity ID] [--lease-duration 15] [--renew-deadline 10] [--retry-period 2]
                       [--log-level INFO] [--mqtt-url URL --mqtt-password-file FILE [--mqtt-username U]
-                      [--mqtt-ca-file FILE]]
+                      [--mqtt-ca-file FILE]] [--metrics-address HOST:PORT]
 
 With ``--mqtt-url`` the process also runs the liveness subscriber (``regional.scheduler.liveness``): agents'
 status and heartbeats become the ``AgentReachable`` condition of their LCMMachines (written by the leader);
 and the fleet's item durations (``regional.scheduler.item_durations``): the planner's learned stuck limits
-and the ``lcm_fleet_item_*`` metrics.
+and the ``lcm_fleet_item_*`` metrics. With ``--metrics-address`` (off by default; the documented port is
+9738) the process serves Prometheus metrics at ``/metrics`` (``regional.scheduler.metrics``,
+docs/metrics.md); an address it cannot listen on is logged as an error and the scheduler goes on without
+metrics.
 
 Only the replica holding the Lease plans and writes. Logs are JSON lines on stderr. SIGTERM/SIGINT: stop
 planning at once, release the Lease (a standby takes over within one retry period), exit 0; a second
@@ -27,16 +30,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
+from agent.adapters.exposition import serve_metrics
 from agent.adapters.kube import connect
 from agent.adapters.mqtt import BrokerSettings
+from agent.kits.addresses import Address
 from agent.kits.commands import command_parser
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
 from regional.cli.broker_options import broker_settings
 from regional.cli.commands import add_broker_options
-from regional.scheduler.item_durations import ItemDurations
+from regional.scheduler.item_durations import DurationCollector, ItemDurations
 from regional.scheduler.leadership import LeaseSettings, default_identity
-from regional.scheduler.liveness import LivenessSettings, run_liveness
+from regional.scheduler.liveness import Liveness, LivenessSettings
+from regional.scheduler.metrics import AgentsCollector
 from regional.scheduler.runtime import Companion, CompanionContext, Scheduler
 from regional.scheduler.settings import SchedulerSettings, Throttle
 
@@ -63,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
     run.add_argument("--log-level", default="INFO")
     add_broker_options(run, url_help="broker to read agent liveness and item durations from (default: none)")
+    run.add_argument("--metrics-address", default="", metavar="HOST:PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9738 "
+                          "(default: off)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json=True, secrets=SecretRegistry())
     try:
@@ -74,11 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 identity=args.identity or default_identity(),
                                 lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
                                 retry_period=args.retry_period))
-    except ValueError as exc:
+        metrics = Address.parse(args.metrics_address) if args.metrics_address else None
+    except ValueError as exc:  # AddressError is one
         print(f"lcm-scheduler: {exc}", file=sys.stderr)
         return EXIT_USAGE
     durations = item_durations(args)
-    return asyncio.run(_serve(args.kubeconfig, settings, companion_tasks(args, durations), durations))
+    companions = companion_tasks(args, durations, metrics)
+    return asyncio.run(_serve(args.kubeconfig, settings, companions, durations))
 
 
 def _broker(args: argparse.Namespace, role: str) -> BrokerSettings:
@@ -91,24 +102,37 @@ def item_durations(args: argparse.Namespace) -> ItemDurations | None:
     return ItemDurations(_broker(args, "durations-")) if args.mqtt_url else None
 
 
-def companion_tasks(args: argparse.Namespace, durations: ItemDurations | None = None) -> dict[str, Companion]:
+def companion_tasks(
+    args: argparse.Namespace, durations: ItemDurations | None = None, metrics: Address | None = None,
+) -> dict[str, Companion]:
     """Tasks that run inside the scheduler process (``regional.scheduler.runtime.Companion``), by name:
-    the MQTT liveness subscriber when a broker is named, and the item durations' subscriber."""
+    the metrics endpoint when ``metrics`` is given; the MQTT liveness subscriber when a broker is named, and
+    the item durations' subscriber. Each subscriber registers its collector on the scheduler's registry."""
+    tasks: dict[str, Companion] = {}
+    if metrics is not None:
+
+        async def endpoint(ctx: CompanionContext) -> None:
+            await serve_metrics(ctx.registry, metrics, ctx.stopping)
+
+        tasks["metrics"] = endpoint
     if not args.mqtt_url:
-        return {}
+        return tasks
     broker = _broker(args, "")
 
     async def liveness(ctx: CompanionContext) -> None:
-        await run_liveness(ctx.kube, LivenessSettings(broker=broker), ctx.stopping, ctx.leading)
+        subscriber = Liveness(ctx.kube, LivenessSettings(broker=broker), leading=ctx.leading)
+        ctx.registry.register(AgentsCollector(subscriber.book))
+        await subscriber.run(ctx.stopping)
 
-    companions: dict[str, Companion] = {"liveness": liveness}
+    tasks["liveness"] = liveness
     if durations is not None:
 
         async def durations_task(ctx: CompanionContext) -> None:
+            ctx.registry.register(DurationCollector(durations.book))
             await durations.run(ctx.stopping)
 
-        companions["item durations"] = durations_task
-    return companions
+        tasks["item durations"] = durations_task
+    return tasks
 
 
 async def _serve(kubeconfig: Path, settings: SchedulerSettings, companions: dict[str, Companion],

@@ -66,10 +66,13 @@ class Controller:
         self, kube: Kube, settings: SchedulerSettings, plan: PlanFunction, *, fence: Callable[[], bool],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         item_norms: Callable[[], Mapping[Key, Norm]] = dict,
+        on_plan: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.kube, self.settings, self.plan, self.clock = kube, settings, plan, clock
         self.item_norms = item_norms
         """The fleet's item durations as the MQTT roll-up knows them now (``ItemDurations.norms``)."""
+        self.on_plan = on_plan
+        """Told each planner run's wall time (the metrics' histogram)."""
         self.queue: WorkQueue[ClusterKey] = WorkQueue()
         self.releases = FollowedObjects(ClusterRelease, on_change=self._release_changed,
                                     on_invalid=self._invalid)
@@ -140,6 +143,7 @@ class Controller:
         took = time.perf_counter() - started
         self.plan_seconds += took
         self.plans += 1
+        self.on_plan(took)
         duty = self.settings.plan_duty
         self.queue.hold(key, took * (1 - duty) / duty)
         if plan.requeue_after is not None:

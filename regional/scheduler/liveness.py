@@ -21,7 +21,7 @@ machine's latest ``online`` or heartbeat (``connection`` in each) is stale, deli
 was hung or restarted, and is ignored.
 
 The book of who was heard when is pure (``regional.planning.liveness``, times passed in);
-``run_liveness`` is the I/O.
+``Liveness`` is the I/O.
 """
 
 from __future__ import annotations
@@ -199,9 +199,3 @@ class Liveness:
                     log.warning("cannot write %s of %s/%s: %s", CONDITION, namespace, name, exc)
                     return False
         return False
-
-
-async def run_liveness(kube: Kube, settings: LivenessSettings, stopping: asyncio.Event,
-                       leading: Callable[[], bool] = lambda: True) -> None:
-    """Reflect agent liveness on LCMMachines until ``stopping`` is set, writing only while ``leading``."""
-    await Liveness(kube, settings, leading=leading).run(stopping)

@@ -16,12 +16,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from agent.adapters.kube import Kube
 from agent.kits.tasks import guarded
 from regional.planning.durations import Key, Norm
 from regional.planning.planner import plan as planner
 from regional.scheduler.controller import Controller, PlanFunction
 from regional.scheduler.leadership import LeaderElector
+from regional.scheduler.metrics import SchedulerCollector, plan_histogram
 from regional.scheduler.settings import SchedulerSettings
 
 
@@ -33,6 +36,8 @@ class CompanionContext:
     """Set when the process stops; a companion returns soon after."""
     leading: Callable[[], bool]
     """Whether this replica holds the lease right now: a companion that writes must ask first."""
+    registry: CollectorRegistry
+    """The scheduler's metrics: a companion registers its collectors here (``registry.register``)."""
 
 
 Companion = Callable[[CompanionContext], Coroutine[Any, Any, None]]
@@ -43,7 +48,7 @@ class Scheduler:
     def __init__(
         self, kube: Kube, settings: SchedulerSettings, *, plan: PlanFunction = planner,
         companions: Mapping[str, Companion] | None = None,
-        item_norms: Callable[[], Mapping[Key, Norm]] = dict,
+        item_norms: Callable[[], Mapping[Key, Norm]] = dict, registry: CollectorRegistry | None = None,
     ) -> None:
         self.kube, self.settings, self.plan = kube, settings, plan
         self.item_norms = item_norms
@@ -53,6 +58,11 @@ class Scheduler:
         self.elector = LeaderElector(kube, settings.lease)
         self.terms: list[Controller] = []
         """One controller per leadership term, newest last."""
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        """This process's metrics (``regional.scheduler.metrics``), served by ``--metrics-address``; more
+        collectors may be registered on it, before or while the scheduler runs."""
+        self.registry.register(SchedulerCollector(self.terms, self.elector.leading))
+        self._plan_seconds = plan_histogram(self.registry)
 
     @property
     def writes(self) -> Counter[str]:
@@ -64,7 +74,7 @@ class Scheduler:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until ``stopping`` is set (returns) or a root task fails (raises, after stopping the others)."""
-        context = CompanionContext(self.kube, stopping, self.elector.leading)
+        context = CompanionContext(self.kube, stopping, self.elector.leading, self.registry)
         roots = {"leader election": self.elector.run(stopping, self._term),
                  **{name: companion(context) for name, companion in self.companions.items()}}
         failure = await guarded(roots, stopping)
@@ -73,6 +83,6 @@ class Scheduler:
 
     async def _term(self) -> None:
         controller = Controller(self.kube, self.settings, self.plan, fence=self.elector.leading,
-                                item_norms=self.item_norms)
+                                item_norms=self.item_norms, on_plan=self._plan_seconds.observe)
         self.terms.append(controller)
         await controller.run()

@@ -63,6 +63,8 @@ class Writer:
         self.counts: Counter[str] = Counter()
         """``"patch lcmmachines"``, ``"patch lcmclusters/status"``, ``"create lcmclusterstates"``...; and
         ``"superseded"``: actions dropped because the cache showed them done."""
+        self.failures: Counter[tuple[str, str, int]] = Counter()
+        """Refused writes by verb, resource (``lcmclusters/status``) and HTTP status (0: no answer)."""
         self._last: dict[tuple[str, str, str, str], tuple[str, int | None]] = {}
 
     async def apply(self, actions: tuple[Action, ...]) -> Failure | None:
@@ -142,8 +144,8 @@ class Writer:
     def _accepted(self, action: Action, answer: Object) -> None:
         cache = self.caches[action.resource]
         resource, namespace, name, sub = target(action)
-        verb = type(action).__name__.lower()
-        self.counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += 1
+        verb, kind = _kind(action)
+        self.counts[f"{verb} {kind}"] += 1
         if isinstance(action, Delete) and not raw_field(answer, "metadata", "finalizers"):
             cache.gone(namespace, name)
             self._last.pop((resource, namespace, name, sub), None)
@@ -165,9 +167,13 @@ class Writer:
         """What a refused write means for the plan; None when the refusal is the wanted outcome."""
         cache = self.caches[action.resource]
         _, namespace, name, _ = target(action)
+        if exc.status == 404 and isinstance(action, Delete):
+            cache.gone(namespace, name)
+            return None
+        self.failures[(*_kind(action), exc.status)] += 1
         if exc.status == 404 and not isinstance(action, Create):
             cache.gone(namespace, name)
-            return None if isinstance(action, Delete) else Failure(action, exc, replan_now=True)
+            return Failure(action, exc, replan_now=True)
         if exc.status == 409:
             replan_now = await self._refresh(action, cache, namespace, name)
             return Failure(action, exc, replan_now=replan_now)
@@ -190,3 +196,9 @@ class Writer:
                 return False
             cache.gone(namespace, name)
         return True
+
+
+def _kind(action: Action) -> tuple[str, str]:
+    """The verb and the resource (a subresource after a slash) a write is counted under."""
+    resource, _, _, sub = target(action)
+    return type(action).__name__.lower(), f"{resource}/{sub}" if sub else resource

@@ -79,11 +79,13 @@ class Node:
             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]})
 
     async def configure(
-        self, *, create_if_missing: bool = False, token_file: Path | None = None, **timings: float,
+        self, *, create_if_missing: bool = False, token_file: Path | None = None,
+        metrics_address: str = "127.0.0.1:0", **timings: float,
     ) -> AgentSettings:
         """Write the agent's config file (0600) and load it as the agent would: with a kubeconfig of a
         ServiceAccount granted its own LCMMachine, or with ``token_file`` (a provisioned machine's token,
-        which the agent renews) and the API's address and CA."""
+        which the agent renews) and the API's address and CA. The metrics endpoint listens on a free port
+        (tests run agents side by side), unless ``metrics_address`` says where."""
         access: dict[str, Any]
         if token_file is None:
             access = {"kubeconfig": str(await self.grant(create=create_if_missing))}
@@ -97,6 +99,7 @@ class Node:
                     "create_if_missing": create_if_missing},
             "timings": {**FAST, **timings},
             "logging": {"level": "INFO", "json": True},
+            "metrics": {"address": metrics_address},
             "state_dir": str(self.state_dir), "release_dir": str(self.release_dir),
         }
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

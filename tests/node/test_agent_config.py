@@ -53,6 +53,7 @@ def test_minimal_config_gets_documented_defaults_and_reads_the_token(write_confi
     assert cfg.api.token.reveal() == TOKEN
     assert cfg.state_dir == Path("/var/lib/lcm-agent")
     assert cfg.mqtt.url == ""
+    assert cfg.metrics.address == "127.0.0.1:9737"  # on loopback only
     assert cfg.mqtt.password is None
     assert cfg.timings.heartbeat_period == 10.0
     assert cfg.timings.backoff.window(0) == cfg.timings.backoff_base
@@ -150,6 +151,10 @@ def test_token_file_readable_by_others_is_refused(write_config: WriteConfig, tok
         ("logging:\n  level: chatty\n", {}, r"logging\.level 'chatty'"),
         ("mqtt:\n  url: http://broker\n", {}, r"mqtt\.url 'http://broker' must be an mqtt://"),
         ("mqtt:\n  cert_file: /etc/c.pem\n", {}, r"cert_file and mqtt\.key_file go together"),
+        ("metrics:\n  address: localhost:9737\n", {}, r"'localhost' is not an IP address"),
+        ("metrics:\n  address: 9737\n", {}, r"'metrics\.address' must be a str"),
+        ("", {"LCM_AGENT_METRICS_ADDRESS": "127.0.0.1"}, r"metrics\.address: .* must be host:port"),
+        ("", {"LCM_AGENT_METRICS_ADDRESS": "[::1]:99999"}, r"the port must be a number from 0 to 65535"),
         ("", {"LCM_AGENT_API_SERVER": "127.0.0.1:6443"}, r"api\.server '127\.0\.0\.1:6443' must be an http"),
         ("", {"LCM_AGENT_API_NAMESPACE": ""}, r"api\.namespace '' must be set"),
         ("", {"LCM_AGENT_API_MACHINE_NAME": "Node_1"}, r"machine name 'Node_1' is not a Kubernetes object"),

@@ -86,6 +86,8 @@ class NetnsNodes:
             "timings": dict(s.agent_timings),
             "reconcile": dict(s.reconcile),
         }
+        if s.agent_metrics_port:
+            doc["metrics"] = {"address": f"{node.address}:{s.agent_metrics_port}"}
         path = home / "config.yaml"
         write_atomic(path, yaml.safe_dump(doc).encode())
         return path.resolve()

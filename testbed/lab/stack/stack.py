@@ -72,6 +72,11 @@ class StackSettings:
     reconcile: dict[str, float] = field(default_factory=dict)
     """``reconcile.*`` of every agent's config (docs/agent-config.md); empty: the defaults. Netns nodes
     only: a machine's config is the one its cloud-init user-data writes."""
+    scheduler_metrics: str = ""
+    """The scheduler's ``--metrics-address`` (``host:port``); "" leaves its metrics off."""
+    agent_metrics_port: int = 0
+    """Netns nodes only: every agent serves its metrics on its node's own address at this port, where a
+    Prometheus on the host reaches it; 0 keeps the agent's default (the loopback of the node's namespace)."""
     apt_mirror: str = ""
     """Machines only: the Debian mirror the image and the lab's apt repository come from; "" takes the
     host's apt sources (``testbed.lab.machines.rootfs``)."""
@@ -228,7 +233,9 @@ class Stack:
             s.run_dir, "scheduler", [tool("lcm-scheduler"), "run", "--kubeconfig", str(kubeconfig),
                                      "--namespace", s.namespace, "--lease-namespace", s.namespace,
                                      "--mqtt-url", self.broker.url,
-                                     "--mqtt-password-file", str(self.regional_password_file)])
+                                     "--mqtt-password-file", str(self.regional_password_file),
+                                     *(("--metrics-address", s.scheduler_metrics) if s.scheduler_metrics
+                                       else ())])
         self.stages.done("tokens, broker, scheduler")
         await self.nodes.start_agents(self.api, {
             m: AgentAccess(tokens[m], MqttAccess(self.broker.url, m, passwords[m])) for m in s.machines})
