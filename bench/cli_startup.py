@@ -43,6 +43,7 @@ def commands(tmp: Path) -> dict[str, list[str]]:
     return {
         "lcmctl --help": [str(bindir / "lcmctl"), "--help"],
         "lcm-agent --help": [str(bindir / "lcm-agent"), "--help"],
+        "lcm-scheduler --help": [str(bindir / "lcm-scheduler"), "--help"],
         "lcm-agent status": [str(bindir / "lcm-agent"), "status", "--state-dir", str(tmp / "state")],
         "lcmctl cloud-init render": render,
     }

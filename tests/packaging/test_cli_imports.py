@@ -20,11 +20,16 @@ def _loaded_after(code: str) -> list[str]:
     return [m for m in json.loads(out.splitlines()[-1]) if m in HEAVY]
 
 
+def _help_of(module: str) -> str:
+    """Code printing the ``--help`` of the console script whose ``main`` is in ``module``."""
+    return f"import {module} as cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+
+
 @pytest.mark.parametrize(("label", "code"), [
     ("lcmctl --help", "from regional.cli.ctl import build_parser; build_parser()"),
-    ("lcm-agent --help",
-     "from agent.cli import node\ntry:\n    node.main(['--help'])\nexcept SystemExit:\n    pass"),
+    ("lcm-agent --help", _help_of("agent.cli.node")),
     ("lcm-agent status", "from agent.cli import node_status"),
+    ("lcm-scheduler --help", _help_of("regional.cli.scheduler")),
     ("lcmctl cloud-init render", "from regional.cli import cloudinit"),
 ])
 def test_parsers_and_light_commands_import_no_heavy_library(label: str, code: str) -> None:
