@@ -33,6 +33,22 @@ def _running_tasks(api, node_id):
                   and t.get("DesiredState") == "running")
 
 
+def _services_of(api, task_ids):
+    """``service NAME (N tasks)`` for the services of these tasks, by name: what an operator must move."""
+    counts = {}
+    for task_id in task_ids:
+        service_id = api.api.inspect_task(task_id).get("ServiceID", "")
+        counts[service_id] = counts.get(service_id, 0) + 1
+    named = []
+    for service_id, count in counts.items():
+        try:
+            name = api.api.inspect_service(service_id)["Spec"]["Name"]
+        except Exception:  # gone meanwhile: its id is all there is
+            name = service_id
+        named.append(f"service {name} ({count} task{'s' if count > 1 else ''})")
+    return sorted(named)
+
+
 def availability(module, api, target):
     nodes = [n for n in _nodes_at(api, module.params["address"]) if n.attrs["Status"]["State"] != "down"]
     if not nodes:
@@ -48,7 +64,10 @@ def availability(module, api, target):
         left = wait_for(lambda: not any(_running_tasks(api, n.attrs["ID"]) for n in nodes) or None, timeout)
         if not left:
             busy = {n.attrs["ID"]: _running_tasks(api, n.attrs["ID"]) for n in nodes}
-            module.fail_json(msg=f"node still runs tasks after {timeout:.0f} s of draining", tasks=busy)
+            services = ", ".join(_services_of(api, [t for tasks in busy.values() for t in tasks]))
+            module.fail_json(msg=f"node {module.params['address']} still runs tasks of {services} after "
+                                 f"{timeout:.0f} s of draining; it stays drained (availability drain)",
+                             tasks=busy)
     for node in nodes:
         node.reload()
     module.exit_json(changed=changed, nodes=[_describe(n) for n in nodes])
