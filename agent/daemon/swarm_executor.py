@@ -198,7 +198,7 @@ class ClusterStateExecutor:
         log.info("%s %s=%s on machine %s", name, spec.type, spec.value, spec.arg, extra=fields)
         result = await self._attempt(state, todo, attempt, stopping)
         log.info("%s %s (exit code %d)", name, result.result, result.exit_code, extra=fields)
-        outcome: dict[str, Any] = {"waiting": None, "warnings": list(guarded.warnings)}
+        outcome: dict[str, Any] = {"waiting": None, "warnings": list(guarded.warnings) or None}
         if result.succeeded:
             outcome |= {"value": spec.value, "message": "", "attempt": attempt, "lastFailure": None}
             self._rebalanced.pop(self._drain_key(state), None)
@@ -257,8 +257,8 @@ class ClusterStateExecutor:
                    state.status.warnings)
         if written != (guarded.waiting, guarded.warnings):
             log.info("%s waits: %s", name, guarded.waiting, extra=self._fields)
-            await self._report(state, {"waiting": guarded.waiting, "warnings": list(guarded.warnings)},
-                               stopping)
+            status = {"waiting": guarded.waiting, "warnings": list(guarded.warnings) or None}
+            await self._report(state, status, stopping)
         self._recheck[name] = self.clock() + timedelta(seconds=self.settings.guard_period)
 
     async def _attempt(

@@ -2,7 +2,9 @@
 """Another swarm node, seen from a manager: drain it, make it active again, or remove it from the list.
 
 Nodes are found by address (``Status.Addr``, what the node advertised), not by hostname: hostnames repeat,
-an address is what the LCMMachine reports. ``drain`` returns only once the node runs no tasks any more;
+an address is what the LCMMachine reports. ``drain`` returns only once the node runs no tasks any more
+(a container still stopping counts: one that ignores SIGTERM with a long stop grace period keeps the drain
+waiting, until ``timeout`` ends it with the services named);
 ``removed`` removes a node that has left (status ``down``), demoting it first if it was a manager, and
 refuses a node that is still up unless ``force`` is set.
 """
@@ -13,6 +15,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lcm_docker import client, host_of, swarm_info, wait_for
 
 ACTIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+STOPPING_TASK_STATES = {"starting", "running"}
+"""A task told to shut down whose container may still run: ``docker service ps`` shows it Running."""
 
 
 def _nodes_at(api, address):
@@ -28,9 +32,11 @@ def _describe(node):
 
 
 def _running_tasks(api, node_id):
+    """Tasks meant to run on the node, and those whose container still runs while it stops (a drain is
+    done only when the node's workloads are gone, not merely told to go)."""
     tasks = api.api.tasks(filters={"node": node_id})
-    return sorted(t["ID"] for t in tasks if t["Status"]["State"] in ACTIVE_TASK_STATES
-                  and t.get("DesiredState") == "running")
+    return sorted(t["ID"] for t in tasks if t["Status"]["State"] in STOPPING_TASK_STATES
+                  or (t["Status"]["State"] in ACTIVE_TASK_STATES and t.get("DesiredState") == "running"))
 
 
 def _services_of(api, task_ids):

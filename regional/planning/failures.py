@@ -82,7 +82,9 @@ def _drain_trouble(
     if left is not None and left < 0:
         reason = f"drain of {v.name} not done after {settings.drain_time_limit:.0f}s"
         waiting = drain.status.waiting
-        why = f"not drained, {waiting.message}" if waiting is not None else drain.status.message
+        # A playbook's failure starts with the failed task's message, its log tail follows.
+        first = drain.status.message.split("\n")[0]
+        why = f"not drained, {waiting.message}" if waiting is not None else first
         return f"{reason}: {clip(why, REASON_LIMIT)}" if why else reason
     return None
 
