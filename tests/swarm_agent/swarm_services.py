@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +185,39 @@ class StateHistory:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{name}: timed out waiting for {what}; statuses {self.statuses(name)}")
             await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a rolling drain of two workers did: each drain's statuses, its time and the probe's count."""
+
+    first: list[dict[str, Any]]
+    second: list[dict[str, Any]]
+    seconds: float
+    """From the first drain's request to the second's end with the service's tasks running again."""
+    answered: int
+    tried: int
+
+
+async def rolling_drain(admin: Kube, namespace: str, manager: LabNode, workers: Sequence[LabNode],
+                        names: Sequence[str]) -> Rollout:
+    """The scheduler's rolling upgrade of two workers as its LCMClusterStates show it, with the executor's
+    agent running: drain the first, (its upgrade: until swarm has moved its task), undrain and forget it,
+    then drain the second; the web service probed throughout."""
+    w0, w1 = (w.address for w in workers)
+    probe = Probe([w0, w1])
+    async with StateHistory(admin, namespace) as history, probe.probing():
+        await eventually(lambda: probe.answered > 0, "the probe's first answer")
+        tried, answered, started = probe.tried, probe.answered, time.monotonic()
+        first, second = f"sd-{names[0]}", f"sd-{names[1]}"
+        await admin.create(LCMCLUSTERSTATES, namespace, drain(names[0]))
+        await history.wait(first, lambda s: s.get("value") == "true", "the first worker drained")
+        await eventually(lambda: running_on(manager, "web") == {w1: 2}, "its task moved to the other worker")
+        await admin.patch(LCMCLUSTERSTATES, namespace, first, {"spec": {"value": "false"}})
+        await history.wait(first, lambda s: s.get("value") == "false", "the first worker undrained")
+        await admin.delete(LCMCLUSTERSTATES, namespace, first)
+        await admin.create(LCMCLUSTERSTATES, namespace, drain(names[1]))
+        await history.wait(second, lambda s: s.get("value") == "true", "the second worker drained")
+        await eventually(lambda: running_on(manager, "web") == {w0: 2}, "both tasks on the first worker")
+        return Rollout(history.statuses(first), history.statuses(second), time.monotonic() - started,
+                       probe.answered - answered, probe.tried - tried)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from machine_harness import PLAYBOOKS, MakeNode
 from swarm_services import (
-    Probe,
     StateHistory,
     drain,
     engine,
     eventually,
     form_swarm,
     import_busybox,
+    rolling_drain,
     running_on,
     swarm_node,
     target_machine,
@@ -49,33 +49,20 @@ async def test_a_rolling_drain_of_two_workers_keeps_a_two_replica_service_answer
     w0, w1 = (w.address for w in workers)
     await eventually(lambda: running_on(manager, "web") == {w0: 1, w1: 1}, "web spread over both workers")
     control = machine(EXECUTOR, lab=manager, release=(PLAYBOOKS,))
-    ns = control.namespace
-    for name, node in (("demo-worker-0", workers[0]), ("demo-worker-1", workers[1])):
-        await target_machine(admin, ns, name, node.address)
+    names = ("demo-worker-0", "demo-worker-1")
+    for name, node in zip(names, workers, strict=True):
+        await target_machine(admin, control.namespace, name, node.address)
     await control.create([], type="control")
-    probe = Probe([w0, w1])
-    async with (StateHistory(admin, ns) as history, control.agent(await control.configure()),
-                probe.probing()):
-        await eventually(lambda: probe.answered > 0, "the probe's first answer")
-        # The scheduler's rolling upgrade, worker by worker: drain, (upgrade), undrain.
-        await admin.create(LCMCLUSTERSTATES, ns, drain("demo-worker-0"))
-        await history.wait("sd-demo-worker-0", lambda s: s.get("value") == "true", "worker 0 drained")
-        await eventually(lambda: running_on(manager, "web") == {w1: 2}, "its task moved to the other worker")
-        await admin.patch(LCMCLUSTERSTATES, ns, "sd-demo-worker-0", {"spec": {"value": "false"}})
-        await history.wait("sd-demo-worker-0", lambda s: s.get("value") == "false", "worker 0 undrained")
-        assert running_on(manager, "web") == {w1: 2}  # and does not move it back by itself
-        await admin.delete(LCMCLUSTERSTATES, ns, "sd-demo-worker-0")
-
-        await admin.create(LCMCLUSTERSTATES, ns, drain("demo-worker-1"))
-        held = await history.wait("sd-demo-worker-1", lambda s: "waiting" in s, "the budget holding worker 1")
-        done = await history.wait("sd-demo-worker-1", lambda s: s.get("value") == "true", "worker 1 drained")
-        await eventually(lambda: running_on(manager, "web") == {w0: 2}, "both tasks on worker 0")
-    assert held["waiting"]["reason"] == "DisruptionBudget"
-    assert held["waiting"]["message"] == (
+    async with control.agent(await control.configure()):
+        rollout = await rolling_drain(admin, control.namespace, manager, workers, names)
+    assert not [s for s in rollout.first if "waiting" in s]  # the first drain leaves one replica running
+    held = [s["waiting"] for s in rollout.second if "waiting" in s]
+    # Both replicas ran on the second worker after the first's drain: it waited for their rebalancing.
+    assert held[0] == {"reason": "DisruptionBudget", "message": (
         "disruption budget: service web: draining would stop 2 running task(s) and leave 0, below its budget "
-        "(min-available 1 (the default)); rebalancing it with a rolling service update --force")
-    assert "waiting" not in done
-    assert probe.answered == probe.tried  # not one round without an answer
+        "(min-available 1 (the default)); rebalancing it with a rolling service update --force")}
+    assert "waiting" not in rollout.second[-1]
+    assert rollout.answered == rollout.tried  # not one probe round without an answer
     assert swarm_node(manager, w1).attrs["Spec"]["Availability"] == "drain"
 
 
