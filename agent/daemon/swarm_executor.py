@@ -230,6 +230,8 @@ class ClusterStateExecutor:
             return Guarded({"reason": "QuorumGuard", "message": refusal})
         if not draining:
             return Guarded()
+        current = {self._drain_key(s) for s in self.states.models()}
+        self._rebalanced = {key: ids for key, ids in self._rebalanced.items() if key in current}
         done = self._rebalanced.setdefault(self._drain_key(state), set())
         check = check_drain(view, address, rebalanced=done)
         if check.allowed:

@@ -12,7 +12,6 @@ from scheduler_harness import (
     CLUSTERS,
     MACHINES,
     RELEASES,
-    Recorder,
     cluster_body,
     eventually,
     fleet_running,
@@ -27,7 +26,7 @@ from agent.api.execution import ItemResult
 from agent.api.models import StateItem
 from regional.planning.settings import PlanSettings
 from testbed.fake_agents import SimulatedFleetSettings, succeed
-from testbed.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi, Recorder
 
 pytestmark = pytest.mark.kube
 

@@ -24,13 +24,12 @@ import docker
 from docker.types import ServiceMode
 
 from agent.adapters.kube import Kube
-from agent.adapters.watching import Change, watch_resource
 from agent.api.names import DRAIN_TIMEOUT_ANNOTATION
 from agent.daemon.own_machine import LCMMACHINES
 from agent.daemon.swarm_executor import LCMCLUSTERSTATES
 from testbed.lab.netns import dockerd
 from testbed.lab.netns.node import LabNode
-from testbed.sim.testing import lcm_machine
+from testbed.sim.testing import Recorder, lcm_machine
 
 IMAGE = "busybox:lab"
 PORTS = (8080, 8081)
@@ -116,8 +115,8 @@ class Probe:
         timeout = aiohttp.ClientTimeout(total=0.5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                self.tried += 1
-                self.answered += await self.round(session)
+                answered = await self.round(session)
+                self.tried, self.answered = self.tried + 1, self.answered + answered  # one count per round
                 await asyncio.sleep(self.period)
 
     @contextlib.asynccontextmanager
@@ -148,31 +147,14 @@ def drain(target: str, value: str = "true", *, executor: str = "demo-control-0",
         "spec": {"clusterName": "demo", "type": "swarm-drain", "arg": target, "value": value}}
 
 
-class StateHistory:
+class StateHistory(Recorder):
     """Every version of the namespace's LCMClusterStates, as the API committed them."""
 
     def __init__(self, kube: Kube, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
-        self.versions: list[dict[str, Any]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> StateHistory:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        async for event in watch_resource(self.kube, LCMCLUSTERSTATES, self.namespace):
-            if isinstance(event, Change):
-                self.versions.append(event.object)
+        super().__init__(kube, LCMCLUSTERSTATES, namespace)
 
     def statuses(self, name: str) -> list[dict[str, Any]]:
-        return [v.get("status") or {} for v in self.versions if v["metadata"]["name"] == name]
+        return [v.get("status") or {} for v in self.versions(name)]
 
     async def wait(self, name: str, check: Callable[[dict[str, Any]], bool], what: str,
                    within: float = 180.0) -> dict[str, Any]:
