@@ -434,6 +434,8 @@ class LCMClusterSpec(ApiModel):
     rollout: RolloutSpec = shared(RolloutSpec())
     maintenance: StrictBool = False
     """The cluster is switched into maintenance: no upgrade or settings change reaches its machines."""
+    drain_timeout_seconds: StrictInt | None = Field(default=None, ge=1)
+    """lcm-agent's extension: how long one drain may take; absent: the scheduler's own limit (30 min)."""
 
     _unique_item_names = field_validator("machine_types")(_unique_names_per_type)
 
@@ -482,12 +484,25 @@ class ClusterStateFailure(ApiModel):
     """When the last of them ended."""
 
 
+class ClusterStateWaiting(ApiModel):
+    """lcm-agent's extension: why the executor has not started the requested operation yet, checked again on
+    its next pass (``DisruptionBudget``: a service would fall below its budget; ``QuorumGuard``: the
+    managers would lose their Raft quorum)."""
+
+    reason: str
+    message: str
+
+
 class LCMClusterStateStatus(ApiModel):
     value: BoolString | None = None
     message: str = ""
     attempt: StrictInt = Field(default=0, ge=0)
     last_failure: ClusterStateFailure | None = None
     """Absent once the requested value is applied."""
+    waiting: ClusterStateWaiting | None = None
+    """Absent while nothing holds the operation back."""
+    warnings: tuple[str, ...] = ()
+    """lcm-agent's extension: what the executor could not use as written (a service's bad budget label)."""
 
 
 class LCMClusterState(ApiObject):

@@ -19,6 +19,12 @@ CLUSTER_STATE_PREFIXES: Mapping[MachineOperation, str] = {
     "swarm-remove": "sr-",
 }
 
+DRAIN_TIMEOUT_ANNOTATION = "lcm.mirantis.com/drain-timeout-seconds"
+"""On an ``sd-`` LCMClusterState: the seconds its drain may take from the object's creation (the LCMCluster's
+``drainTimeoutSeconds``, or the scheduler's limit); the executor waits no longer for the node to empty."""
+DEFAULT_DRAIN_TIMEOUT = 1800
+"""The drain timeout of an ``sd-`` object without the annotation, and the scheduler's own default."""
+
 NAME_LENGTH = 63
 """The longest LCMClusterState name (an RFC 1123 label, as in mcc-api)."""
 

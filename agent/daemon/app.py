@@ -135,7 +135,8 @@ async def run_daemon(
             kube, own, ExecutorSettings(
                 namespace=who.namespace, name=who.name, release_dir=cfg.release_dir,
                 work_dir=cfg.state_dir / "maintenance", backoff=cfg.timings.backoff,
-                stop_grace_period=cfg.timings.stop_grace_period, node_vars=cfg.node_vars()),
+                stop_grace_period=cfg.timings.stop_grace_period, node_vars=cfg.node_vars(),
+                docker_host=cfg.docker.host),
             run_item=run_item, on_event=on_event, watch=_watch_settings(cfg))
         upgraded = asyncio.Event()
 

@@ -20,6 +20,15 @@ that failed, how often in a row, when it last ended), so a restarted agent keeps
 followed like the machine itself (``adapters.followed``): the answer to the executor's own status write is
 the newest version it knows, and older watch events are skipped.
 
+Before a drain (``value`` true) and a removal it looks at the swarm through its own engine
+(``agent.decisions.disruption``): a drain that would take a replicated service below its disruption budget,
+or take a manager out while the other reachable managers would lose their Raft quorum, is not started; the
+reason goes into the object's ``status.waiting`` (``DisruptionBudget``, ``QuorumGuard``) and the check is
+made again every ``guard_period`` seconds, so the drain starts once the rescheduled tasks run elsewhere. A
+blocked service whose tasks swarm will never move by itself (all on this node, after an earlier drain) is
+given a rolling forced update, once per drain. Budget labels it could not use go into ``status.warnings``.
+An engine it cannot read leaves the decision to the playbook, which reports the engine's own error.
+
 Serialised with the item worker (``one_at_a_time``): both drive the same engine, and a drain racing the
 machine's own engine restart (a ``daemon-config`` item) would fail half-way for nothing. The cost is that a
 drain may wait for the running item; the planner drains a machine before it runs that machine's items, so
@@ -32,10 +41,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.adapters import swarm
 from agent.adapters.followed import UNTIL_LANDED, FollowedObjects, write
 from agent.adapters.kube import Kube, KubeError, Resource
 from agent.adapters.watching import WatchSettings
@@ -43,10 +53,14 @@ from agent.api.execution import EXIT_CANCELLED, EXIT_FAILED, EventSink, ItemInpu
 from agent.api.models import GROUP, VERSION, CordonDrain, InvalidObjectError, LCMClusterState, LCMMachine
 from agent.daemon.own_machine import LCMMACHINES, OwnMachine
 from agent.daemon.worker import RunItem, utcnow
+from agent.decisions.disruption import check_drain, quorum_refusal
 from agent.decisions.reporting import clip
 from agent.decisions.swarm_operations import (
+    DRAIN_PLAYBOOK,
+    REMOVE_PLAYBOOK,
     Operation,
     Settle,
+    drain_wait,
     failure_after,
     operation,
     paced,
@@ -79,6 +93,19 @@ class ExecutorSettings:
     """A drain waits until the node runs no tasks; one that cannot finish (a task that fits nowhere else)
     must not hold the executor, and the worker behind it, forever."""
     node_vars: Mapping[str, str] = field(default_factory=dict)
+    docker_host: str = "unix:///var/run/docker.sock"
+    """This manager's engine, which the disruption budgets and the quorum guard look at."""
+    guard_period: float = 5.0
+    """How often a drain or removal held back by a budget or the quorum guard is checked again."""
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """What the look at the swarm found before an operation: why it must wait (None: it may go), and the
+    budget labels it could not use."""
+
+    waiting: dict[str, str] | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class TargetError(Exception):
@@ -96,6 +123,10 @@ class ClusterStateExecutor:
         self.run_item, self.on_event, self.watch, self.clock = run_item, on_event, watch, clock
         self.states: FollowedObjects[LCMClusterState] = FollowedObjects(LCMClusterState)
         self._fields = own.fields
+        self._recheck: dict[str, datetime] = {}
+        """Held-back objects by name: when to look at the swarm again."""
+        self._rebalanced: dict[tuple[str, str | None, str], set[str]] = {}
+        """Services force-updated per drain request (name, creation, value): never twice for one drain."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Idle until the machine is a control machine; then execute until ``stopping``."""
@@ -141,7 +172,7 @@ class ClusterStateExecutor:
         for state in sorted(self.states.models(), key=lambda s: str(s.metadata.name)):
             if settled(state):
                 continue
-            due = retry_at(state, self.settings.backoff)
+            due = retry_at(state, self.settings.backoff) or self._recheck.get(str(state.metadata.name))
             if due is not None and due > now:
                 soonest = due if soonest is None else min(soonest, due)
                 continue
@@ -157,22 +188,80 @@ class ClusterStateExecutor:
             await self._report(state, {"value": todo.value, "message": todo.message,
                                        "attempt": state.status.attempt}, stopping)
             return
+        self._recheck.pop(name, None)
+        guarded = await self._guard(state, todo)
+        if guarded.waiting is not None:
+            await self._hold(state, guarded, stopping)
+            return
         attempt = state.status.attempt + 1
         fields = {**self._fields, "item": name, "attempt": attempt}
         log.info("%s %s=%s on machine %s", name, spec.type, spec.value, spec.arg, extra=fields)
         result = await self._attempt(state, todo, attempt, stopping)
         log.info("%s %s (exit code %d)", name, result.result, result.exit_code, extra=fields)
-        outcome: dict[str, Any]
+        outcome: dict[str, Any] = {"waiting": None, "warnings": list(guarded.warnings) or None}
         if result.succeeded:
-            outcome = {"value": spec.value, "message": "", "attempt": attempt, "lastFailure": None}
+            outcome |= {"value": spec.value, "message": "", "attempt": attempt, "lastFailure": None}
+            self._rebalanced.pop(self._drain_key(state), None)
         else:
             now = self.clock()
             failure = failure_after(state, now)
-            outcome = {"value": state.status.value, "message": clip(result.message), "attempt": attempt,
-                       "lastFailure": failure}
+            outcome |= {"value": state.status.value, "message": clip(result.message), "attempt": attempt,
+                        "lastFailure": failure}
             delay = (paced(state, failure["count"], now, self.settings.backoff) - now).total_seconds()
             log.info("%s: retrying in %.1fs", name, delay, extra=self._fields)
         await self._report(state, outcome, stopping)
+
+    async def _guard(self, state: LCMClusterState, todo: Operation) -> Guarded:
+        """The look at the swarm before a drain or a removal: whether a service's budget or the managers'
+        quorum holds it back. Undrains are never held; a target without an address or an engine that
+        cannot be read leaves it to the attempt, which fails with the reason."""
+        draining = todo.playbook == DRAIN_PLAYBOOK and todo.params.get("availability") == "drain"
+        if not (draining or todo.playbook == REMOVE_PLAYBOOK):
+            return Guarded()
+        host = self.settings.docker_host
+        try:
+            address = await self._address(state.spec.arg)
+            view = await asyncio.to_thread(swarm.snapshot, host)
+        except (TargetError, swarm.SwarmError) as exc:
+            log.info("%s: the swarm was not checked (%s); the playbook decides", state.metadata.name, exc,
+                     extra=self._fields)
+            return Guarded()
+        if refusal := quorum_refusal(view, address, removal=not draining):
+            return Guarded({"reason": "QuorumGuard", "message": refusal})
+        if not draining:
+            return Guarded()
+        current = {self._drain_key(s) for s in self.states.models()}
+        self._rebalanced = {key: ids for key, ids in self._rebalanced.items() if key in current}
+        done = self._rebalanced.setdefault(self._drain_key(state), set())
+        check = check_drain(view, address, rebalanced=done)
+        if check.allowed:
+            return Guarded(warnings=check.warnings)
+        for blocker in check.blockers:
+            if blocker.rebalance:
+                log.info("%s: rebalancing service %s (a rolling forced update)", state.metadata.name,
+                         blocker.service, extra=self._fields)
+                done.add(blocker.service_id)
+                try:
+                    await asyncio.to_thread(swarm.force_update, host, blocker.service_id)
+                except swarm.SwarmError as exc:
+                    log.warning("%s: %s", state.metadata.name, exc, extra=self._fields)
+        return Guarded({"reason": "DisruptionBudget", "message": clip(check.message)}, check.warnings)
+
+    @staticmethod
+    def _drain_key(state: LCMClusterState) -> tuple[str, str | None, str]:
+        return str(state.metadata.name), state.metadata.creation_timestamp, state.spec.value
+
+    async def _hold(self, state: LCMClusterState, guarded: Guarded, stopping: asyncio.Event) -> None:
+        """Say why the operation waits (once per change of the reason) and look again after a period."""
+        name = str(state.metadata.name)
+        waiting = state.status.waiting
+        written = (None if waiting is None else {"reason": waiting.reason, "message": waiting.message},
+                   state.status.warnings)
+        if written != (guarded.waiting, guarded.warnings):
+            log.info("%s waits: %s", name, guarded.waiting, extra=self._fields)
+            status = {"waiting": guarded.waiting, "warnings": list(guarded.warnings) or None}
+            await self._report(state, status, stopping)
+        self._recheck[name] = self.clock() + timedelta(seconds=self.settings.guard_period)
 
     async def _attempt(
         self, state: LCMClusterState, todo: Operation, attempt: int, stopping: asyncio.Event,
@@ -213,12 +302,17 @@ class ClusterStateExecutor:
         self, state: LCMClusterState, todo: Operation, address: str, attempt: int, stopping: asyncio.Event,
     ) -> ItemResult:
         machine = self.own.latest
+        params = {"playbook": todo.playbook, "node_address": address, **todo.params}
+        timeout = self.settings.timeout
+        if todo.params.get("availability") == "drain":
+            wait = drain_wait(state, self.clock())
+            params["drain_timeout"] = f"{wait:.0f}"
+            timeout = max(timeout, wait + self.settings.stop_grace_period)
         inputs = ItemInput(
             machine=self.settings.name, name=str(state.metadata.name), runner="ansible",
             version=machine.spec.release if machine is not None else "", phase=PHASE,
-            params={"playbook": todo.playbook, "node_address": address, **todo.params}, attempt=attempt,
-            release_dir=self.settings.release_dir, work_dir=self.settings.work_dir,
-            timeout=self.settings.timeout, node_vars=self.settings.node_vars,
+            params=params, attempt=attempt, release_dir=self.settings.release_dir,
+            work_dir=self.settings.work_dir, timeout=timeout, node_vars=self.settings.node_vars,
         )
         task = asyncio.ensure_future(self._run(inputs))
         try:

@@ -4,7 +4,8 @@ Pure, so the executor (``agent.daemon.swarm_executor``) only carries it out: ``s
 release's drain playbook with ``availability`` drain or active and moves the target's ``swarmCordonDrain``
 around the run; ``swarm-remove`` runs the remove playbook when requested; any other type is answered once
 with a message saying it is not handled here. A failed attempt is paced from the object's status
-(``lastFailure``), so the pacing survives a restart.
+(``lastFailure``), so the pacing survives a restart. A drain waits for its node to empty only as long as is
+left of its timeout (``drain_wait``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.api.models import CordonDrain, LCMClusterState
+from agent.api.names import DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUT_ANNOTATION
 from agent.decisions.execution import stable_uniform
 from agent.kits.backoff import Backoff
 from agent.kits.timestamps import micro_time, parse_time
 
 DRAIN_PLAYBOOK = "maintenance/swarm-drain.yml"
 REMOVE_PLAYBOOK = "maintenance/swarm-remove.yml"
+MIN_DRAIN_WAIT = 30.0
+"""Seconds a drain attempt waits for the node to empty at least, even past the drain's deadline: a retry
+(after the operator moved the stuck task) must be able to see the node empty."""
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,13 @@ def failure_after(state: LCMClusterState, now: datetime) -> dict[str, Any]:
     failure = state.status.last_failure
     count = failure.count if failure is not None and failure.value == state.spec.value else 0
     return {"value": state.spec.value, "count": count + 1, "finishedAt": micro_time(now)}
+
+
+def drain_wait(state: LCMClusterState, now: datetime) -> float:
+    """Seconds the drain playbook may wait for the node to run no tasks: what is left of the drain's
+    timeout (its annotation, counted from the object's creation), at least ``MIN_DRAIN_WAIT``."""
+    raw = state.metadata.annotations.get(DRAIN_TIMEOUT_ANNOTATION, "")
+    timeout = float(raw) if raw.isdigit() else float(DEFAULT_DRAIN_TIMEOUT)
+    created = parse_time(state.metadata.creation_timestamp)
+    spent = 0.0 if created is None else max(0.0, (now - created).total_seconds())
+    return max(MIN_DRAIN_WAIT, timeout - spent)

@@ -2,7 +2,9 @@
 """Another swarm node, seen from a manager: drain it, make it active again, or remove it from the list.
 
 Nodes are found by address (``Status.Addr``, what the node advertised), not by hostname: hostnames repeat,
-an address is what the LCMMachine reports. ``drain`` returns only once the node runs no tasks any more;
+an address is what the LCMMachine reports. ``drain`` returns only once the node runs no tasks any more
+(a container still stopping counts: one that ignores SIGTERM with a long stop grace period keeps the drain
+waiting, until ``timeout`` ends it with the services named);
 ``removed`` removes a node that has left (status ``down``), demoting it first if it was a manager, and
 refuses a node that is still up unless ``force`` is set.
 """
@@ -13,6 +15,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lcm_docker import client, host_of, swarm_info, wait_for
 
 ACTIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+STOPPING_TASK_STATES = {"starting", "running"}
+"""A task told to shut down whose container may still run: ``docker service ps`` shows it Running."""
 
 
 def _nodes_at(api, address):
@@ -28,9 +32,27 @@ def _describe(node):
 
 
 def _running_tasks(api, node_id):
+    """Tasks meant to run on the node, and those whose container still runs while it stops (a drain is
+    done only when the node's workloads are gone, not merely told to go)."""
     tasks = api.api.tasks(filters={"node": node_id})
-    return sorted(t["ID"] for t in tasks if t["Status"]["State"] in ACTIVE_TASK_STATES
-                  and t.get("DesiredState") == "running")
+    return sorted(t["ID"] for t in tasks if t["Status"]["State"] in STOPPING_TASK_STATES
+                  or (t["Status"]["State"] in ACTIVE_TASK_STATES and t.get("DesiredState") == "running"))
+
+
+def _services_of(api, task_ids):
+    """``service NAME (N tasks)`` for the services of these tasks, by name: what an operator must move."""
+    counts = {}
+    for task_id in task_ids:
+        service_id = api.api.inspect_task(task_id).get("ServiceID", "")
+        counts[service_id] = counts.get(service_id, 0) + 1
+    named = []
+    for service_id, count in counts.items():
+        try:
+            name = api.api.inspect_service(service_id)["Spec"]["Name"]
+        except Exception:  # gone meanwhile: its id is all there is
+            name = service_id
+        named.append(f"service {name} ({count} task{'s' if count > 1 else ''})")
+    return sorted(named)
 
 
 def availability(module, api, target):
@@ -48,7 +70,10 @@ def availability(module, api, target):
         left = wait_for(lambda: not any(_running_tasks(api, n.attrs["ID"]) for n in nodes) or None, timeout)
         if not left:
             busy = {n.attrs["ID"]: _running_tasks(api, n.attrs["ID"]) for n in nodes}
-            module.fail_json(msg=f"node still runs tasks after {timeout:.0f} s of draining", tasks=busy)
+            services = ", ".join(_services_of(api, [t for tasks in busy.values() for t in tasks]))
+            module.fail_json(msg=f"node {module.params['address']} still runs tasks of {services} after "
+                                 f"{timeout:.0f} s of draining; it stays drained (availability drain)",
+                             tasks=busy)
     for node in nodes:
         node.reload()
     module.exit_json(changed=changed, nodes=[_describe(n) for n in nodes])

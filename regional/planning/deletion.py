@@ -12,9 +12,11 @@ Its items are frozen as they are (no upgrade reaches a leaving machine), and, on
 Each machine's ``status.prepareDeletionPhase`` says where it is (``deletion_phase``).
 
 Drain and remove need a manager to carry them out (the first control machine other than the leaving one);
-without one, or for a node that never joined, they are skipped. A leaving control machine counts as a
-changing one (one at a time), a worker's drain takes a slot of ``maxWorkerUpgradeCount``. Deletion goes on
-while the rollout is halted: taking a broken machine out is how an operator mends a cluster.
+without one, or for a node that never joined, they are skipped. A control machine does not start leaving
+while the other reachable managers would lose their quorum without it (``regional.planning.quorum``). A
+leaving control machine counts as a changing one (one at a time), a worker's drain takes a slot of
+``maxWorkerUpgradeCount``. Deletion goes on while the rollout is halted: taking a broken machine out is how
+an operator mends a cluster.
 """
 
 from __future__ import annotations
@@ -25,17 +27,12 @@ from dataclasses import replace
 from agent.api.models import PrepareDeletionPhase
 from agent.decisions.state import counts_done
 from regional.planning.actions import Patch
-from regional.planning.contract import FINALIZER, SWARM_ITEMS
+from regional.planning.contract import FINALIZER
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
+from regional.planning.quorum import REASON, quorum_refusal
 from regional.planning.rendering import Target, without_finalizer
 from regional.planning.waiting import hold_slot
-
-
-def _joined(v: MachineView) -> bool:
-    """Its swarm item succeeded at some point (maybe with an older hash): its node is, or was, a member."""
-    slots = v.status.state_item_statuses
-    return any(name in slots and slots[name].exit_code == 0 for name in SWARM_ITEMS)
 
 
 def take_slot(fleet: Fleet, v: MachineView, drains: bool) -> bool:
@@ -58,11 +55,14 @@ def plan_leaving(fleet: Fleet) -> None:
 
 
 def _leave(fleet: Fleet, v: MachineView) -> None:
-    swarm_ops = fleet.executor is not None and _joined(v)
+    swarm_ops = fleet.executor is not None and v.joined
     decommission = fleet.templates_of(v.spec.release).decommission(v.type)
     names = {item.name for item in v.spec.state_items}
     leaving_items = bool(decommission) and all(item.name in names for item in decommission)
     started = v.name in fleet.drains or v.name in fleet.removals or leaving_items
+    if not started and swarm_ops and (refusal := quorum_refusal(fleet.views, v, removal=True)):
+        fleet.hold(v, REASON, refusal)
+        return
     if not started and not take_slot(fleet, v, drains=swarm_ops):
         hold_slot(fleet, v, "control" if v.control else "upgrade")  # leaving goes on while halted
         return
@@ -70,6 +70,8 @@ def _leave(fleet: Fleet, v: MachineView) -> None:
         fleet.want("swarm-drain", v, True, "drain before leaving")
     if not leaving_items and v.name not in fleet.removals:
         if swarm_ops and v.status.swarm_cordon_drain != "cordondrained":
+            if (drain := fleet.drains.get(v.name)) is not None:
+                fleet.hold_drain(v, drain)
             return
         if decommission:
             items = (*v.spec.state_items, *(i for i in decommission if i.name not in names))

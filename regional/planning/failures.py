@@ -1,5 +1,6 @@
 """When a rollout is stuck: an item that keeps failing or runs too long, an agent that cannot upgrade, a
-drain that does not finish.
+drain that does not finish (its reason quotes why, as the executor wrote it: the services whose tasks did
+not move, or the budget or quorum it waits for; a node left drained says so).
 
 The agent retries a failed item by itself, with backoff; the planner only decides when to stop moving the
 rollout on and call an operator. Both limits are measured from what the objects say (``attempt``,
@@ -11,10 +12,10 @@ the attempt count: each retry would otherwise rewrite the cluster's status.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from agent.api.models import EXIT_CODE_RUNNING, LCMClusterState
+from agent.api.models import EXIT_CODE_RUNNING, LCMCluster, LCMClusterState
 from agent.decisions.hashing import item_hash
 from agent.decisions.reporting import clip
 from agent.decisions.state import spec_error
@@ -79,8 +80,19 @@ def _drain_trouble(
         return f"{drain.metadata.name} failed {settings.max_item_attempts} times or more: {message}"
     left = drain_time_left(v, drain, settings, now)
     if left is not None and left < 0:
-        return f"drain of {v.name} not done after {settings.drain_time_limit:.0f}s"
+        reason = f"drain of {v.name} not done after {settings.drain_time_limit:.0f}s"
+        waiting = drain.status.waiting
+        # A playbook's failure starts with the failed task's message, its log tail follows.
+        first = drain.status.message.split("\n")[0]
+        why = f"not drained, {waiting.message}" if waiting is not None else first
+        return f"{reason}: {clip(why, REASON_LIMIT)}" if why else reason
     return None
+
+
+def drain_settings(cluster: LCMCluster, settings: PlanSettings) -> PlanSettings:
+    """The planner's limits with the cluster's own drain timeout (``drainTimeoutSeconds``), which wins."""
+    seconds = cluster.spec.drain_timeout_seconds
+    return settings if seconds is None else replace(settings, drain_time_limit=float(seconds))
 
 
 def drain_time_left(

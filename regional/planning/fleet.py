@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.api.models import ClusterRelease, LCMCluster, LCMClusterState, MaintenanceScope
-from agent.api.names import MachineOperation
+from agent.api.names import DEFAULT_DRAIN_TIMEOUT, MachineOperation
 from regional.planning.contract import EXECUTOR_LABEL
 from regional.planning.machines import MachineView
 from regional.planning.maintenance_objects import MaintenanceObjects
@@ -48,6 +48,9 @@ class Fleet:
     """``sr-`` states by machine name."""
     halted: bool
     """Something is stuck: nothing new starts; what is in flight may finish."""
+    drain_timeout: int = DEFAULT_DRAIN_TIMEOUT
+    """Seconds a drain may take (the LCMCluster's ``drainTimeoutSeconds``, or the planner's limit): its
+    executor is told on each ``sd-`` state."""
 
     patches: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     """Machine name → (merge patch, reason)."""
@@ -81,7 +84,8 @@ class Fleet:
             if v is not None and not v.deleting:
                 executor = self.executor or state.metadata.labels.get(EXECUTOR_LABEL, "")
                 self.wanted[state.metadata.name or ""] = Wanted(
-                    "swarm-drain", name, state.spec.requested, executor, "drain in flight"
+                    "swarm-drain", name, state.spec.requested, executor, "drain in flight",
+                    self.timeout("swarm-drain"),
                 )
             if v is not None and not v.control:
                 self.cordoned += 1
@@ -89,6 +93,9 @@ class Fleet:
             v.control and ((v.released and not v.settled) or v.name in self.drains or v.name in self.removals)
             for v in self.views
         )
+
+    def timeout(self, operation: MachineOperation) -> int | None:
+        return self.drain_timeout if operation == "swarm-drain" else None
 
     @property
     def executor(self) -> str | None:
@@ -136,8 +143,15 @@ class Fleet:
         if self.gate is not None:
             self.gate.started(v)
 
+    def hold_drain(self, v: MachineView, drain: LCMClusterState) -> None:
+        """The executor has not started the machine's drain: its reason (a disruption budget, the quorum
+        guard, from the state's ``status.waiting``) is the machine's."""
+        waiting = drain.status.waiting
+        if waiting is not None and drain.spec.requested:
+            self.hold(v, waiting.reason, waiting.message)
+
     def want(self, operation: MachineOperation, v: MachineView, value: bool, reason: str) -> None:
-        state = Wanted(operation, v.name, value, self.executor or "", reason)
+        state = Wanted(operation, v.name, value, self.executor or "", reason, self.timeout(operation))
         self.wanted[state.name] = state
 
     def drop(self, operation: MachineOperation, v: MachineView) -> None:

@@ -57,6 +57,12 @@ class MachineView:
         return self.type == "control"
 
     @property
+    def joined(self) -> bool:
+        """Its swarm item succeeded at some point (maybe with an older hash): its node is, or was, in."""
+        slots = self.status.state_item_statuses
+        return any(name in slots and slots[name].exit_code == 0 for name in SWARM_ITEMS)
+
+    @property
     def leaving(self) -> bool:
         """Deleting while the planner's finalizer holds it: its node must leave the swarm first."""
         return self.deleting and FINALIZER in self.machine.metadata.finalizers

@@ -15,7 +15,7 @@ from agent.api.models import LCMClusterState
 from regional.planning.actions import Action, Patch, Plan, PlanInput
 from regional.planning.contract import PAUSED_ANNOTATION
 from regional.planning.deletion import deletion_phases, plan_leaving
-from regional.planning.failures import drain_time_left, item_time_left, trouble
+from regional.planning.failures import drain_settings, drain_time_left, item_time_left, trouble
 from regional.planning.fleet import Fleet
 from regional.planning.locks import own_lock_writes
 from regional.planning.machines import MachineView, view
@@ -25,6 +25,7 @@ from regional.planning.ordering import first_control, manager_addresses, ready_m
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
 from regional.planning.rollout import plan_controls, plan_workers
+from regional.planning.settings import PlanSettings
 from regional.planning.status import Summary, cluster_status_patch, stuck_flags
 from regional.planning.swarm_orders import state_writes
 from regional.planning.waiting import PAUSED, moving, waiting_patches
@@ -39,13 +40,15 @@ def plan(inp: PlanInput) -> Plan:
     states = [s for s in inp.cluster_states if s.spec.cluster_name == name]
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
+    settings = drain_settings(cluster, inp.settings)
     troubles = [t for v in views
-                if (t := trouble(v, drains.get(v.name), inp.settings, inp.now, inp.item_norms))]
+                if (t := trouble(v, drains.get(v.name), settings, inp.now, inp.item_norms))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     gate = rollout_gate(cluster, cluster.spec.release, views, drains, inp.now)
     summary = Summary(
         cluster.spec.release, cluster.status.release, views, troubles, check.digests, refusal=check.refusal,
         gate_conditions=gate_conditions(gate), blocked="failure budget spent, " if gate.budget_spent else "",
+        budget_warnings=tuple(w for s in drains.values() for w in s.status.warnings),
     )
     paused = cluster.metadata.annotations.get(PAUSED_ANNOTATION) == "true"
     if check.target is None:
@@ -56,7 +59,8 @@ def plan(inp: PlanInput) -> Plan:
     swarm = Swarm(name or "", first, managers, cluster.spec.dedicated_control_plane)
     templates = Templates(check.target, cluster)
     fleet = Fleet(cluster, inp.releases, templates, swarm, views, drains, removals, halted=bool(troubles),
-                  gate=gate, maintenance=inp.maintenance)
+                  gate=gate, maintenance=inp.maintenance,
+                  drain_timeout=int(settings.drain_time_limit))
     plan_leaving(fleet)
     maintenance = plan_maintenance(fleet)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
@@ -85,7 +89,7 @@ def plan(inp: PlanInput) -> Plan:
     status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)
     if status is not None:
         actions.append(status)
-    requeue = _requeue_after(views, drains, inp)
+    requeue = _requeue_after(views, drains, inp, settings)
     if any(hold.reason == "WindowClosed" for hold in fleet.holds.values()):
         opening = gate.next_opening_in()
         requeue = opening if requeue is None or opening is None else min(requeue, opening)
@@ -93,20 +97,21 @@ def plan(inp: PlanInput) -> Plan:
 
 
 def _requeue_after(
-    views: Sequence[MachineView], drains: Mapping[str, LCMClusterState], inp: PlanInput
+    views: Sequence[MachineView], drains: Mapping[str, LCMClusterState], inp: PlanInput,
+    settings: PlanSettings,
 ) -> float | None:
     """Seconds until the earliest running item or drain would overrun its limit: a verdict due without any
     watch event. None when nothing is being timed."""
     lefts = [
         left
         for v in views
-        if not v.settled and (left := item_time_left(v, inp.settings, inp.now, inp.item_norms)) is not None
+        if not v.settled and (left := item_time_left(v, settings, inp.now, inp.item_norms)) is not None
     ]
     lefts += [
         left
         for v in views
         if (drain := drains.get(v.name)) is not None
-        and (left := drain_time_left(v, drain, inp.settings, inp.now)) is not None
+        and (left := drain_time_left(v, drain, settings, inp.now)) is not None
     ]
     future = [left for left in lefts if left > 0]
     return min(future) if future else None

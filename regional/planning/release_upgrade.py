@@ -6,6 +6,8 @@ value false (undrain) → wait until the drain is undone (state ``status.value: 
 ``swarmCordonDrain`` unset) → delete the state. Control machines of a dedicated control plane run no
 workloads (they joined with availability drain), so they are upgraded without a drain. Any other change
 (settings, labels, the LCMCluster's own items) is written in place: it re-runs only the items it changes.
+A control machine's move to another release takes its manager out (drained or not, its engine restarts):
+it waits while the other reachable managers would lose their quorum (``regional.planning.quorum``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
 from regional.planning.maintenance_requests import ready_to_disrupt
+from regional.planning.quorum import REASON, quorum_refusal
 from regional.planning.waiting import hold_back
 
 
@@ -27,6 +30,17 @@ def runs_workloads(fleet: Fleet, v: MachineView) -> bool:
 def needs_drain(fleet: Fleet, v: MachineView, release: str) -> bool:
     """A move to another release of a node that may run workloads."""
     return v.spec.release != release and runs_workloads(fleet, v)
+
+
+def quorum_holds(fleet: Fleet, v: MachineView, release: str) -> bool:
+    """A control machine's upgrade that would cost the swarm its quorum now: held, with the reason. One
+    whose drain is in flight goes on (the executor checks the managers again before it drains)."""
+    if not v.control or v.spec.release == release or v.name in fleet.drains:
+        return False
+    refusal = quorum_refusal(fleet.views, v, removal=False)
+    if refusal:
+        fleet.hold(v, REASON, refusal)
+    return bool(refusal)
 
 
 def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_free: bool) -> bool:
@@ -48,6 +62,8 @@ def drained_update(fleet: Fleet, v: MachineView, patch: dict[str, Any], slot_fre
     fleet.want("swarm-drain", v, True, f"drain before the {reason}")
     if drain.spec.requested and v.status.swarm_cordon_drain == "cordondrained":
         fleet.write(v, patch, f"{reason}, node drained")
+    else:
+        fleet.hold_drain(v, drain)
     return False
 
 

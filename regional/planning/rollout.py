@@ -22,7 +22,7 @@ from typing import Any, Literal
 from regional.planning.fleet import Fleet
 from regional.planning.machines import MachineView
 from regional.planning.maintenance_requests import ready_to_disrupt
-from regional.planning.release_upgrade import drained_update, finish, needs_drain
+from regional.planning.release_upgrade import drained_update, finish, needs_drain, quorum_holds
 from regional.planning.rendering import Target
 from regional.planning.waiting import hold_back
 
@@ -68,6 +68,8 @@ def plan_controls(fleet: Fleet) -> bool:
             fleet.write(v, patch, f"{_change(v, full)} while in flight")
         elif v.released and fleet.halted:
             hold_back(fleet, v, "control")
+        elif v.released and quorum_holds(fleet, v, full.release):
+            continue  # the hold says why
         elif v.released and needs_drain(fleet, v, full.release):
             fleet.control_busy |= drained_update(fleet, v, patch, slot_free=not fleet.control_busy)
         elif v.released and fleet.control_busy:

@@ -42,6 +42,8 @@ class Summary:
     """(type, status, reason, message) of the rollout gates' conditions (waves.gate_conditions)."""
     converged: int = 0
     """Machines with the wanted spec, all done and undrained (counted by the rules; 0 when not planned)."""
+    budget_warnings: Sequence[str] = ()
+    """Disruption budget labels the drains' executor could not use (their ``status.warnings``)."""
 
     @cached_property
     def staying(self) -> list[MachineView]:
@@ -110,11 +112,20 @@ def _conditions(s: Summary) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def _budget_labels(s: Summary) -> tuple[str, str, str, str]:
+    if s.budget_warnings:
+        named = "; ".join(dict.fromkeys(s.budget_warnings))
+        return ("DisruptionBudgetLabels", "False", "InvalidLabel", named)
+    return ("DisruptionBudgetLabels", "True", "Valid", "")
+
+
 def _condition_list(cluster: LCMCluster, s: Summary, now: datetime) -> list[dict[str, Any]]:
     before = {c.type: c for c in cluster.status.conditions}
     generation = cluster.metadata.generation
     out = []
-    for kind, status, reason, message in _conditions(s):
+    labels = _budget_labels(s)  # from the first bad label on: a cluster that never had one shows none
+    extra = [labels] if s.budget_warnings or labels[0] in before else []
+    for kind, status, reason, message in [*_conditions(s), *extra]:
         old = before.get(kind)
         since = old.last_transition_time if old is not None and old.status == status else rfc3339(now)
         condition: dict[str, Any] = {

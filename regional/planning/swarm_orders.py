@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.api.models import API_VERSION, LCMCluster, LCMClusterState
-from agent.api.names import MachineOperation, cluster_state_name
+from agent.api.names import DRAIN_TIMEOUT_ANNOTATION, MachineOperation, cluster_state_name
 from regional.planning.actions import Action, Create, Delete, Patch
 from regional.planning.contract import EXECUTOR_LABEL
 
@@ -27,6 +27,8 @@ class Wanted:
     value: bool
     executor: str
     reason: str = ""
+    timeout: int | None = None
+    """A drain's timeout in seconds, for its executor (annotation ``DRAIN_TIMEOUT_ANNOTATION``)."""
 
     @property
     def name(self) -> str:
@@ -59,6 +61,10 @@ def state_writes(
             patch["spec"] = {"value": value}
         if state.metadata.labels.get(EXECUTOR_LABEL) != want.executor:
             patch["metadata"] = {"labels": {EXECUTOR_LABEL: want.executor}}
+        if want.timeout is not None and state.metadata.annotations.get(DRAIN_TIMEOUT_ANNOTATION) != str(
+            want.timeout
+        ):
+            patch.setdefault("metadata", {})["annotations"] = _timeout(want.timeout)
         if patch:
             actions.append(Patch("lcmclusterstates", namespace, name, patch, reason=want.reason))
     return actions
@@ -72,6 +78,7 @@ def _body(cluster: LCMCluster, want: Wanted) -> dict[str, Any]:
             "name": want.name,
             "namespace": cluster.metadata.namespace,
             "labels": {EXECUTOR_LABEL: want.executor},
+            **({} if want.timeout is None else {"annotations": _timeout(want.timeout)}),
         },
         "spec": {
             "clusterName": cluster.metadata.name,
@@ -80,3 +87,7 @@ def _body(cluster: LCMCluster, want: Wanted) -> dict[str, Any]:
             "value": "true" if want.value else "false",
         },
     }
+
+
+def _timeout(seconds: int) -> dict[str, str]:
+    return {DRAIN_TIMEOUT_ANNOTATION: str(seconds)}

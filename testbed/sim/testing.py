@@ -23,6 +23,7 @@ import yaml
 from kubernetes_asyncio import client, config
 
 from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.watching import Change, watch_resource
 from agent.api.crds import crd_paths, load_crds
 from testbed.kubeconfig import write_kubeconfig
 from testbed.sim.faults import Faults
@@ -235,3 +236,33 @@ def _current(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _read_optional(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
+
+
+class Recorder:
+    """Every version of every object of one kind in the namespace, in the order the API committed them."""
+
+    def __init__(self, kube: Kube, res: Resource, namespace: str) -> None:
+        self.kube, self.res, self.namespace = kube, res, namespace
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._run())
+        await self._started.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        async for event in watch_resource(self.kube, self.res, self.namespace):
+            self._started.set()
+            if isinstance(event, Change):
+                self.events.append((event.type, event.object))
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        return [obj for _, obj in self.events if obj["metadata"]["name"] == name]

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from agent.adapters.kube import Kube, Resource
-from agent.adapters.watching import Change, watch_resource
 from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
 from regional.scheduler.controller import PlanFunction
 from regional.scheduler.leadership import LeaseSettings
@@ -119,33 +118,3 @@ async def fleet_running(kube: Kube, namespace: str, names: Iterable[str], *, scr
 def scheduler(kube: Kube, namespace: str, plan: PlanFunction | None = None, **overrides: Any) -> Scheduler:
     chosen = settings(namespace, **overrides)
     return Scheduler(kube, chosen) if plan is None else Scheduler(kube, chosen, plan=plan)
-
-
-class Recorder:
-    """Every version of every object of one kind in the namespace, in the order the API committed them."""
-
-    def __init__(self, kube: Kube, res: Resource, namespace: str) -> None:
-        self.kube, self.res, self.namespace = kube, res, namespace
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
-
-    async def __aenter__(self) -> Recorder:
-        self._task = asyncio.create_task(self._run())
-        await self._started.wait()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        async for event in watch_resource(self.kube, self.res, self.namespace):
-            self._started.set()
-            if isinstance(event, Change):
-                self.events.append((event.type, event.object))
-
-    def versions(self, name: str) -> list[dict[str, Any]]:
-        return [obj for _, obj in self.events if obj["metadata"]["name"] == name]

@@ -13,7 +13,6 @@ from scheduler_harness import (
     CLUSTERS,
     LEASES,
     RELEASES,
-    Recorder,
     cluster_body,
     eventually,
     release_body,
@@ -24,7 +23,7 @@ from agent.adapters.kube import Kube, Resource, connect
 from regional.planning.actions import Patch, Plan, PlanInput
 from regional.scheduler.runtime import Scheduler
 from testbed.sim.faults import Faults
-from testbed.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi, Recorder
 
 pytestmark = pytest.mark.kube
 

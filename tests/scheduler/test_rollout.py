@@ -12,7 +12,6 @@ from scheduler_harness import (
     CLUSTERS,
     MACHINES,
     RELEASES,
-    Recorder,
     cluster_body,
     eventually,
     fleet_running,
@@ -27,7 +26,7 @@ from agent.api.execution import ItemResult
 from agent.api.models import StateItem
 from regional.planning.settings import PlanSettings
 from testbed.fake_agents import SimulatedFleetSettings, succeed
-from testbed.sim.testing import KubeApi
+from testbed.sim.testing import KubeApi, Recorder
 
 pytestmark = pytest.mark.kube
 
@@ -230,3 +229,27 @@ async def _stuck(kube: Kube, ns: str) -> bool:
     return bool((await cluster_status(kube, ns)).get("lcmOperationStuck"))
 
 
+
+
+async def test_a_drain_past_the_clusters_timeout_stops_the_rollout(kube_api: KubeApi, kube: Kube) -> None:
+    """``drainTimeoutSeconds`` reaches the executor on the ``sd-`` state; when it expires the rollout stops
+    by itself (the plan asked to be woken), the machine and the cluster marked stuck, the drain named."""
+    ns = kube_api.namespace
+    names = await create_cluster(kube, ns, 2, drainTimeoutSeconds=3)
+    settings = SimulatedFleetSettings(drain_seconds=3600)  # the executor's drains never finish
+    async with running(scheduler(kube, ns)), fleet_running(kube, ns, names, settings=settings):
+        await eventually(lambda: _cluster_ready(kube, ns, 3), within=60, what="3 ready on 1.0.0")
+        await kube.create(RELEASES, "", release_body("swarm-1.1.0", "1.1.0", upgrade_from=["swarm-1.0.0"],
+                                                     item_version="1.1.0"))
+        await kube.patch(CLUSTERS, ns, "demo", {"spec": {"release": "swarm-1.1.0"}})
+        await eventually(lambda: _stuck(kube, ns), within=60, what="the cluster marked stuck")
+        status = await cluster_status(kube, ns)
+        drain = await kube.get(CLUSTER_STATES, ns, "sd-w0")
+        w0 = await kube.get(MACHINES, ns, "w0")
+        w1 = await kube.get(MACHINES, ns, "w1")
+    assert drain["metadata"]["annotations"]["lcm.mirantis.com/drain-timeout-seconds"] == "3"
+    stuck = next(c for c in status["conditions"] if c["type"] == "OperationStuck")
+    assert stuck["message"] == "w0: drain of w0 not done after 3s"
+    assert w0["status"]["lcmOperationStuck"] is True
+    assert w0["status"]["swarmCordonDrain"] == "cordondraining"  # left draining, and the status says so
+    assert w1["spec"]["release"] == "swarm-1.0.0"  # the rollout stopped there

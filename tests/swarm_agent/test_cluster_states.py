@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from agent_harness import capture_info, logged, running, slot, status
 from machine_harness import PATIENCE, MakeNode, SwarmNode
+from swarm_services import target_machine
 
 from agent.adapters.kube import Kube, Resource
 from agent.api.models import LCMClusterState
@@ -30,7 +31,6 @@ from agent.decisions.swarm_operations import (
 )
 from agent.kits.backoff import Backoff
 from agent.kits.timestamps import micro_time
-from testbed.sim.testing import lcm_machine
 
 EXECUTOR = "demo-control-0"
 UNHANDLED = "cordon-drain is not handled here: the swarm agent only executes swarm-drain and swarm-remove"
@@ -163,12 +163,6 @@ class Setup:
                 return found
             await asyncio.sleep(0.1)
         pytest.fail(f"{name}: timed out, status {found}")
-
-
-async def target_machine(admin: Kube, namespace: str, name: str, address: str) -> None:
-    await admin.create(LCMMACHINES, namespace, lcm_machine(name, namespace))
-    addresses = {"status": {"addresses": [{"type": "InternalIP", "address": address}]}}
-    await admin.patch(LCMMACHINES, namespace, name, addresses, subresource="status")
 
 
 @pytest.fixture
