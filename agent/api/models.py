@@ -429,6 +429,9 @@ class LCMClusterSpec(ApiModel):
     max_worker_prepare_count: StrictInt = Field(default=50, ge=1)
     max_worker_upgrade_count: StrictInt = Field(default=1, ge=1)
     max_worker_deploy_count: StrictInt = Field(default=50, ge=1)
+    reboot_timeout_seconds: StrictInt | None = Field(default=None, ge=1)
+    """lcm-agent's extension: how long a machine may take to come back from a reboot; None: the scheduler's
+    ``PlanSettings.reboot_time_limit``."""
     dedicated_control_plane: StrictBool = True
     token_ttl: str | None = Field(default=None, alias="tokenTTL")
     rollout: RolloutSpec = shared(RolloutSpec())

@@ -23,7 +23,7 @@ from regional.planning.maintenance import plan_maintenance
 from regional.planning.maintenance_requests import MAINTENANCE_REQUESTED, own_request_writes
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
 from regional.planning.reboot_requests import judge
-from regional.planning.reboots import plan_reboots, reboot_time_lefts, reboot_trouble
+from regional.planning.reboots import plan_reboots, reboot_limit, reboot_time_lefts, reboot_trouble
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
 from regional.planning.rollout import plan_controls, plan_workers
@@ -43,9 +43,10 @@ def plan(inp: PlanInput) -> Plan:
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
     settings = drain_settings(cluster, inp.settings)
+    limit = reboot_limit(cluster, inp.settings)
     troubles = [t for v in views
                 if (t := trouble(v, drains.get(v.name), settings, inp.now, inp.item_norms)
-                    or reboot_trouble(v, inp.settings, inp.now))]
+                    or reboot_trouble(v, limit, inp.now))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     gate = rollout_gate(cluster, cluster.spec.release, views, drains, inp.now)
     summary = Summary(
@@ -119,6 +120,6 @@ def _requeue_after(
         if (drain := drains.get(v.name)) is not None
         and (left := drain_time_left(v, drain, settings, inp.now)) is not None
     ]
-    lefts += reboot_time_lefts(views, inp.settings, inp.now)
+    lefts += reboot_time_lefts(views, reboot_limit(inp.cluster, inp.settings), inp.now)
     future = [left for left in lefts if left > 0]
     return min(future) if future else None

@@ -29,6 +29,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+from agent.api.models import LCMCluster
 from agent.decisions.reporting import clip
 from agent.kits.timestamps import parse_time, rfc3339
 from regional.planning.contract import GRACEFUL_REBOOT_ANNOTATION, REBOOT_REQUESTED_ANNOTATION
@@ -175,25 +176,31 @@ def _asked_at(v: MachineView) -> datetime | None:
     return parse_time(v.machine.metadata.annotations.get(REBOOT_REQUESTED_ANNOTATION))
 
 
-def reboot_time_left(v: MachineView, settings: PlanSettings, now: datetime) -> float | None:
+def reboot_limit(cluster: LCMCluster, settings: PlanSettings) -> float:
+    """Seconds a machine may take to come back: the cluster's ``rebootTimeoutSeconds``, else the default."""
+    seconds = cluster.spec.reboot_timeout_seconds
+    return float(seconds) if seconds is not None else settings.reboot_time_limit
+
+
+def reboot_time_left(v: MachineView, limit: float, now: datetime) -> float | None:
     """Seconds before a machine asked to reboot counts as not coming back; None when none is waited on."""
     asked = _asked_at(v)
     if not in_reboot(v) or not v.spec.reboot_required or asked is None or _back(v):
         return None
-    return settings.reboot_time_limit - (now - asked).total_seconds()
+    return limit - (now - asked).total_seconds()
 
 
-def reboot_trouble(v: MachineView, settings: PlanSettings, now: datetime) -> Trouble | None:
-    """A reboot that failed (the agent says why) or has not come back within the limit."""
+def reboot_trouble(v: MachineView, limit: float, now: datetime) -> Trouble | None:
+    """A reboot that failed (the agent says why) or has not come back within ``limit`` seconds."""
     if not in_reboot(v) or not v.spec.reboot_required or _back(v):
         return None
     if v.status.reboot is not None and v.status.reboot.error_message:
         return Trouble(v.name, f"reboot failed: {clip(v.status.reboot.error_message, REASON_LIMIT)}")
-    left = reboot_time_left(v, settings, now)
+    left = reboot_time_left(v, limit, now)
     if left is not None and left < 0:
-        return Trouble(v.name, f"reboot not back after {settings.reboot_time_limit:.0f}s")
+        return Trouble(v.name, f"reboot not back after {limit:.0f}s")
     return None
 
 
-def reboot_time_lefts(views: Sequence[MachineView], settings: PlanSettings, now: datetime) -> list[float]:
-    return [left for v in views if (left := reboot_time_left(v, settings, now)) is not None]
+def reboot_time_lefts(views: Sequence[MachineView], limit: float, now: datetime) -> list[float]:
+    return [left for v in views if (left := reboot_time_left(v, limit, now)) is not None]

@@ -117,8 +117,12 @@ def test_a_control_machine_reboots_only_while_the_other_managers_are_ready() -> 
     assert events == ["c0 start", "c0 reboot", "c0 back", "demo delete"]
 
 
-def test_a_machine_is_not_undrained_before_it_is_back_and_one_that_stays_down_halts_the_rollout() -> None:
-    world = _cluster(controls=1, workers=3)
+@pytest.mark.parametrize(("spec", "limit"), [({}, 60), ({"rebootTimeoutSeconds": 40}, 40)],
+                         ids=["the scheduler's limit", "the cluster's rebootTimeoutSeconds"])
+def test_a_machine_is_not_undrained_before_it_is_back_and_one_that_stays_down_halts_the_rollout(
+    spec: dict[str, Any], limit: int,
+) -> None:
+    world = _cluster(controls=1, workers=3, **spec)
     world.down.add("w0")
     _request(world)
     events, _ = _story(world, 30)
@@ -129,7 +133,7 @@ def test_a_machine_is_not_undrained_before_it_is_back_and_one_that_stays_down_ha
     assert status["lcmOperationStuck"] is True
     stuck = next(c for c in status["conditions"] if c["type"] == "OperationStuck")
     assert stuck["status"] == "True"
-    assert "w0: reboot not back after 60s" in stuck["message"]
+    assert f"w0: reboot not back after {limit}s" in stuck["message"]
     assert world.machines["w0"]["status"]["lcmOperationStuck"] is True
     assert world.reboot_requests["demo"]["status"]["pending"] == ["w0", "w1", "w2"]
 
