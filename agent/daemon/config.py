@@ -221,9 +221,9 @@ class RebootSettings:
     """The reboot, split like a shell command line (no shell runs it). It returns at once; the agent is then
     stopped with the rest of the system."""
     restart_is_reboot: bool = False
-    """The command restarts the agent (and the node's engine) without rebooting the kernel, so the boot id
-    does not change: then a new agent process finding the mark counts as the machine back. Only for the
-    netns lab nodes, which share the host's kernel; a real machine must change its boot id."""
+    """The command restarts the node's engine without rebooting the kernel (the netns lab nodes, which share
+    the host's): its success is the reboot done, and the boot id is not looked at. A real machine must come
+    back with a new boot id."""
     check_period: float = 2.0
     """Seconds between the engine's desired-state checks after the boot, before the reboot is reported
     completed."""

@@ -6,9 +6,10 @@ Mirantis' ``status.reboot`` is the agent's answer: ``requestedAt`` when it took 
 1. the spec asks, no answer yet: write ``requestedAt`` (the request now has a name: that time);
 2. answered, no mark for it: commit the journal mark, then run the reboot command (the mark first, so an
    agent that comes back, or one restarted before the machine went down, never reboots again for it);
-3. a mark for it from another boot (a real reboot changes the boot id; where the reboot command restarts
-   the agent alone, as in the netns lab, a mark from another agent process counts): the machine is back;
-   ``completed`` is written once the engine passes the desired-state checks (``Back``);
+3. a mark for it from another boot (a real reboot changes the boot id): the machine is back; ``completed``
+   is written once the engine passes the desired-state checks (``Back``). Where the reboot command
+   restarts the node's engine without rebooting the kernel (the netns lab nodes share the host's), its
+   success is the reboot done (``restart_is_reboot``);
 4. a mark from this boot but another agent process, on a real machine: it did not reboot (the shutdown was
    cancelled, or the agent restarted before it): ``errorMessage`` says so, and it is not tried again;
 5. the spec no longer asks: the answer and the mark are cleared, so the next request starts afresh.
@@ -28,7 +29,7 @@ from agent.decisions.state import current_phase
 
 @dataclass(frozen=True)
 class Here:
-    """This boot and this agent process, and whether the reboot command restarts the agent alone."""
+    """This boot and this agent process, and whether the reboot command restarts the engine alone."""
 
     boot_id: str
     run_id: str
@@ -91,7 +92,7 @@ def reboot_step(machine: LCMMachine, mark: RebootMark | None, here: Here) -> Reb
         if current_phase(spec, machine.status) is not None or spec.halt_agent:
             return Nothing("a reboot is asked: waiting for the items to be done")
         return Reboot(answer.requested_at)
-    if ours.boot_id != here.boot_id or (here.restart_is_reboot and ours.run_id != here.run_id):
+    if ours.boot_id != here.boot_id or here.restart_is_reboot:
         return Back()
     if ours.run_id == here.run_id:
         return Nothing("rebooting: waiting for the machine to go down")
