@@ -93,7 +93,8 @@ def plan(inp: PlanInput) -> Plan:
     actions += stuck_flags(views, troubles)
     actions += requests.writes
     actions += waiting_patches(views, fleet.holds, inp.now)
-    status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)
+    status = cluster_status_patch(
+        cluster, replace(summary, converged=fleet.converged, rebooting=len(fleet.rebooting)), inp.now)
     if status is not None:
         actions.append(status)
     requeue = _requeue_after(views, drains, inp, settings)

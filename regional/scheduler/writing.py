@@ -160,8 +160,9 @@ class Writer:
         if self.recorder is not None and notable(action):
             uid = str(raw_field(answer, "metadata", "uid") or "")
             stuck = isinstance(action, Patch) and raw_field(dict(action.patch), "status", "lcmOperationStuck")
-            self.recorder.record(Involved(KINDS[resource], namespace, name, uid), EVENT_REASONS[type(action)],
-                                 action.reason, "Warning" if stuck is True else "Normal")
+            involved = Involved(KINDS[resource], namespace, name, uid, f"{group_of(resource)}/{VERSION}")
+            self.recorder.record(involved, EVENT_REASONS[type(action)], action.reason,
+                                 "Warning" if stuck is True else "Normal")
 
     async def _failed(self, action: Action, exc: KubeError) -> Failure | None:
         """What a refused write means for the plan; None when the refusal is the wanted outcome."""

@@ -87,6 +87,17 @@ def test_a_request_for_the_whole_cluster_reboots_controls_one_at_a_time_then_wor
     assert all(not m["spec"].get("rebootRequired") for m in world.machines.values())
 
 
+def test_the_cluster_status_says_how_many_machines_are_rebooting() -> None:
+    world = _cluster(controls=1, workers=2)
+    world.down.add("w1")
+    _request(world, "w1")
+    _story(world, 4)
+    assert world.cluster["status"]["progress"] == "ready 2/3, 1 rebooting"
+    world.down.discard("w1")
+    _story(world, 20)
+    assert world.cluster["status"]["progress"] == "ready 3/3"
+
+
 @pytest.mark.parametrize("budget", [1, 2, 3])
 def test_workers_reboot_within_the_upgrade_budget(budget: int) -> None:
     world = _cluster(controls=1, workers=4, maxWorkerUpgradeCount=budget)
