@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.adapters.atomic import write_atomic
 from agent.adapters.engine_access import EngineAccess
 from agent.adapters.engine_checks import observe
 from agent.adapters.followed import ONCE
@@ -46,16 +47,27 @@ from agent.reconciler.arguments import DESIRED_FILE
 
 log = logging.getLogger(__name__)
 
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+BOOT_MARK = Path("/run/lcm-agent/boot")
+"""Names this boot: made by the first agent of a boot, in ``/run`` (a tmpfs, empty after every boot). Not the
+kernel's ``/proc/sys/kernel/random/boot_id``: a container's systemd gives a service its own ``/proc``, where
+nspawn's per-container boot id is not mounted, so every boot of an nspawn machine would show the host's."""
 COMMAND_LIMIT = 120.0
 """Seconds the reboot command may take to return (``systemctl reboot`` returns once the job is queued)."""
 MESSAGE_LIMIT = 512
 
 
-def here(settings: RebootSettings, boot_id: Path = BOOT_ID) -> Here:
-    """This boot (a fresh id per boot from the kernel; nspawn gives each container boot its own) and a new
-    id for this agent process."""
-    return Here(boot_id.read_text().strip(), uuid.uuid4().hex, settings.restart_is_reboot)
+def here(settings: RebootSettings, mark: Path = BOOT_MARK) -> Here:
+    """This boot (``mark``'s id, made now if this is the boot's first agent) and a new id for this agent
+    process."""
+    try:
+        boot = mark.read_text().strip()
+    except FileNotFoundError:
+        boot = ""
+    if not boot:
+        mark.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        boot = uuid.uuid4().hex
+        write_atomic(mark, boot.encode())
+    return Here(boot, uuid.uuid4().hex, settings.restart_is_reboot)
 
 
 class Rebooting:

@@ -16,6 +16,7 @@ from agent_harness import Node, status
 from agent.daemon.app import Hooks
 from agent.daemon.config import AgentSettings, RebootSettings
 from agent.daemon.own_machine import LCMMACHINES
+from agent.daemon.rebooting import here
 from agent.decisions.rebooting import Here
 
 
@@ -101,3 +102,13 @@ async def test_where_the_command_restarts_the_engine_alone_its_success_is_the_re
         back = await node.wait_for(lambda o: _reboot(o).get("completed") is True, describe="completed")
     assert status(back)["state"] == "Ready"
     assert _lines(restarts) == ["restart"]
+
+
+def test_a_boot_is_named_by_its_first_agent_and_each_agent_process_has_its_own_id(tmp_path: Path) -> None:
+    mark = tmp_path / "run" / "lcm-agent" / "boot"
+    first = here(RebootSettings(), mark)
+    again = here(RebootSettings(), mark)  # an agent restarted in the same boot
+    assert (again.boot_id, mark.stat().st_mode & 0o777) == (first.boot_id, 0o600)
+    assert again.run_id != first.run_id
+    mark.unlink()  # /run is a tmpfs: a reboot empties it
+    assert here(RebootSettings(), mark).boot_id != first.boot_id

@@ -68,6 +68,9 @@ async def test_a_rolling_reboot_keeps_the_service_answering_and_a_machine_that_s
     try:
         with stage("rolling reboot: GracefulRebootRequest for 3 machines"):
             run = await rolling_reboot(lab, kube, [], "swarm-1.0.0", within=PATIENCE)
+    except (RuntimeError, TimeoutError):
+        await _print_agent_journals(nodes)  # the machines go with the teardown
+        raise
     finally:
         probing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +131,13 @@ async def _a_machine_that_stays_down_halts_the_rollout(lab: Stack, kube: Kube, n
         await _look_until(lab, kube, lambda r: not r.stuck() and not in_reboot(r) and r.ready("swarm-1.0.0"),
                           "the rollout to end", gone=True)
     assert nodes.machine(WORKER_1).boots() == other_boots + 1
+
+
+async def _print_agent_journals(nodes: MachineNodes) -> None:
+    for name in (CONTROL, WORKER_0, WORKER_1):
+        machine = nodes.machine(name)
+        journal = await machine.journal(lines=60) if machine.leader() is not None else "(not running)"
+        print(f"--- {name}: {machine.boots()} boots; lcm-agent's journal:\n{journal}", flush=True)
 
 
 async def _look_until(
