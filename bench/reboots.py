@@ -57,6 +57,7 @@ async def bench(runs: int, workdir: Path) -> list[tuple[float, int, int]]:
             window = probe.log[start:]
             answered, tried = sum(ok for _, ok in window), len(window)
             print(f"run {n + 1}: {run.seconds:.1f}s, probe {answered}/{tried} answered", flush=True)
+            print(await nodes.docker(control, "service", "ps", "web", "--no-trunc"), flush=True)
             results.append((run.seconds, answered, tried))
     return results
 

@@ -28,7 +28,7 @@ from agent.adapters.kube import Kube
 from testbed.cli.demo import missing_prerequisites
 from testbed.lab.stack.machines import MachineNodes
 from testbed.lab.stack.rolling_reboot import REQUESTS, in_reboot, request_body, request_gone, rolling_reboot
-from testbed.lab.stack.service_probe import BUSYBOX, start_service
+from testbed.lab.stack.service_probe import BUSYBOX, answers, start_service
 from testbed.lab.stack.stack import LCMCLUSTERS, LCMCLUSTERSTATES, Rollout, Stack, StackSettings
 
 missing = missing_prerequisites("machines")
@@ -104,6 +104,11 @@ async def test_a_rolling_reboot_keeps_the_service_answering_and_a_machine_that_s
     swarm = await swarm_nodes(lab)
     for name in (WORKER_0, WORKER_1):
         assert (swarm[name]["Status"], swarm[name]["Availability"]) == ("Ready", "Active"), name
+
+    async def serving_everywhere() -> bool:  # a replica back on each rebooted worker
+        return all([await answers(address) for address in probe.addresses])
+
+    await wait_for(serving_everywhere, "the service answering on both workers again")
 
     await _a_machine_that_stays_down_halts_the_rollout(lab, kube, nodes)
 

@@ -1,9 +1,9 @@
 """A replicated web service on the stack's swarm, and a probe that counts how often it answers.
 
-The machines reach no registry, so every engine imports a one-file image (busybox-static from the host) and
-the service (``web``, two replicas, at most one per node, each published on its node's ``PORT``: host mode,
-as behind an external load balancer, which needs no IPVS in the machines' kernel) runs busybox's httpd. The
-probe is a client on the host (the host runs no Docker Engine of its own): every ``period`` it asks one
+The machines reach no registry, so every engine loads a one-file image (busybox-static from the host, by id)
+and the service (``web``, two replicas, at most one per node, each published on its node's ``PORT``: host
+mode, as behind an external load balancer, which needs no IPVS in the machines' kernel) runs busybox's httpd.
+The probe is a client on the host (the host runs no Docker Engine of its own): every ``period`` it asks one
 worker's address and, when that fails, the other's, as a load balancer would, and logs whether it was
 answered. Used by the rolling-reboot e2e and ``bench/reboots.py``.
 """
@@ -11,7 +11,9 @@ answered. Used by the rolling-reboot e2e and ``bench/reboots.py``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Sequence
@@ -68,24 +70,46 @@ async def answers(address: str) -> bool:
     return status[1:2] == [b"200"] and body.rstrip().endswith(b"ok")
 
 
-def _image() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-    return buffer.getvalue()
+def _image() -> tuple[bytes, str]:
+    """A ``docker load`` archive of a one-file image (busybox-static) and its id. Built here, byte for byte
+    the same on every run, so every engine loads the very same image id: a service naming the image by id
+    makes no engine try a pull (a tag would be pulled at every task start, and with no registry each pull
+    only ends when the network times out, a gap of many seconds whenever a task is placed anew)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tar.gettarinfo(str(BUSYBOX), arcname="bin/busybox")
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        with BUSYBOX.open("rb") as binary:
+            tar.addfile(info, binary)
+    layer_bytes = layer.getvalue()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer_bytes).hexdigest()}"]},
+    }, sort_keys=True).encode()
+    image_id = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": f"{image_id}.json", "RepoTags": [f"{IMAGE}:latest"],
+                            "Layers": ["layer/layer.tar"]}]).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in ((f"{image_id}.json", config), ("layer/layer.tar", layer_bytes),
+                           ("manifest.json", manifest)):
+            entry = tarfile.TarInfo(name)
+            entry.size = len(data)
+            tar.addfile(entry, io.BytesIO(data))
+    return archive.getvalue(), f"sha256:{image_id}"
 
 
 async def start_service(nodes: MachineNodes, control: str, workers: Sequence[str], *,
                         within: float = 300.0) -> Probe:
     """The service created from ``control`` (a manager) and answering on every worker; its probe, not yet
     running. TimeoutError when it does not answer ``within`` seconds."""
-    image = await asyncio.to_thread(_image)
+    archive, image = await asyncio.to_thread(_image)
     for name in (control, *workers):
-        await nodes.machine(name).exec(["docker", "import", "-", IMAGE], stdin=image)
+        await nodes.machine(name).exec(["docker", "load"], stdin=archive)
     publish = f"mode=host,published={PORT},target={PORT}"
-    await nodes.docker(control, "service", "create", "--detach", "--name", "web", "--replicas", "2",
-                       "--replicas-max-per-node", "1", "--publish", publish,
-                       IMAGE, "/bin/busybox", "sh", "-c", SERVE)
+    await nodes.docker(control, "service", "create", "--detach", "--no-resolve-image", "--name", "web",
+                       "--replicas", "2", "--replicas-max-per-node", "1", "--publish", publish,
+                       image, "/bin/busybox", "sh", "-c", SERVE)
     addresses = []
     for name in workers:
         record = nodes.machine(name).record
