@@ -5,6 +5,10 @@ status write may have been lost in the kill that caused the restart. The journal
 before an item starts and after it ends, so a restart neither re-runs a finished item nor trusts a half-run
 one: an in-progress mark found at start means "killed mid-item, run it again" (rancher/system-agent's rule).
 
+It also holds the mark of a reboot the agent is carrying out (``RebootMark``), committed before the reboot
+command runs: the agent that comes back finds it and reports the reboot done instead of rebooting again for
+the same request.
+
 One JSON file in the state directory, 0600, replaced atomically on every change. A file that cannot be read
 back is moved aside and the agent starts empty: re-running idempotent items is cheap, a crash loop is not.
 """
@@ -21,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.adapters.atomic import read_json, remove_stale_tmp, write_json
+from agent.api.reboot_mark import RebootMark
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +60,12 @@ class Journal:
 
     def __init__(
         self, path: Path, finished: Mapping[str, Finished] | None = None,
-        in_progress: InProgress | None = None,
+        in_progress: InProgress | None = None, reboot: RebootMark | None = None,
     ) -> None:
         self.path = path
         self._finished = dict(finished or {})
         self._in_progress = in_progress
+        self._reboot = reboot
 
     @classmethod
     def load(cls, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Journal:
@@ -73,13 +79,23 @@ class Journal:
             return cls._quarantine(path, clock(), f"not JSON: {exc}")
         try:
             finished, in_progress = _decode(raw)
+            reboot = _decode_reboot(raw.get("reboot"))
         except JournalFormatError as exc:
             return cls._quarantine(path, clock(), str(exc))
-        return cls(path, finished, in_progress)
+        return cls(path, finished, in_progress, reboot)
 
     @property
     def in_progress(self) -> InProgress | None:
         return self._in_progress
+
+    @property
+    def reboot(self) -> RebootMark | None:
+        return self._reboot
+
+    def mark_reboot(self, mark: RebootMark | None) -> None:
+        """Commit the reboot mark (None: forget it) before acting on it."""
+        write_json(self.path, _encode(self._finished, self._in_progress, mark))
+        self._reboot = mark
 
     @property
     def finished(self) -> Mapping[str, Finished]:
@@ -119,7 +135,7 @@ class Journal:
 
     def _commit(self, finished: dict[str, Finished], in_progress: InProgress | None) -> None:
         # Disk first: if the write fails, memory still matches what a restart would load.
-        write_json(self.path, _encode(finished, in_progress))
+        write_json(self.path, _encode(finished, in_progress, self._reboot))
         self._finished, self._in_progress = finished, in_progress
 
     @classmethod
@@ -133,7 +149,9 @@ class Journal:
         return cls(path)
 
 
-def _encode(finished: Mapping[str, Finished], in_progress: InProgress | None) -> dict[str, Any]:
+def _encode(
+    finished: Mapping[str, Finished], in_progress: InProgress | None, reboot: RebootMark | None,
+) -> dict[str, Any]:
     return {
         "version": FORMAT_VERSION,
         "finished": {
@@ -143,6 +161,10 @@ def _encode(finished: Mapping[str, Finished], in_progress: InProgress | None) ->
         "inProgress": None if in_progress is None else {
             "item": in_progress.item, "hash": in_progress.hash, "attempt": in_progress.attempt,
             "startedAt": in_progress.started_at.isoformat(),
+        },
+        "reboot": None if reboot is None else {
+            "requestedAt": reboot.requested_at, "bootId": reboot.boot_id, "runId": reboot.run_id,
+            "failed": reboot.failed,
         },
     }
 
@@ -163,6 +185,14 @@ def _decode(raw: Any) -> tuple[dict[str, Finished], InProgress | None]:
     return finished, InProgress(
         _str(mark, "item"), _str(mark, "hash"), _int(mark, "attempt"), _time(mark, "startedAt"),
     )
+
+
+def _decode_reboot(mark: Any) -> RebootMark | None:
+    """The reboot mark; absent in journals written before there was one."""
+    if mark is None:
+        return None
+    return RebootMark(_str(mark, "requestedAt"), _str(mark, "bootId"), _str(mark, "runId"),
+                      _str(mark, "failed"))
 
 
 def _field(entry: Any, key: str, kind: type) -> Any:

@@ -429,6 +429,9 @@ class LCMClusterSpec(ApiModel):
     max_worker_prepare_count: StrictInt = Field(default=50, ge=1)
     max_worker_upgrade_count: StrictInt = Field(default=1, ge=1)
     max_worker_deploy_count: StrictInt = Field(default=50, ge=1)
+    reboot_timeout_seconds: StrictInt | None = Field(default=None, ge=1)
+    """lcm-agent's extension: how long a machine may take to come back from a reboot; None: the scheduler's
+    ``PlanSettings.reboot_time_limit``."""
     dedicated_control_plane: StrictBool = True
     token_ttl: str | None = Field(default=None, alias="tokenTTL")
     rollout: RolloutSpec = shared(RolloutSpec())
@@ -679,3 +682,34 @@ class KaaSRelease(KaasObject):
 
     kind: Literal["KaaSRelease"] = "KaaSRelease"
     spec: KaaSReleaseSpec = shared(KaaSReleaseSpec())
+
+
+class GracefulRebootRequestSpec(ApiModel):
+    machines: tuple[str, ...] = ()
+    """The LCMMachines to reboot, one after another in the rollout's order; empty: every machine of the
+    cluster."""
+
+
+class GracefulRebootRequestStatus(ApiModel):
+    """lcm-agent's extension (Mirantis' kind has no status): what the scheduler made of the request."""
+
+    pending: tuple[str, ...] = ()
+    """Machines of the request not rebooted yet (fixed when the request is accepted)."""
+    rebooted: tuple[str, ...] = ()
+    """Machines rebooted for this request and back."""
+    progress: str = ""
+    conditions: tuple[Condition, ...] = ()
+    """``Accepted``: false (reason ``UnknownMachines``) when the request names machines the cluster does not
+    have; nothing is rebooted then."""
+
+
+class GracefulRebootRequest(KaasObject):
+    """Mirantis' ``kaas.mirantis.com/v1alpha1`` GracefulRebootRequest: a rolling reboot of a cluster's
+    machines. Namespaced, named like the LCMCluster it concerns; deleted by the scheduler once done."""
+
+    PLURAL: ClassVar[str] = "gracefulrebootrequests"
+    NAMESPACED: ClassVar[bool] = True
+
+    kind: Literal["GracefulRebootRequest"] = "GracefulRebootRequest"
+    spec: GracefulRebootRequestSpec = shared(GracefulRebootRequestSpec())
+    status: GracefulRebootRequestStatus = shared(GracefulRebootRequestStatus())

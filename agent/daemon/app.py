@@ -5,10 +5,10 @@ systemd. Run: the one handle on the machine's LCMMachine (``OwnMachine``: its wa
 that registration and every root task writing the object use), the item worker (which also
 re-reports host facts that changed, and reads/publishes swarm join tokens around its items), the
 LCMClusterState executor (idle unless the machine is a control machine), the reconciler's checks
-(``drift_watch``), the diagnostics bundle of an item flagged stuck (``diagnostics``), the self-upgrade
-loop, the API token's renewal (``renewal``, with a token file), the Prometheus endpoint (``metrics``, on
-loopback by default) and the watchdog pinger, each guarded: a root task that ends while the daemon is not
-stopping is logged and ends the daemon with ``ExitCode.FAILURE``
+(``drift_watch``), the diagnostics bundle of an item flagged stuck (``diagnostics``), the machine's reboot
+when the spec asks (``rebooting``), the self-upgrade loop, the API token's renewal (``renewal``, with a token
+file), the Prometheus endpoint (``metrics``, on loopback by default) and the watchdog pinger, each guarded: a
+root task that ends while the daemon is not stopping is logged and ends the daemon with ``ExitCode.FAILURE``
 (systemd restarts it) instead of leaving it half-alive. Stop (``stopping`` set by a signal, or by a test):
 no new item starts, the running one finishes or is cancelled after the grace period, its outcome is
 journaled, then exit. A forced stop (the task cancelled) still kills the running item's processes before
@@ -35,11 +35,13 @@ from agent.adapters.runners.settings import RunnerSettings
 from agent.adapters.watching import WatchSettings
 from agent.api.execution import EventSink
 from agent.api.host_facts import HostFacts
-from agent.daemon.config import AgentSettings
+from agent.daemon import rebooting
+from agent.daemon.config import AgentSettings, RebootSettings
 from agent.daemon.diagnostics import Diagnostics, EvidenceSources
 from agent.daemon.drift_watch import ReconcileSink, Reconciling
 from agent.daemon.metrics import AgentMetrics, HeldFigures
 from agent.daemon.own_machine import OwnMachine
+from agent.daemon.rebooting import Rebooting
 from agent.daemon.registration import FactsTracker, Identity, RegistrationError, find_or_create, report
 from agent.daemon.renewal import RenewalSettings, TokenRenewal
 from agent.daemon.self_upgrade import UPGRADE_EXIT_CODE, upgrade_loop
@@ -48,6 +50,7 @@ from agent.daemon.swarm_tokens import SwarmTokens
 from agent.daemon.telemetry import Telemetry, fan_out
 from agent.daemon.worker import MachineWorker, RunItem, WorkerSettings
 from agent.decisions.execution import Run
+from agent.decisions.rebooting import Here
 from agent.kits.addresses import Address
 from agent.kits.backoff import Backoff
 from agent.kits.logs import SecretRegistry
@@ -79,6 +82,8 @@ class Hooks:
     host_info: Callable[[], HostFacts] = collect_host_info
     on_event: EventSink = field(default=lambda event: None)
     on_reconcile: ReconcileSink = field(default=lambda event, data: None)
+    here: Callable[[RebootSettings], Here] = rebooting.here
+    """This boot and agent process, as the reboot decision sees them."""
 
 
 async def _end_predecessors_run(journal: Journal, machine: str) -> None:
@@ -163,11 +168,14 @@ async def run_daemon(
             roots["token-renewal"] = TokenRenewal(kube, kube.credentials, own, RenewalSettings(
                 namespace=who.namespace, machine=who.name, lifetime=cfg.api.token_lifetime,
                 backoff=cfg.timings.backoff)).run(stopping)
+        access = EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars)
         roots["reconcile"] = Reconciling(
-            kube, own, journal, state_dir=cfg.state_dir, settings=cfg.reconcile,
-            access=EngineAccess.from_vars(cfg.docker.host, cfg.playbook_vars),
+            kube, own, journal, state_dir=cfg.state_dir, settings=cfg.reconcile, access=access,
             read_token=tokens.join_token, busy=lambda: isinstance(worker.step, Run),
             on_event=on_reconcile).run(stopping)
+        roots["reboot"] = Rebooting(
+            own, journal, cfg.reboot, here=hooks.here(cfg.reboot), state_dir=cfg.state_dir, access=access,
+            busy=lambda: isinstance(worker.step, Run)).run(stopping)
         # The worker drains its running item within the grace period; the others just stop.
         result = ExitCode.OK if await guarded(roots, stopping) is None else ExitCode.FAILURE
     systemd.notify_stopping()

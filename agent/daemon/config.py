@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -213,6 +214,22 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class RebootSettings:
+    """How the agent reboots its machine when the scheduler's ``spec.rebootRequired`` asks (docs/api.md)."""
+
+    command: str = "systemctl reboot"
+    """The reboot, split like a shell command line (no shell runs it). It returns at once; the agent is then
+    stopped with the rest of the system."""
+    restart_is_reboot: bool = False
+    """The command restarts the node's engine without rebooting the kernel (the netns lab nodes, which share
+    the host's): its success is the reboot done, and the boot id is not looked at. A real machine must come
+    back with a new boot id."""
+    check_period: float = 2.0
+    """Seconds between the engine's desired-state checks after the boot, before the reboot is reported
+    completed."""
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     """Everything ``lcm-agent run`` needs."""
 
@@ -223,6 +240,7 @@ class AgentSettings:
     docker: DockerSettings = field(default_factory=DockerSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    reboot: RebootSettings = field(default_factory=RebootSettings)
     playbook_vars: Mapping[str, str] = field(default_factory=dict)
     """Node-local settings every ansible item gets as extra vars (``lcm_docker_config``, ``lcm_etc_dir``...,
     see docs/swarm.md); they win over the release's params of the same name."""
@@ -440,6 +458,7 @@ def _validate(cfg: AgentSettings) -> AgentSettings:
             Address.parse(cfg.metrics.address)
         except AddressError as exc:
             raise ConfigError(f"metrics.address: {exc}") from None
+    _validate_reboot(cfg.reboot)
     if cfg.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logging.level {cfg.logging.level!r} must be DEBUG, INFO, WARNING or ERROR")
     for private in (api.kubeconfig, mqtt.key_file):
@@ -459,6 +478,17 @@ def _validate_timings(timings: TimingSettings | ReconcileSettings, section: str 
             raise ConfigError(f"{section}.{f.name} must be a positive number of seconds")
     if timings.backoff_base > timings.backoff_cap:
         raise ConfigError(f"{section}.backoff_base must not exceed {section}.backoff_cap")
+
+
+def _validate_reboot(reboot: RebootSettings) -> None:
+    try:
+        argv = shlex.split(reboot.command)
+    except ValueError as exc:
+        raise ConfigError(f"reboot.command {reboot.command!r} is not a command line: {exc}") from None
+    if not argv:
+        raise ConfigError("reboot.command must name a command")
+    if not 0 < reboot.check_period < math.inf:
+        raise ConfigError("reboot.check_period must be a positive number of seconds")
 
 
 def _validate_docker(docker: DockerSettings, playbook_vars: Mapping[str, str]) -> None:

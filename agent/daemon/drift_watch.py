@@ -90,7 +90,7 @@ class Reconciling:
         self.kube, self.own, self.journal = kube, own, journal
         self.state_dir, self.access, self.settings = state_dir, access, settings
         self.read_token, self.busy, self.on_event = read_token, busy, on_event
-        self.desired = _load(state_dir / DESIRED_FILE)
+        self.desired = load_desired(state_dir / DESIRED_FILE)
         self._derived_from = self.desired.items_digest if self.desired is not None else ""
         self.failures = 0
         self._retry_at = 0.0
@@ -320,7 +320,7 @@ class Reconciling:
             log.warning("cannot record the reconciler run as an Event: %s", exc, extra=self._fields)
 
 
-def _load(path: Path) -> DesiredState | None:
+def load_desired(path: Path) -> DesiredState | None:
     """The record kept across restarts; one that cannot be read is re-derived at the next Ready."""
     try:
         return DesiredState.from_json(read_json(path))

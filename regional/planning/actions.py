@@ -12,16 +12,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from agent.api.models import ClusterRelease, KaaSRelease, LCMCluster, LCMClusterState, LCMMachine
+from agent.api.models import (
+    ClusterRelease,
+    GracefulRebootRequest,
+    KaaSRelease,
+    LCMCluster,
+    LCMClusterState,
+    LCMMachine,
+)
 from regional.planning.durations import Key, Norm
 from regional.planning.maintenance_objects import MaintenanceObjects
 from regional.planning.settings import PlanSettings
 
 Resource = Literal[
     "lcmmachines", "lcmclusters", "lcmclusterstates", "nodemaintenancerequests", "clustermaintenancerequests",
-    "nodeworkloadlocks", "clusterworkloadlocks",
+    "nodeworkloadlocks", "clusterworkloadlocks", "gracefulrebootrequests",
 ]
-"""Plural of the namespaced lcm.mirantis.com/v1alpha1 kinds the planner writes."""
+"""Plural of the namespaced kinds the planner writes (lcm.mirantis.com/v1alpha1; the reboot requests are
+kaas.mirantis.com's, ``write_rules.GROUPS``)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class PlanInput:
     item is stuck well past them (``regional.planning.item_norms``). Empty: the fixed limit only."""
     maintenance: MaintenanceObjects = field(default_factory=MaintenanceObjects)
     """The maintenance requests and workload locks that concern this cluster."""
+    reboot_requests: Sequence[GracefulRebootRequest] = ()
+    """The GracefulRebootRequests of the cluster's namespace (the cluster's own is the one named like it)."""
 
 
 @dataclass(frozen=True)

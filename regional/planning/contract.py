@@ -57,3 +57,8 @@ def manager_token_secret(cluster: str) -> str:
 def worker_token_secret(cluster: str) -> str:
     """The Secret the first control machine publishes the worker join token in."""
     return f"{cluster}-swarm-worker-token"
+GRACEFUL_REBOOT_ANNOTATION = "lcm.mirantis.com/graceful-reboot"
+"""Mirantis' own mark (``LCMMachineGracefulRebootAnnotation``): ``"true"`` on an LCMMachine while the planner
+takes it through a reboot (drain, reboot, undrain); the reboot rule's state between plans."""
+REBOOT_REQUESTED_ANNOTATION = "lcm.mirantis.com/reboot-requested-at"
+"""When the planner wrote ``spec.rebootRequired: true`` (RFC 3339): the reboot's time limit counts from it."""

@@ -62,6 +62,8 @@ class Fleet:
     """Workers with a drain in flight (``sd-`` exists)."""
     converged: int = 0
     """Machines with the spec the planner wants, all of it done."""
+    rebooting: set[str] = field(default_factory=set)
+    """Machines the reboot rule is taking through a reboot (``reboots.py``): the other rules leave them be."""
     holds: dict[str, Hold] = field(default_factory=dict)
     """Machine name → why it waits; the first rule that held it back wins (it is what must change first)."""
     gate: RolloutGate | None = None

@@ -22,6 +22,8 @@ from regional.planning.machines import MachineView, view
 from regional.planning.maintenance import plan_maintenance
 from regional.planning.maintenance_requests import MAINTENANCE_REQUESTED, own_request_writes
 from regional.planning.ordering import first_control, manager_addresses, ready_managers
+from regional.planning.reboot_requests import judge
+from regional.planning.reboots import plan_reboots, reboot_limit, reboot_time_lefts, reboot_trouble
 from regional.planning.releases import check_releases
 from regional.planning.rendering import Swarm, Templates
 from regional.planning.rollout import plan_controls, plan_workers
@@ -41,8 +43,10 @@ def plan(inp: PlanInput) -> Plan:
     drains = {s.spec.arg: s for s in states if s.spec.type == "swarm-drain"}
     removals = {s.spec.arg: s for s in states if s.spec.type == "swarm-remove"}
     settings = drain_settings(cluster, inp.settings)
+    limit = reboot_limit(cluster, inp.settings)
     troubles = [t for v in views
-                if (t := trouble(v, drains.get(v.name), settings, inp.now, inp.item_norms))]
+                if (t := trouble(v, drains.get(v.name), settings, inp.now, inp.item_norms)
+                    or reboot_trouble(v, limit, inp.now))]
     check = check_releases(cluster, inp.releases, views, inp.kaas_releases)
     gate = rollout_gate(cluster, cluster.spec.release, views, drains, inp.now)
     summary = Summary(
@@ -63,6 +67,8 @@ def plan(inp: PlanInput) -> Plan:
                   drain_timeout=int(settings.drain_time_limit))
     plan_leaving(fleet)
     maintenance = plan_maintenance(fleet)
+    requests = judge(cluster, inp.reboot_requests, views, inp.now)
+    plan_reboots(fleet, requests.pending, requests.unrecorded, inp.now)
     plan_workers(fleet, controls_pending=plan_controls(fleet))
     if paused:
         # The rules ran only to learn who would move: each of them is held by the pause, nothing else changes.
@@ -85,8 +91,10 @@ def plan(inp: PlanInput) -> Plan:
     actions += own_lock_writes(fleet)
     actions += own_request_writes(fleet)
     actions += stuck_flags(views, troubles)
+    actions += requests.writes
     actions += waiting_patches(views, fleet.holds, inp.now)
-    status = cluster_status_patch(cluster, replace(summary, converged=fleet.converged), inp.now)
+    status = cluster_status_patch(
+        cluster, replace(summary, converged=fleet.converged, rebooting=len(fleet.rebooting)), inp.now)
     if status is not None:
         actions.append(status)
     requeue = _requeue_after(views, drains, inp, settings)
@@ -113,5 +121,6 @@ def _requeue_after(
         if (drain := drains.get(v.name)) is not None
         and (left := drain_time_left(v, drain, settings, inp.now)) is not None
     ]
+    lefts += reboot_time_lefts(views, reboot_limit(inp.cluster, inp.settings), inp.now)
     future = [left for left in lefts if left > 0]
     return min(future) if future else None

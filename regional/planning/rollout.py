@@ -58,6 +58,9 @@ def plan_controls(fleet: Fleet) -> bool:
         if not v.control or v.deleting or v.ip is None or v.name in fleet.in_maintenance \
                 or (full := fleet.full(v)) is None:
             continue
+        if v.name in fleet.rebooting:
+            pending = True  # workers wait for a control machine's reboot as for its upgrade
+            continue
         patch = fleet.diff(v, full)
         if patch is None:
             finish(fleet, v)
@@ -158,7 +161,7 @@ def plan_workers(fleet: Fleet, controls_pending: bool) -> None:
     control_plane_pending = not fleet.first_ready or controls_pending
     may_start = not control_plane_pending and not fleet.halted
     workers = [v for v in fleet.views if not v.control and not v.deleting and v.ip is not None
-               and v.name not in fleet.in_maintenance]
+               and v.name not in fleet.in_maintenance and v.name not in fleet.rebooting]
     preparing = sum(1 for v in workers if not v.released and _in_flight(v))
     deploying = sum(1 for v in workers if v.released and not v.settled and v.name not in fleet.drains)
     for v in workers:

@@ -25,3 +25,7 @@ class PlanSettings:
     """Successful runs of an item and version the fleet must have seen before its p95 is trusted."""
     drain_time_limit: float = 1800.0
     """Seconds a drain may take (from the LCMClusterState's creation) before the rollout halts."""
+    reboot_time_limit: float = 900.0
+    """Seconds a machine may take from ``spec.rebootRequired`` to being back (its agent reporting the reboot
+    completed, its items done) before the rollout halts: a server's firmware and boot take minutes, a
+    machine that has not come back in a quarter of an hour needs an operator."""

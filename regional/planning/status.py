@@ -44,6 +44,8 @@ class Summary:
     """Machines with the wanted spec, all done and undrained (counted by the rules; 0 when not planned)."""
     budget_warnings: Sequence[str] = ()
     """Disruption budget labels the drains' executor could not use (their ``status.warnings``)."""
+    rebooting: int = 0
+    """Machines the reboot rule is taking through a reboot."""
 
     @cached_property
     def staying(self) -> list[MachineView]:
@@ -71,7 +73,7 @@ class Summary:
         if self.upgrading:
             done = sum(1 for v in staying if v.released and v.spec.release == self.target and v.settled)
             core = f"upgrade to {self.target} {done}/{len(staying)}"
-        elif self.converged == len(staying) and staying:
+        elif self.converged + self.rebooting == len(staying) and staying:
             core = f"ready {self.ready}/{len(staying)}"
         else:
             core = f"deploy {self.ready}/{len(staying)} ready"
@@ -79,6 +81,8 @@ class Summary:
             core += f", {leaving} leaving"
         if maintenance := sum(1 for v in staying if v.status.maintenance):
             core += f", {maintenance} in maintenance"
+        if self.rebooting:
+            core += f", {self.rebooting} rebooting"
         prefix = "paused, " if self.paused else "halted, " if self.troubles else self.blocked
         return prefix + core
 

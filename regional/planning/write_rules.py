@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from agent.api.models import GROUP, KAAS_GROUP
 from regional.planning.actions import Action, Create, Delete, Patch
 
 KINDS = {
@@ -16,7 +17,10 @@ KINDS = {
     "nodemaintenancerequests": "NodeMaintenanceRequest",
     "clustermaintenancerequests": "ClusterMaintenanceRequest",
     "nodeworkloadlocks": "NodeWorkloadLock", "clusterworkloadlocks": "ClusterWorkloadLock",
+    "gracefulrebootrequests": "GracefulRebootRequest",
 }
+GROUPS = {"gracefulrebootrequests": KAAS_GROUP}
+"""The API group of a resource the planner writes, where it is not ``lcm.mirantis.com``."""
 EVENT_REASONS = {Patch: "Updated", Create: "Created", Delete: "Deleted"}
 
 
@@ -55,6 +59,10 @@ def notable(action: Action) -> bool:
     cluster_status = status and action.resource == "lcmclusters"
     waiting = status and isinstance(action, Patch) and set(action.patch.get("status", {})) == {"waiting"}
     return bool(action.reason) and not cluster_status and not waiting
+
+
+def group_of(resource: str) -> str:
+    return GROUPS.get(resource, GROUP)
 
 
 def target(action: Action) -> tuple[str, str, str, str]:

@@ -3,12 +3,12 @@ changes, apply the plan.
 
 Each kind has one watch (all namespaces, or the configured one) feeding one cache; LCMMachines and
 LCMClusterStates are indexed by their cluster. Any change enqueues the clusters it concerns: a machine's or
-cluster state's own cluster (both clusters when it moved), the cluster itself, and every cluster for a
-ClusterRelease or KaaSRelease (they are few, rarely created and never changed). A release's Mirantis
-fields lcm-agent does not act on (helm, images...) are kept and named once in the log. Planning starts only
-once every cache has its first list, so no plan is made from half the truth. The planner is pure and gets
-what the caches hold right now; its actions go through the ``Writer``; its ``requeue_after`` schedules the
-next look.
+cluster state's own cluster (both clusters when it moved), the cluster itself (also for its
+GracefulRebootRequest, named like it), and every cluster for a ClusterRelease or KaaSRelease (they are few,
+rarely created and never changed). A release's Mirantis fields lcm-agent does not act on (helm, images...) are
+kept and named once in the log. Planning starts only once every cache has its first list, so no plan is made
+from half the truth. The planner is pure and gets what the caches hold right now; its actions go through the
+``Writer``; its ``requeue_after`` schedules the next look.
 
 Everything here is built afresh for each term: a replica that lost the lease and won it back relists, and
 never trusts a cache that stopped being fed while it was not leading.
@@ -29,6 +29,7 @@ from agent.api.models import (
     IGNORED_RELEASE_FIELDS,
     VERSION,
     ClusterRelease,
+    GracefulRebootRequest,
     InvalidObjectError,
     KaaSRelease,
     LCMCluster,
@@ -87,11 +88,15 @@ class Controller:
                                   on_invalid=self._invalid)
         self.maintenance = MaintenanceCaches(self.machines, self.clusters,
                                              on_change=self._maintenance_changed, on_invalid=self._invalid)
+        self.reboot_requests = FollowedObjects(GracefulRebootRequest, on_change=self._cluster_changed,
+                                               on_invalid=self._invalid)
+        """Named like their cluster: a change plans the cluster of the same key."""
         self.recorder = EventRecorder(kube, instance=settings.lease.identity, qps=settings.events.qps,
                                       burst=settings.events.burst, fence=fence)
         caches: dict[str, FollowedObjects[Any]] = {
             "lcmmachines": self.machines, "lcmclusters": self.clusters, "lcmclusterstates": self.states,
-            **{model.PLURAL: cache for model, cache in self.maintenance.followed()}}
+            **{model.PLURAL: cache for model, cache in self.maintenance.followed()},
+            "gracefulrebootrequests": self.reboot_requests}
         self.writer = Writer(kube, caches, RateLimiter(settings.writes.qps, settings.writes.burst),
                              fence=fence, recorder=self.recorder, in_flight=settings.writes_in_flight)
         self.plans = 0
@@ -103,7 +108,8 @@ class Controller:
         """Until cancelled; raises ``LeaseLostError`` when a write found the lease lost before the elector."""
         watched: list[tuple[type[Any], FollowedObjects[Any]]] = [
             (ClusterRelease, self.releases), (KaaSRelease, self.kaas_releases), (LCMCluster, self.clusters),
-            (LCMMachine, self.machines), (LCMClusterState, self.states), *self.maintenance.followed()]
+            (LCMMachine, self.machines), (LCMClusterState, self.states), *self.maintenance.followed(),
+            (GracefulRebootRequest, self.reboot_requests)]
         tasks = [asyncio.create_task(self._watch(model, cache), name=f"watch-{model.PLURAL}")
                  for model, cache in watched]
         tasks.append(asyncio.create_task(self.recorder.run(), name="events"))
@@ -137,7 +143,8 @@ class Controller:
             machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
             settings=self.settings.planning, kaas_releases=self.kaas_releases.models(),
             item_norms=self.item_norms(),
-            maintenance=self.maintenance.for_cluster(key))
+            maintenance=self.maintenance.for_cluster(key),
+            reboot_requests=self._reboot_request(namespace, name))
         started = time.perf_counter()
         plan = self.plan(inputs)
         took = time.perf_counter() - started
@@ -160,6 +167,12 @@ class Controller:
         else:
             log.warning("cluster %s/%s: re-planning in %.1fs after a refused write", namespace, name,
                         self.queue.retry(key), extra={"cluster": name, "namespace": namespace})
+
+    def _reboot_request(self, namespace: str, name: str) -> list[GracefulRebootRequest]:
+        """The cluster's GracefulRebootRequest (named like it), when there is a well-formed one."""
+        entry = self.reboot_requests.entry(namespace, name)
+        request = None if entry is None else entry.model()
+        return [] if request is None else [request]
 
     async def _watch(self, model: type[Any], cache: FollowedObjects[Any]) -> None:
         res = Resource(model.GROUP, VERSION, model.PLURAL, namespaced=model.NAMESPACED)

@@ -28,9 +28,9 @@ from typing import Any
 
 from agent.adapters.followed import FollowedObjects, raw_field
 from agent.adapters.kube import Kube, KubeError, Object, Resource
-from agent.api.models import GROUP, VERSION, ApiObject
+from agent.api.models import VERSION, ApiObject
 from regional.planning.actions import Action, Create, Delete, Patch
-from regional.planning.write_rules import EVENT_REASONS, KINDS, digest, notable, reflects, target
+from regional.planning.write_rules import EVENT_REASONS, KINDS, digest, group_of, notable, reflects, target
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.recording import EventRecorder, Involved
 from regional.scheduler.throttling import RateLimiter
@@ -133,7 +133,7 @@ class Writer:
         return done
 
     async def _send(self, action: Action) -> Object:
-        res = Resource(GROUP, VERSION, action.resource)
+        res = Resource(group_of(action.resource), VERSION, action.resource)
         if isinstance(action, Patch):
             return await self.kube.patch(res, action.namespace, action.name, dict(action.patch),
                                          subresource=action.subresource or "")
@@ -160,8 +160,9 @@ class Writer:
         if self.recorder is not None and notable(action):
             uid = str(raw_field(answer, "metadata", "uid") or "")
             stuck = isinstance(action, Patch) and raw_field(dict(action.patch), "status", "lcmOperationStuck")
-            self.recorder.record(Involved(KINDS[resource], namespace, name, uid), EVENT_REASONS[type(action)],
-                                 action.reason, "Warning" if stuck is True else "Normal")
+            involved = Involved(KINDS[resource], namespace, name, uid, f"{group_of(resource)}/{VERSION}")
+            self.recorder.record(involved, EVENT_REASONS[type(action)], action.reason,
+                                 "Warning" if stuck is True else "Normal")
 
     async def _failed(self, action: Action, exc: KubeError) -> Failure | None:
         """What a refused write means for the plan; None when the refusal is the wanted outcome."""
@@ -190,7 +191,8 @@ class Writer:
     ) -> bool:
         """A conflict means the cache is behind: read the object so the re-plan starts from the truth."""
         try:
-            cache.answered(await self.kube.get(Resource(GROUP, VERSION, action.resource), namespace, name))
+            res = Resource(group_of(action.resource), VERSION, action.resource)
+            cache.answered(await self.kube.get(res, namespace, name))
         except KubeError as exc:
             if exc.status != 404:
                 return False

@@ -20,6 +20,7 @@ from agent.api.models import (
     ClusterMaintenanceRequest,
     ClusterRelease,
     ClusterWorkloadLock,
+    GracefulRebootRequest,
     KaaSRelease,
     LCMCluster,
     LCMClusterState,
@@ -38,6 +39,7 @@ MODELS: dict[str, type[ApiObject]] = {
     "ClusterMaintenanceRequest": ClusterMaintenanceRequest,
     "NodeWorkloadLock": NodeWorkloadLock,
     "ClusterWorkloadLock": ClusterWorkloadLock,
+    "GracefulRebootRequest": GracefulRebootRequest,
 }
 KINDS = tuple(MODELS)
 Schemas = dict[str, dict[str, Any]]
@@ -95,6 +97,7 @@ def test_a_stray_non_crd_manifest_is_refused(tmp_path: Path, monkeypatch: pytest
         ("ClusterMaintenanceRequest", "clustermaintenancerequests", "cmr", "Namespaced", True),
         ("NodeWorkloadLock", "nodeworkloadlocks", "nwl", "Namespaced", True),
         ("ClusterWorkloadLock", "clusterworkloadlocks", "cwl", "Namespaced", True),
+        ("GracefulRebootRequest", "gracefulrebootrequests", "grr", "Namespaced", True),
     ],
 )
 def test_names_scope_and_version(

@@ -130,3 +130,29 @@ def _busybox_tar() -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(BUSYBOX, arcname="bin/busybox")
     return buffer.getvalue()
+
+
+async def test_a_machine_that_reboots_comes_back_with_a_new_boot_and_its_agent_running(
+    lab: Lab, machines: Machines,
+) -> None:
+    good = machines.good
+    await lab.fleet.wait_registered([good.name])
+    boot_id = ["cat", "/proc/sys/kernel/random/boot_id"]
+    before, boots = (await good.exec(boot_id))[1].strip(), good.boots()
+    await good.exec(["sh", "-c", f"echo {before} > /var/lib/before-reboot"])
+    await good.exec(["systemctl", "reboot"], check=False)  # systemd inside goes down; nspawn exits 133
+    deadline = time.monotonic() + 300
+    while good.boots() == boots:
+        assert time.monotonic() < deadline, "the lab did not start the machine again after its reboot"
+        await asyncio.sleep(0.5)
+    agent = ["systemctl", "is-active", "lcm-agent.service"]
+    while (await good.exec(agent, check=False))[1].strip() != "active":
+        assert time.monotonic() < deadline, "the agent did not come back after the reboot"
+        await asyncio.sleep(1)
+    assert (await good.exec(boot_id))[1].strip() != before
+    assert good.boots() == boots + 1
+    # The same overlay (a file written before is there) and network namespace (the agent's API is reached).
+    assert (await good.exec(["cat", "/var/lib/before-reboot"]))[1].strip() == before
+    assert good.record is not None
+    _, addresses = await good.exec(["ip", "-4", "-o", "addr", "show", "eth0"])
+    assert good.record.address in addresses

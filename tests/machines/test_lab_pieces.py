@@ -190,3 +190,31 @@ def test_a_pid_file_naming_a_process_that_is_not_the_machines_nspawn_is_not_take
     machine.dir.mkdir(parents=True)
     (machine.dir / "nspawn.pid").write_text(f"{pid}\n")
     assert machine.nspawn_pid() is None
+
+
+_REBOOTS_TWICE = ("n=$(cat runs 2>/dev/null || echo 0); echo $((n + 1)) > runs; "
+                  "[ \"$n\" -lt 2 ] && exit 133; exit 0")
+"""A stand-in for systemd-nspawn (run in the machine's directory): a machine that reboots twice (exit 133),
+then powers off."""
+
+
+def _supervise(state: Path, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "testbed.lab.machines.supervisor", str(state), "--",
+                           "sh", "-c", f"cd {state} && {script}"], capture_output=True, text=True, timeout=60)
+
+
+def test_the_supervisor_starts_a_machine_again_after_each_reboot_and_stops_when_it_powers_off(
+    tmp_path: Path,
+) -> None:
+    done = _supervise(tmp_path, _REBOOTS_TWICE)
+    assert done.returncode == 0
+    assert (tmp_path / "runs").read_text().strip() == "3"
+    assert len((tmp_path / "boots").read_text().splitlines()) == 3
+    assert int((tmp_path / "nspawn.pid").read_text()) > 0
+
+
+def test_a_machine_held_down_is_not_started_again_after_its_reboot(tmp_path: Path) -> None:
+    (tmp_path / "hold-down").touch()
+    done = _supervise(tmp_path, _REBOOTS_TWICE)
+    assert done.returncode == 133
+    assert (tmp_path / "runs").read_text().strip() == "1"

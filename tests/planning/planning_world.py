@@ -21,6 +21,7 @@ from agent.api.models import (
     ClusterMaintenanceRequest,
     ClusterRelease,
     ClusterWorkloadLock,
+    GracefulRebootRequest,
     KaaSRelease,
     LCMCluster,
     LCMClusterState,
@@ -125,6 +126,9 @@ class World:
     maintenance: dict[str, dict[str, dict[str, Any]]] = field(
         default_factory=lambda: {resource: {} for resource in MAINTENANCE_KINDS})
     """The maintenance requests and workload locks, by resource and name."""
+    reboot_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
+    """Machines that go down when asked to reboot and never come back."""
 
     @classmethod
     def of(cls, cluster: dict[str, Any], machines: Iterable[dict[str, Any]], *rels: ClusterRelease) -> World:
@@ -148,6 +152,7 @@ class World:
                 field_name: [MAINTENANCE_KINDS[resource].from_raw(o) for o in objects.values()]
                 for resource, objects in self.maintenance.items()
                 for field_name in (MAINTENANCE_FIELDS[resource],)}),
+            reboot_requests=[GracefulRebootRequest.from_raw(r) for r in self.reboot_requests.values()],
         )
 
     def machine(self, name: str) -> LCMMachine:
@@ -172,7 +177,7 @@ class World:
 
     def _apply(self, action: Action) -> None:
         store = {"lcmmachines": self.machines, "lcmclusterstates": self.states,
-                 **self.maintenance}.get(action.resource)
+                 "gracefulrebootrequests": self.reboot_requests, **self.maintenance}.get(action.resource)
         if isinstance(action, Create):
             name = action.body["metadata"]["name"]
             assert store is not None
@@ -207,6 +212,8 @@ class World:
         m = LCMMachine.from_raw(raw)
         if m.status.internal_ip is None:
             return
+        if self._reboot(name, m):
+            return
         wanted = m.spec.agent_config.version
         if wanted and m.status.agent_version != wanted:
             raw["status"]["agentVersion"] = wanted
@@ -229,6 +236,22 @@ class World:
         # Every item done: the node reports the stack version it converged to, as the agent does.
         if m.spec.components.ucp_version:
             raw["status"]["components"] = {"ucpVersion": m.spec.components.ucp_version}
+
+    def _reboot(self, name: str, m: LCMMachine) -> bool:
+        """The agent's answer to ``spec.rebootRequired``: the machine reboots and is back at once (or, when
+        ``down``, never); once the spec no longer asks, the answer is cleared."""
+        status = self.machines[name]["status"]
+        if m.spec.reboot_required and not (m.status.reboot is not None and m.status.reboot.completed):
+            if name in self.down:
+                status["reboot"] = {"requestedAt": rfc3339(self.now), "completed": False}
+                return True
+            status["reboot"] = {"requestedAt": rfc3339(self.now), "completed": True}
+            status.setdefault("hostInfo", {})["rebootRequired"] = False
+            return True
+        if not m.spec.reboot_required and "reboot" in status:
+            del status["reboot"]
+            return True
+        return False
 
     def run_executor(self) -> None:
         """The first control machine's agent: carries out every drain and removal at once."""

@@ -6,6 +6,8 @@
         docker/             the machine's /var/lib/docker: a plain directory, because Docker's overlay2
                             cannot stack on the overlay root
         nspawn.pid          the systemd-nspawn process; its child is the machine's PID 1
+        supervisor.pid      the process that starts nspawn again when the machine reboots (supervisor.py)
+        boots               one line per start of the machine
         console.log         the machine's console (boot messages, cloud-init's output)
 
 cloud-init reads the seed from ``/var/lib/cloud/seed/nocloud/`` (written 0600 before boot), exactly the
@@ -25,12 +27,15 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from testbed.lab.machines.host import LabError, run
 from testbed.lab.machines.network import Subnet, leftover_namespaces, link_name, plug, unplug
+from testbed.lab.machines.supervisor import HOLD_DOWN
 
 STATE_ROOT = Path("/var/lib/lcm-lab/machines")
 STOP_TIMEOUT = 30.0
@@ -99,14 +104,43 @@ class Machine:
         _write_private(seed / "user-data", user_data)  # it holds the machine's token
 
     def boot(self) -> None:
-        """Start systemd in the machine; returns at once (cloud-init and the agent follow on their own)."""
+        """Start systemd in the machine, under the supervisor that starts it again after a reboot; returns
+        once nspawn runs (cloud-init and the agent follow on their own)."""
         argv = ["systemd-nspawn", *_NSPAWN_OPTIONS, f"--machine={self.name}", f"--directory={self.root}",
                 f"--network-namespace-path=/run/netns/{link_name(self.name)}",
                 f"--bind={self.dir / 'docker'}:/var/lib/docker"]
+        (self.dir / "nspawn.pid").unlink(missing_ok=True)
         with self.console.open("ab") as console:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd="/")
-        (self.dir / "nspawn.pid").write_text(f"{proc.pid}\n")
+            proc = subprocess.Popen([sys.executable, "-m", "testbed.lab.machines.supervisor", str(self.dir),
+                                     "--", *argv], stdin=subprocess.DEVNULL, stdout=console,
+                                    stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+        (self.dir / "supervisor.pid").write_text(f"{proc.pid}\n")
+        for _ in range(200):  # the supervisor writes nspawn's pid as it starts it
+            if (self.dir / "nspawn.pid").exists() or proc.poll() is not None:
+                return
+            time.sleep(0.05)
+
+    def hold_down(self, held: bool = True) -> None:
+        """Keep the machine down after its next reboot (the lab's "it did not come back"), or no longer."""
+        if held:
+            (self.dir / HOLD_DOWN).touch()
+        else:
+            (self.dir / HOLD_DOWN).unlink(missing_ok=True)
+
+    def boots(self) -> int:
+        """How many times the machine was started (its first boot and every reboot since)."""
+        try:
+            return len((self.dir / "boots").read_text().splitlines())
+        except OSError:
+            return 0
+
+    def _supervisor_pid(self) -> int | None:
+        try:
+            pid = int((self.dir / "supervisor.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"testbed.lab.machines.supervisor" in cmdline and _alive(pid) else None
 
     def nspawn_pid(self) -> int | None:
         """The running systemd-nspawn of this machine (checked by its command line, not just the pid file).
@@ -151,7 +185,18 @@ class Machine:
         return (await self.exec(argv))[1]
 
     async def stop(self, grace: float = STOP_TIMEOUT) -> None:
-        """Power the machine off (nspawn turns SIGTERM into a clean shutdown); kill it after ``grace``."""
+        """Power the machine off (nspawn turns SIGTERM into a clean shutdown); kill it after ``grace``. The
+        supervisor is told first, so that it does not start the machine again."""
+        supervisor = self._supervisor_pid()
+        if supervisor is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGTERM)
+        await self._stop_nspawn(grace)
+        if supervisor is not None and not await _exited(supervisor, 10.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGKILL)
+
+    async def _stop_nspawn(self, grace: float) -> None:
         pid = self.nspawn_pid()
         if pid is None:
             return

@@ -85,6 +85,8 @@ class NetnsNodes:
             "playbook_vars": vars_,
             "timings": dict(s.agent_timings),
             "reconcile": dict(s.reconcile),
+            # A netns node shares the host's kernel: its "reboot" restarts its engine (never the host).
+            "reboot": {"command": f"{node.service_script} restart", "restart_is_reboot": True},
         }
         if s.agent_metrics_port:
             doc["metrics"] = {"address": f"{node.address}:{s.agent_metrics_port}"}
