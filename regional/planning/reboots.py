@@ -17,10 +17,13 @@ a restarted scheduler goes on where the last one was:
 4. the request is cleared: ``spec.rebootRequired`` and both annotations removed (the agent then clears
    ``status.reboot``, and a new reboot can start only once it has).
 
-A machine not back ``reboot_time_limit`` after step 2, or whose agent reports the reboot failed
-(``status.reboot.errorMessage``), is a Trouble: the rollout halts, nothing new starts, the machine stays
-drained. A machine leaving the cluster is the deletion rule's (deletion wins), one in maintenance the
-maintenance rule's; the other rules leave a machine in a reboot alone (``fleet.rebooting``).
+A reboot starts only inside the cluster's maintenance windows (``spec.rollout.windows``, as upgrades) and
+while no other controller's workload lock on the node or the cluster forbids disrupting it (``locks.py``);
+one under way finishes regardless. A machine not back ``reboot_time_limit`` after step 2, or whose agent
+reports the reboot failed (``status.reboot.errorMessage``), is a Trouble: the rollout halts, nothing new
+starts, the machine stays drained. A machine leaving the cluster is the deletion rule's (deletion wins), one
+in maintenance the maintenance rule's; the other rules leave a machine in a reboot alone
+(``fleet.rebooting``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from agent.kits.timestamps import parse_time, rfc3339
 from regional.planning.contract import GRACEFUL_REBOOT_ANNOTATION, REBOOT_REQUESTED_ANNOTATION
 from regional.planning.failures import REASON_LIMIT, Trouble
 from regional.planning.fleet import Fleet
+from regional.planning.locks import disruption_hold
 from regional.planning.machines import MachineView
 from regional.planning.settings import PlanSettings
 
@@ -116,6 +120,9 @@ def _why_not(fleet: Fleet, v: MachineView, drain: bool, controls_first: bool) ->
     full = fleet.full(v)
     if fleet.halted:
         return "Halted", "the rollout is halted: no reboot starts"
+    closed = fleet.gate.window_hold() if fleet.gate is not None else None
+    if closed is not None:
+        return closed
     if not (v.released and v.settled) or full is None or fleet.diff(v, full) is not None:
         return "NotSettled", "its items are not all done: it reboots once they are"
     if _completed(v) or v.spec.reboot_required:
@@ -130,7 +137,8 @@ def _why_not(fleet: Fleet, v: MachineView, drain: bool, controls_first: bool) ->
         return "ControlsFirst", "control machines reboot first"
     if not v.control and drain and fleet.cordoned >= limit:
         return "RebootBudget", f"maxWorkerUpgradeCount ({limit}) workers are drained"
-    return None
+    lock = disruption_hold(fleet, v)
+    return None if lock is None else (lock.reason, lock.message)
 
 
 def _go_on(fleet: Fleet, v: MachineView, unrecorded: Collection[str], now: datetime) -> None:

@@ -6,6 +6,7 @@ except the machines in ``world.down``, which never come back.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -172,6 +173,35 @@ def test_the_os_asking_for_a_reboot_reboots_that_machine_alone() -> None:
     world.machines["w1"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
     events, _ = _story(world, 30)
     assert events == ["w1 start", "sd-w1 drain", "w1 reboot", "sd-w1 undrain", "w1 back", "sd-w1 delete"]
+
+
+def test_a_reboot_starts_only_inside_the_maintenance_windows() -> None:
+    world = _cluster(controls=1, workers=2)
+    world.cluster["spec"]["rollout"] = {"windows": [{"days": ["Sat"], "start": "22:00", "end": "23:00"}]}
+    world.now = datetime(2026, 12, 12, 12, tzinfo=UTC)  # a Saturday, noon UTC: closed until 22:00
+    world.machines["w1"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
+    events, _ = _story(world, 10)
+    assert events == []
+    assert world.machines["w1"]["status"]["waiting"]["reason"] == "WindowClosed"
+    world.now = datetime(2026, 12, 12, 22, 5, tzinfo=UTC)
+    events, _ = _story(world, 30)
+    assert events == ["w1 start", "sd-w1 drain", "w1 reboot", "sd-w1 undrain", "w1 back", "sd-w1 delete"]
+
+
+def test_another_controllers_active_lock_holds_the_reboot_until_it_goes_inactive() -> None:
+    world = _cluster(controls=1, workers=2)
+    lock = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "NodeWorkloadLock",
+            "metadata": {"name": "w1-ceph", "namespace": NS},
+            "spec": {"controllerName": "ceph", "nodeName": "w1"}, "status": {"state": "active"}}
+    world.maintenance["nodeworkloadlocks"]["w1-ceph"] = lock
+    world.machines["w1"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
+    events, _ = _story(world, 10)
+    assert events == []
+    waiting = world.machines["w1"]["status"]["waiting"]
+    assert (waiting["reason"], waiting["message"]) == ("LockHeld", "active: NodeWorkloadLock w1-ceph of ceph")
+    lock["status"]["state"] = "inactive"
+    events, _ = _story(world, 30)
+    assert events[:3] == ["w1 start", "sd-w1 drain", "w1 reboot"]
 
 
 def test_a_request_naming_machines_the_cluster_does_not_have_is_refused_and_reboots_nothing() -> None:
