@@ -41,6 +41,8 @@ from regional.planning.fleet import Fleet
 from regional.planning.locks import cluster_hold
 from regional.planning.machines import MachineView
 from regional.planning.maintenance_requests import is_ours, ready_to_disrupt
+from regional.planning.quorum import REASON as QUORUM_GUARD
+from regional.planning.quorum import quorum_refusal
 from regional.planning.release_upgrade import runs_workloads
 from regional.planning.waiting import hold_slot
 
@@ -109,6 +111,9 @@ def _step_in(fleet: Fleet, v: MachineView) -> str | None:
         return None
     drain = fleet.drains.get(v.name)
     drains = runs_workloads(fleet, v) and fleet.executor is not None
+    if drain is None and v.control and (refusal := quorum_refusal(fleet.views, v, removal=False)):
+        fleet.hold(v, QUORUM_GUARD, refusal)  # the operator's work may take its manager down
+        return refusal
     if drain is None or not drain.spec.requested:  # not drained: maybe an earlier drain's undoing
         if not ready_to_disrupt(fleet, v, "os"):
             if drain is not None and drain.status.value == "false" and v.status.swarm_cordon_drain is None:

@@ -8,7 +8,8 @@ nothing says otherwise. The arithmetic is the executor's (``agent.decisions.disr
 executor checks again with what ``docker node ls`` says, as a second line.
 
 Used before every control-machine disruption: an upgrade (drained or in place: an engine upgrade restarts
-the manager), a removal (deletion demotes and removes it), and a reboot (``quorum_hold``). A machine held
+the manager), a removal (deletion demotes and removes it), a reboot and a maintenance (its scope lets the
+operator reboot the machine). A machine held
 here gets ``fleet.hold(v, "QuorumGuard", message)`` and waits; nothing else changes.
 """
 

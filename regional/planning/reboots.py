@@ -40,6 +40,8 @@ from regional.planning.failures import REASON_LIMIT, Trouble
 from regional.planning.fleet import Fleet
 from regional.planning.locks import disruption_hold
 from regional.planning.machines import MachineView
+from regional.planning.quorum import REASON as QUORUM_GUARD
+from regional.planning.quorum import quorum_refusal
 from regional.planning.settings import PlanSettings
 
 
@@ -133,6 +135,8 @@ def _why_not(fleet: Fleet, v: MachineView, drain: bool, controls_first: bool) ->
         return "ControlPlaneBusy", "another control machine is changing"
     if v.control and not other_managers_ready(fleet, v):
         return "ManagersNotReady", "another manager is not ready: the quorum needs it"
+    if v.control and (refusal := quorum_refusal(fleet.views, v, removal=False)):
+        return QUORUM_GUARD, refusal
     if not v.control and controls_first:
         return "ControlsFirst", "control machines reboot first"
     if not v.control and drain and fleet.cordoned >= limit:

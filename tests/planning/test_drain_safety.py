@@ -12,6 +12,7 @@ from planning_world import World, cluster_raw, machine_raw, plan_for, release
 
 from agent.kits.timestamps import rfc3339
 from regional.planning.actions import Create, Plan
+from regional.planning.contract import GRACEFUL_REBOOT_ANNOTATION
 from regional.planning.machines import view
 from regional.planning.quorum import quorum_refusal
 
@@ -188,3 +189,26 @@ def test_reachable_managers_are_control_machines_in_the_swarm_whose_agent_is_ali
     assert bool(quorum_refusal(views, machine, removal=False)) is refused
     worker = next(v for v in views if v.name == "w0")
     assert quorum_refusal(views, worker, removal=False) == ""
+
+
+def test_with_one_of_three_managers_down_no_other_manager_reboots() -> None:
+    world = _world(controls=3, workers=1)
+    _unreachable(world, "c2")
+    world.machines["c0"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
+    world.apply(plan_for(world))
+    reason, message = _waiting(world, "c0") or ("", "")
+    assert (reason, message.split(":")[0]) == ("QuorumGuard", "quorum guard")
+    assert not world.machines["c0"]["metadata"].get("annotations", {}).get(GRACEFUL_REBOOT_ANNOTATION)
+    assert not world.machine("c0").spec.reboot_required
+
+
+def test_with_one_of_three_managers_down_no_other_manager_goes_into_maintenance() -> None:
+    world = _world(controls=3, workers=1)
+    _unreachable(world, "c2")
+    world.machines["c1"]["spec"]["maintenance"] = True
+    for _ in range(5):
+        plan = plan_for(world)
+        assert "sd-c1" not in _states_created(plan)
+        world.apply(plan)
+    assert (_waiting(world, "c1") or ("",))[0] == "QuorumGuard"
+    assert not world.machine("c1").status.maintenance
