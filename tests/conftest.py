@@ -73,6 +73,7 @@ SLOW: dict[str, float] = {
     "swarm_agent/test_lab_swarm.py": 0,
     "swarm_agent/test_lab_maintenance.py": 90,  # three netns nodes deployed by the scheduler; maintenance
     "swarm_agent/test_lab_drain_safety.py": 140,  # real swarms: a rolling drain, a 30 s drain timeout
+    "swarm_agent/test_lab_gates.py": 130,  # three scheduler-deployed swarms, each upgraded through a gate
 }
 """Tests (a folder, a module, or one test: its node id without parameters, under ``tests/``) whose cost
 dominates the suite, with the seconds the slowest took on the shared 2-core host (``pytest --durations``;

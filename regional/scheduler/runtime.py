@@ -14,6 +14,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -49,8 +50,11 @@ class Scheduler:
         self, kube: Kube, settings: SchedulerSettings, *, plan: PlanFunction = planner,
         companions: Mapping[str, Companion] | None = None,
         item_norms: Callable[[], Mapping[Key, Norm]] = dict, registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube, self.settings, self.plan = kube, settings, plan
+        self.clock = clock
+        """The planner's "now" for every term (a test moves it into a maintenance window)."""
         self.item_norms = item_norms
         """The fleet's item durations for the planner (``regional.scheduler.item_durations``)."""
         self.companions = dict(companions or {})
@@ -83,6 +87,7 @@ class Scheduler:
 
     async def _term(self) -> None:
         controller = Controller(self.kube, self.settings, self.plan, fence=self.elector.leading,
-                                item_norms=self.item_norms, on_plan=self._plan_seconds.observe)
+                                clock=self.clock, item_norms=self.item_norms,
+                                on_plan=self._plan_seconds.observe)
         self.terms.append(controller)
         await controller.run()

@@ -16,6 +16,8 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +268,17 @@ class Recorder:
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         return [obj for _, obj in self.events if obj["metadata"]["name"] == name]
+
+
+@dataclass
+class Clock:
+    """A scheduler's clock (``Scheduler(clock=...)``): real time moved by ``offset``, which the test sets, so
+    that a maintenance window opens without anybody sleeping for it."""
+
+    offset: timedelta = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, when: datetime) -> None:
+        self.offset = when - datetime.now(UTC)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from regional.planning.actions import Patch, Plan, PlanInput
 from regional.planning.planner import plan as planner
 from regional.planning.settings import PlanSettings
 from testbed.fake_agents import succeed
-from testbed.sim.testing import KubeApi
+from testbed.sim.testing import Clock, KubeApi
 
 pytestmark = pytest.mark.kube
 
@@ -134,19 +134,6 @@ async def _canary_done(kube: Kube, ns: str) -> bool:
 
 async def _nobody_waits(kube: Kube, ns: str, names: list[str]) -> bool:
     return not any([await _waiting(kube, ns, name) for name in names])
-
-
-@dataclass
-class Clock:
-    """The scheduler's clock: real time moved by ``offset``, which the test sets (nothing sleeps for it)."""
-
-    offset: timedelta = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def set(self, when: datetime) -> None:
-        self.offset = when - datetime.now(UTC)
 
 
 async def test_a_window_in_the_future_holds_the_upgrade_until_the_clock_enters_it(

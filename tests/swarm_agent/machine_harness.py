@@ -6,6 +6,9 @@ ServiceAccount gets the Role the deploy/rbac sample gives that machine (machine 
 ``demo-control-0``, ``demo-worker-0``...), its config names a Docker Engine and ``playbook_vars``, it may
 stand for a lab node (its InternalIP is the node's address), and the daemon's log is captured through the
 same redaction filter as in production, into ``agent.log``, so tests can grep it for secrets.
+
+``deployed_swarm`` is the real-scheduler setup the lab tests share: three lab nodes deployed by the
+scheduler, through their agents, from a small release of the repository's playbooks.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +32,18 @@ from agent_harness import FAST, Node, slot
 from agent.adapters.host import collect_host_info
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
 from agent.api.host_facts import HostFacts, NetworkInterface
+from agent.api.models import API_VERSION, GROUP, KAAS_API_VERSION, KAAS_GROUP, VERSION
 from agent.daemon.app import ExitCode, Hooks, run_daemon
 from agent.daemon.config import AgentSettings, load_config
 from agent.kits.logs import JsonFormatter, RedactingFilter, SecretRegistry
+from regional.planning.settings import PlanSettings
+from regional.scheduler.leadership import LeaseSettings
+from regional.scheduler.runtime import Scheduler
+from regional.scheduler.settings import SchedulerSettings, Throttle
+from testbed.lab.netns import dockerd
 from testbed.lab.netns.node import LabNode
-from testbed.sim.testing import KubeApi
+from testbed.lab.netns.nodes import Lab
+from testbed.sim.testing import KubeApi, field_of
 
 ROOT = Path(__file__).parents[2]
 RBAC_DIR = ROOT / "deploy" / "rbac"
@@ -204,3 +215,105 @@ async def put_secret(admin: Kube, namespace: str, name: str, data: dict[str, str
 
 def secret_token(secret: dict[str, Any]) -> str:
     return base64.b64decode(secret["data"]["token"]).decode()
+
+
+RELEASES = Resource(KAAS_GROUP, VERSION, "clusterreleases", namespaced=False)
+CLUSTERS = Resource(GROUP, VERSION, "lcmclusters")
+MACHINES = Resource(GROUP, VERSION, "lcmmachines")
+CONTROL, WORKER, OTHER = "demo-control-0", "demo-worker-0", "demo-worker-1"
+LAB_RELEASE = "swarm-lab"
+
+
+def playbook_item(name: str, **params: str) -> dict[str, Any]:
+    return {"runner": "ansible", "name": name, "version": "1", "phase": "deploy",
+            "params": {"playbook": f"deploy/{name}.yml", **params}}
+
+
+def bash_item(name: str, script: str, *, version: str = "1", phase: str = "deploy") -> dict[str, Any]:
+    return {"runner": "bash", "name": name, "version": version, "phase": phase, "params": {"script": script}}
+
+
+PREPARE = bash_item("ready", "true", phase="prepare")
+"""The planner lets a machine into the swarm rollout once its prepare items are done: this one does
+nothing."""
+
+
+def lab_release(name: str = LAB_RELEASE, version: str = "1.0.0", *, upgrade_from: Sequence[str] = (),
+                worker_items: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The small release the lab tests deploy: a swarm of the repository's playbooks; ``worker_items``
+    appended to the workers' items (what a new release changes)."""
+    return {"apiVersion": KAAS_API_VERSION, "kind": "ClusterRelease", "metadata": {"name": name},
+            "spec": {"version": version, "agent": {"version": "0.1.0"}, "upgradeFrom": list(upgrade_from),
+                     "machineTypes": {
+                         "control": [PREPARE, playbook_item("swarm-init"), playbook_item("swarm-join")],
+                         "worker": [PREPARE, playbook_item("swarm-join", role="worker"), *worker_items]}}}
+
+
+async def eventually(check: Callable[[], Any], what: str, within: float = PATIENCE * 2) -> None:
+    """Until ``check`` (a function or a coroutine function) holds; fails naming ``what`` after ``within``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def scheduler_running(admin: Kube, ns: str, *, planning: PlanSettings | None = None,
+                            clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                            ) -> AsyncIterator[Scheduler]:
+    """The real scheduler (leader election, controller, planner, writer) over ``ns``, until the block ends."""
+    lease = LeaseSettings(name="lcm-scheduler", namespace=ns, identity="lab", lease_duration=15,
+                          renew_deadline=10, retry_period=2)
+    settings = SchedulerSettings(namespace=ns, writes=Throttle(200.0, 200), lease=lease,
+                                 planning=planning or PlanSettings())
+    scheduler = Scheduler(admin, settings, clock=clock)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stopping))
+    try:
+        yield scheduler
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def cluster_status(admin: Kube, ns: str) -> dict[str, Any]:
+    return dict((await admin.get(CLUSTERS, ns, "demo")).get("status") or {})
+
+
+@contextlib.asynccontextmanager
+async def deployed_swarm(machine: MakeNode, admin: Kube, lab: Lab, tmp: Path, *,
+                         planning: PlanSettings | None = None,
+                         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                         ) -> AsyncIterator[tuple[str, Scheduler]]:
+    """The lab's three nodes (control, worker, other, in ``lab``'s order) as machines of cluster ``demo``
+    (planned with ``planning``), their agents running, deployed by the scheduler from ``lab_release()``
+    until the cluster counts 3 ready nodes; busybox imported on the workers. Yields the namespace and the
+    scheduler, both running until the block ends."""
+    nodes = dict(zip((CONTROL, WORKER, OTHER), lab.nodes, strict=True))
+    machines = {name: machine(name, lab=node, release=(PLAYBOOKS,)) for name, node in nodes.items()}
+    ns = machines[CONTROL].namespace
+    await admin.create(RELEASES, "", lab_release())
+    await admin.create(CLUSTERS, ns, {"apiVersion": API_VERSION, "kind": "LCMCluster",
+                                      "metadata": {"name": "demo"}, "spec": {"release": LAB_RELEASE}})
+    for name, m in machines.items():
+        await m.create([], type="control" if name == CONTROL else "worker")
+    rootfs = dockerd.busybox_rootfs(tmp / "rootfs.tar")
+    for name in (WORKER, OTHER):
+        dockerd.import_image(nodes[name], rootfs, "busybox:lab")
+    async with contextlib.AsyncExitStack() as stack:
+        for m in machines.values():
+            await stack.enter_async_context(m.agent(await m.configure()))
+        scheduler = await stack.enter_async_context(scheduler_running(admin, ns, planning=planning,
+                                                                      clock=clock))
+
+        async def ready() -> bool:
+            return await field_of(admin, CLUSTERS, ns, "demo", "status", "readyNodes") == 3
+
+        await eventually(ready, "3 machines ready", within=PATIENCE * 4)
+        yield ns, scheduler
