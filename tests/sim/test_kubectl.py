@@ -85,7 +85,8 @@ async def applied(kube_api: KubeApi) -> KubeApi:
 async def test_get_shows_the_printer_columns(applied: KubeApi) -> None:
     namespace, names = applied.namespace, sample_machines(applied.namespace)
     out = await kubectl(applied, "get", "lcmmachines", "-n", namespace)
-    assert out.splitlines()[0].split() == ["NAME", "TYPE", "STATE", "PENDING", "ITEMS", "RELEASE", "AGE"]
+    columns = ["NAME", "TYPE", "STATE", "PENDING", "WAITING", "ITEMS", "RELEASE", "AGE"]
+    assert out.splitlines()[0].split() == columns
     assert sorted(row.split()[0] for row in out.splitlines()[1:]) == sorted(names)
     everywhere = await kubectl(applied, "get", "lcmmachines", "-A")
     assert everywhere.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
