@@ -4,7 +4,8 @@ GracefulRebootRequest for the whole cluster reboots every machine for real (its 
 exits 133, the lab starts it again, its boot id changes) one after another, workers drained first, while a
 replicated service keeps answering a probe; then a reboot that never comes back (the machine is held down)
 halts the rollout within the cluster's ``rebootTimeoutSeconds``, and the rollout goes on once the machine is
-back.
+back; last, a worker put in maintenance (``spec.maintenance``) is drained on the swarm while the service
+answers from the other worker, held there, and active again once maintenance ends.
 
 The service and its probe are ``testbed.lab.stack.service_probe``'s: the probe is a client on the host (it
 runs no Docker Engine, so no container there) asking the service on either worker's address every 0.2 s,
@@ -29,7 +30,7 @@ from testbed.cli.demo import missing_prerequisites
 from testbed.lab.stack.machines import MachineNodes
 from testbed.lab.stack.rolling_reboot import REQUESTS, in_reboot, request_body, request_gone, rolling_reboot
 from testbed.lab.stack.service_probe import BUSYBOX, answers, start_service
-from testbed.lab.stack.stack import LCMCLUSTERS, LCMCLUSTERSTATES, Rollout, Stack, StackSettings
+from testbed.lab.stack.stack import LCMCLUSTERS, LCMCLUSTERSTATES, LCMMACHINES, Rollout, Stack, StackSettings
 
 missing = missing_prerequisites("machines")
 pytestmark = [pytest.mark.machines,
@@ -111,6 +112,7 @@ async def test_a_rolling_reboot_keeps_the_service_answering_and_a_machine_that_s
     await wait_for(serving_everywhere, "the service answering on both workers again")
 
     await _a_machine_that_stays_down_halts_the_rollout(lab, kube, nodes)
+    await _a_worker_in_maintenance_is_drained_and_comes_back(lab, kube, probe.addresses[0])
 
 
 async def _a_machine_that_stays_down_halts_the_rollout(lab: Stack, kube: Kube, nodes: MachineNodes) -> None:
@@ -136,6 +138,28 @@ async def _a_machine_that_stays_down_halts_the_rollout(lab: Stack, kube: Kube, n
         await _look_until(lab, kube, lambda r: not r.stuck() and not in_reboot(r) and r.ready("swarm-1.0.0"),
                           "the rollout to end", gone=True)
     assert nodes.machine(WORKER_1).boots() == other_boots + 1
+
+
+async def _a_worker_in_maintenance_is_drained_and_comes_back(lab: Stack, kube: Kube, other: str) -> None:
+    """``other``: the address of the worker that stays in service."""
+    def in_maintenance(rollout: Rollout) -> bool:
+        return rollout.machines[WORKER_1]["status"].get("maintenance") is True
+
+    with stage("maintenance: a worker drained and held, then back"):
+        await kube.patch(LCMMACHINES, NS, WORKER_1, {"spec": {"maintenance": True}})
+        rollout = await _look_until(lab, kube, in_maintenance, f"{WORKER_1} in maintenance")
+        assert (await swarm_nodes(lab))[WORKER_1]["Availability"] == "Drain"
+        assert rollout.machines[WORKER_1]["status"]["waiting"]["reason"] == "Maintenance"
+        assert await answers(other)  # the service runs on the worker still in service
+        await kube.patch(LCMMACHINES, NS, WORKER_1, {"spec": {"maintenance": False}})
+
+        async def active() -> bool:
+            return (await swarm_nodes(lab))[WORKER_1]["Availability"] == "Active"
+
+        await wait_for(active, f"{WORKER_1} active on the swarm again", within=PATIENCE)
+        await _look_until(lab, kube, lambda r: not in_maintenance(r) and r.ready("swarm-1.0.0"),
+                          f"{WORKER_1} out of maintenance")
+    assert (await kube.list_objects(LCMCLUSTERSTATES, NS))["items"] == []  # nothing left drained
 
 
 async def _print_agent_journals(nodes: MachineNodes) -> None:
