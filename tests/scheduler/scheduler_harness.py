@@ -91,15 +91,16 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
 
 
 @contextlib.asynccontextmanager
-async def running(scheduler: Scheduler) -> AsyncIterator[asyncio.Task[None]]:
-    """The scheduler runs for the block, then stops as on SIGTERM (and must stop cleanly)."""
+async def running(scheduler: Scheduler, *, stop_within: float = 10) -> AsyncIterator[asyncio.Task[None]]:
+    """The scheduler runs for the block, then stops as on SIGTERM (and must stop cleanly within
+    ``stop_within`` seconds)."""
     stopping = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stopping))
     try:
         yield task
     finally:
         stopping.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, stop_within)
 
 
 @contextlib.asynccontextmanager

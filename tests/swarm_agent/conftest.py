@@ -10,21 +10,22 @@ from pathlib import Path
 import pytest
 
 
-def _load_agent_harness() -> None:
-    """The agent tests' harness (``Node``) is a module beside their tests, not in a package: load that file as
-    ``agent_harness`` (what their tests import it as) without putting their directory, and its conftest, on
-    ``sys.path``."""
-    if "agent_harness" not in sys.modules:
-        path = Path(__file__).parents[1] / "agent" / "agent_harness.py"
-        spec = importlib.util.spec_from_file_location("agent_harness", path)
+def _load_harness(folder: str, name: str) -> None:
+    """Another test folder's harness is a module beside its tests, not in a package: load that file as
+    ``name`` (what its tests import it as) without putting the folder, and its conftest, on ``sys.path``.
+    The agent tests' harness gives the nodes (``Node``), the scheduler tests' the running scheduler."""
+    if name not in sys.modules:
+        path = Path(__file__).parents[1] / folder / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules["agent_harness"] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
 
 
-_load_agent_harness()
+_load_harness("agent", "agent_harness")
+_load_harness("scheduler", "scheduler_harness")
 
 from machine_harness import MakeNode, SwarmNode, apply_rbac  # noqa: E402
 

@@ -28,6 +28,7 @@ from typing import Any
 import docker
 import yaml
 from agent_harness import FAST, Node, slot
+from scheduler_harness import running
 
 from agent.adapters.host import collect_host_info
 from agent.adapters.kube import SECRETS, Kube, KubeError, Resource
@@ -273,13 +274,8 @@ async def scheduler_running(admin: Kube, ns: str, *, planning: PlanSettings | No
     settings = SchedulerSettings(namespace=ns, writes=Throttle(200.0, 200), lease=lease,
                                  planning=planning or PlanSettings())
     scheduler = Scheduler(admin, settings, clock=clock)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(scheduler.run(stopping))
-    try:
+    async with running(scheduler, stop_within=30):  # a loaded lab host stops it slower
         yield scheduler
-    finally:
-        stopping.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def cluster_status(admin: Kube, ns: str) -> dict[str, Any]:
