@@ -8,7 +8,9 @@ Mirantis names the request like the cluster it concerns (``kaas.mirantis.com/v1a
   request is corrected;
 - otherwise hands the reboot rule (``reboots.py``) the machines still ``pending`` and records in
   ``status.rebooted`` each machine once its agent reports the reboot completed;
-- deletes the request when every machine named is rebooted and back in service, as Mirantis does.
+- deletes the request when every machine named is rebooted and back in service, as Mirantis does;
+- refuses a request named like no LCMCluster of its namespace (``unclaimed``): condition ``Accepted``
+  false, reason ``UnknownCluster``, so its author learns the name is wrong instead of waiting on nothing.
 
 A machine already rebooting for another reason (its OS asked) when the request names it is not rebooted
 twice: the reboot under way counts. Mirantis' kind has no status; ours is an extension.
@@ -77,6 +79,15 @@ def judge(
     status = _status(request, pending, done, f"rebooted {len(done)}/{len(targets)}", accepted, now)
     return RebootRequests(frozenset(pending), frozenset(t for t in targets if t not in recorded),
                           _patch(request, status))
+
+
+def unclaimed(request: GracefulRebootRequest, now: datetime) -> tuple[Action, ...]:
+    """The status of a request no cluster answers for (the LCMCluster named like it does not exist)."""
+    if request.metadata.deletion_timestamp is not None:
+        return ()
+    message = f"no LCMCluster {request.metadata.name} in namespace {request.metadata.namespace}"
+    status = _status(request, (), (), "refused", ("False", "UnknownCluster", message), now)
+    return _patch(request, status)
 
 
 def _status(

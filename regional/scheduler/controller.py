@@ -37,9 +37,10 @@ from agent.api.models import (
     LCMMachine,
 )
 from agent.kits.tasks import first_of
-from regional.planning.actions import Plan, PlanInput
+from regional.planning.actions import Action, Plan, PlanInput
 from regional.planning.durations import Key, Norm
 from regional.planning.notices import Notice, cluster_notices, machine_notices
+from regional.planning.reboot_requests import unclaimed
 from regional.scheduler.leadership import LeaseLostError
 from regional.scheduler.maintenance_routing import MaintenanceCaches
 from regional.scheduler.queueing import WorkQueue, serve
@@ -136,8 +137,11 @@ class Controller:
         namespace, name = key
         entry = self.clusters.entry(namespace, name)
         cluster = None if entry is None else entry.model()
-        if cluster is None:
-            return  # deleted, or malformed (the cache said why)
+        if cluster is None:  # deleted, or malformed (the cache said why)
+            if entry is None:
+                await self._apply(key, tuple(a for r in self._reboot_request(namespace, name)
+                                             for a in unclaimed(r, self.clock())))
+            return
         inputs = PlanInput(
             cluster=cluster, releases={r.metadata.name or "": r for r in self.releases.models()},
             machines=self.machines.models(key), cluster_states=self.states.models(key), now=self.clock(),
@@ -155,8 +159,13 @@ class Controller:
         self.queue.hold(key, took * (1 - duty) / duty)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
+        await self._apply(key, plan.actions)
+
+    async def _apply(self, key: ClusterKey, actions: tuple[Action, ...]) -> None:
+        """Apply a plan's writes; on a refused write, plan the cluster again when the refusal says."""
+        namespace, name = key
         try:
-            failure = await self.writer.apply(plan.actions)
+            failure = await self.writer.apply(actions)
         except LeaseLostError:
             self._fenced.set()
             return
