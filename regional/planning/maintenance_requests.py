@@ -59,9 +59,10 @@ def ready_to_disrupt(fleet: Fleet, v: MachineView, scope: MaintenanceScope, *, u
 
 
 def _still_needed(fleet: Fleet, v: MachineView) -> bool:
-    """A request of ours stays while its machine is disrupted: in maintenance by its flag, drained, or
-    changing after a disruption began (Mirantis removes it after "Swarm uncordoned")."""
-    return not v.deleting and (v.spec.maintenance or v.name in fleet.drains or (v.released and not v.settled))
+    """A request of ours stays while its machine is disrupted: in maintenance by its flag, drained,
+    rebooting, or changing after a disruption began (Mirantis removes it after "Swarm uncordoned")."""
+    return not v.deleting and (v.spec.maintenance or v.name in fleet.drains or v.name in fleet.rebooting
+                               or (v.released and not v.settled))
 
 
 def _upgrading(fleet: Fleet, ours: bool) -> bool:

@@ -18,7 +18,10 @@ a restarted scheduler goes on where the last one was:
    ``status.reboot``, and a new reboot can start only once it has).
 
 A reboot starts only inside the cluster's maintenance windows (``spec.rollout.windows``, as upgrades) and
-while no other controller's workload lock on the node or the cluster forbids disrupting it (``locks.py``);
+once the node's NodeMaintenanceRequest (the scheduler's own, scope ``os``, unless an operator's names it)
+has told other controllers, and while no workload lock of theirs on the node or the cluster forbids
+disrupting it (``maintenance_requests.ready_to_disrupt``, ``locks.py``); the machine keeps its slot
+meanwhile;
 one under way finishes regardless. A machine not back ``reboot_time_limit`` after step 2, or whose agent
 reports the reboot failed (``status.reboot.errorMessage``), is a Trouble: the rollout halts, nothing new
 starts, the machine stays drained. A machine leaving the cluster is the deletion rule's (deletion wins), one
@@ -38,8 +41,8 @@ from agent.kits.timestamps import parse_time, rfc3339
 from regional.planning.contract import GRACEFUL_REBOOT_ANNOTATION, REBOOT_REQUESTED_ANNOTATION
 from regional.planning.failures import REASON_LIMIT, Trouble
 from regional.planning.fleet import Fleet
-from regional.planning.locks import disruption_hold
 from regional.planning.machines import MachineView
+from regional.planning.maintenance_requests import ready_to_disrupt
 from regional.planning.quorum import REASON as QUORUM_GUARD
 from regional.planning.quorum import quorum_refusal
 from regional.planning.settings import PlanSettings
@@ -109,6 +112,8 @@ def _start(fleet: Fleet, v: MachineView, controls_first: bool) -> None:
         fleet.control_busy = True
     else:
         fleet.cordoned += drain
+    if not ready_to_disrupt(fleet, v, "os"):  # other controllers told first; it keeps its slot meanwhile
+        return
     fleet.rebooting.add(v.name)
     fleet.write(v, {"metadata": {"annotations": {GRACEFUL_REBOOT_ANNOTATION: "true"}}},
                 "reboot: drain first" if drain else "reboot")
@@ -141,8 +146,7 @@ def _why_not(fleet: Fleet, v: MachineView, drain: bool, controls_first: bool) ->
         return "ControlsFirst", "control machines reboot first"
     if not v.control and drain and fleet.cordoned >= limit:
         return "RebootBudget", f"maxWorkerUpgradeCount ({limit}) workers are drained"
-    lock = disruption_hold(fleet, v)
-    return None if lock is None else (lock.reason, lock.message)
+    return None
 
 
 def _go_on(fleet: Fleet, v: MachineView, unrecorded: Collection[str], now: datetime) -> None:

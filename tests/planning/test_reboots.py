@@ -33,12 +33,13 @@ def _request(world: World, *machines: str, name: str = "demo") -> None:
 
 
 def _events(plan: Plan) -> list[str]:
-    """The plan's reboot writes as short words: "w0 start", "w0 reboot", "w0 back", "sd-w0 drain"..."""
+    """The plan's reboot writes as short words: "w0 start", "w0 reboot", "w0 back", "sd-w0 drain"... (the
+    NodeMaintenanceRequests that go with them: ``_requested``)."""
     out = []
     for a in plan.actions:
         if isinstance(a, Create) and a.resource == "lcmclusterstates":
             out.append(f"{a.body['metadata']['name']} drain")
-        elif isinstance(a, Delete):
+        elif isinstance(a, Delete) and a.resource != "nodemaintenancerequests":
             out.append(f"{a.name} delete")
         elif isinstance(a, Patch) and a.resource == "lcmclusterstates":
             out.append(f"{a.name} {'drain' if a.patch['spec']['value'] == 'true' else 'undrain'}")
@@ -188,6 +189,24 @@ def test_a_reboot_starts_only_inside_the_maintenance_windows() -> None:
     assert events == ["w1 start", "sd-w1 drain", "w1 reboot", "sd-w1 undrain", "w1 back", "sd-w1 delete"]
 
 
+def _requested(world: World) -> dict[str, str]:
+    """The scheduler's NodeMaintenanceRequests: node → scope."""
+    return {r["spec"]["nodeName"]: r["spec"]["scope"]
+            for r in world.maintenance["nodemaintenancerequests"].values()}
+
+
+def test_a_reboot_tells_other_controllers_by_a_maintenance_request_and_withdraws_it_once_back() -> None:
+    world = _cluster(controls=1, workers=2)
+    world.machines["w1"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
+    world.step()
+    assert _requested(world) == {"w1": "os"}  # before anything is disrupted
+    assert world.machines["w1"]["status"]["waiting"]["reason"] == "MaintenanceRequested"
+    assert "w1" not in _rebooting(world)
+    events, _ = _story(world, 30)
+    assert events == ["w1 start", "sd-w1 drain", "w1 reboot", "sd-w1 undrain", "w1 back", "sd-w1 delete"]
+    assert _requested(world) == {}
+
+
 def test_another_controllers_active_lock_holds_the_reboot_until_it_goes_inactive() -> None:
     world = _cluster(controls=1, workers=2)
     lock = {"apiVersion": "lcm.mirantis.com/v1alpha1", "kind": "NodeWorkloadLock",
@@ -199,6 +218,7 @@ def test_another_controllers_active_lock_holds_the_reboot_until_it_goes_inactive
     assert events == []
     waiting = world.machines["w1"]["status"]["waiting"]
     assert (waiting["reason"], waiting["message"]) == ("LockHeld", "active: NodeWorkloadLock w1-ceph of ceph")
+    assert _requested(world) == {"w1": "os"}  # what tells ceph to release its lock
     lock["status"]["state"] = "inactive"
     events, _ = _story(world, 30)
     assert events[:3] == ["w1 start", "sd-w1 drain", "w1 reboot"]
@@ -223,6 +243,7 @@ def test_a_request_naming_machines_the_cluster_does_not_have_is_refused_and_rebo
 def test_a_machine_already_rebooting_for_its_os_is_not_rebooted_again_for_a_request() -> None:
     world = _cluster(controls=1, workers=2)
     world.machines["w0"]["status"].setdefault("hostInfo", {})["rebootRequired"] = True
+    world.step()  # its NodeMaintenanceRequest made
     world.step()
     assert _rebooting(world) == {"w0"}
     _request(world, "w0")
