@@ -37,13 +37,16 @@ SWARM_FIELDS = ("LocalNodeState", "NodeID", "ControlAvailable", "Error", "Nodes"
 or registry mirrors."""
 
 
-def newest_attempt(work_dir: Path, item: str) -> Path | None:
-    """The directory of the item's highest-numbered attempt, None when it left none."""
+def telling_attempt(work_dir: Path, item: str) -> Path | None:
+    """The directory of the item's newest finished attempt (ansible-runner writes its ``rc`` at the end),
+    else of its newest: an item flagged stuck is often already on its next retry, whose artifacts do not
+    show the failure yet. None when it left none."""
     try:
         attempts = [p for p in (work_dir / "artifacts" / directory_name(item)).iterdir() if p.name.isdigit()]
     except OSError:
         return None
-    return max(attempts, key=lambda p: int(p.name), default=None)
+    attempts.sort(key=lambda p: int(p.name), reverse=True)
+    return next((p for p in attempts if (p / "rc").exists()), attempts[0] if attempts else None)
 
 
 def last_task(run_dir: Path) -> dict[str, Any]:

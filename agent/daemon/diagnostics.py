@@ -55,9 +55,10 @@ class EvidenceSources:
 
 def gather(item: str, attempt: int, sources: EvidenceSources, secrets: SecretRegistry) -> dict[str, Any]:
     """The bundle for ``item`` (blocking: run it in a thread)."""
-    run_dir = evidence.newest_attempt(sources.work_dir, item)
+    run_dir = evidence.telling_attempt(sources.work_dir, item)
     parts: dict[str, Any] = {
         "item": item, "attempt": attempt, "gatheredAt": round(time.time(), 3),
+        "evidenceAttempt": int(run_dir.name) if run_dir else None,
         "task": evidence.last_task(run_dir) if run_dir else {"error": "the item left no artifacts"},
         "outputTail": evidence.output_tail(run_dir) if run_dir else "",
         "docker": evidence.docker_summary(sources.docker_host),

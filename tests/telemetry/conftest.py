@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))  # the agent harness, shared with tests/agent
+sys.path.insert(0, str(Path(__file__).parents[1] / "scheduler"))  # the scheduler harness
 
 from agent_harness import Node
 
