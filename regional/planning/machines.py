@@ -57,6 +57,14 @@ class MachineView:
         return self.type == "control"
 
     @property
+    def prepared(self) -> bool:
+        """It may be let into the rollout: its prepare items are done, or its type has none and its agent
+        has registered (without the latter a release with no prepare items would never deploy: an empty
+        spec is never settled)."""
+        return self.settled or (not self.spec.state_items and self.items_done and self.ip is not None
+                                and not agent_upgrade_pending(self.spec, self.status))
+
+    @property
     def joined(self) -> bool:
         """Its swarm item succeeded at some point (maybe with an older hash): its node is, or was, in."""
         slots = self.status.state_item_statuses

@@ -94,7 +94,7 @@ def _release_control(fleet: Fleet, v: MachineView, deploy: dict[str, Any]) -> No
         else:
             hold_back(fleet, v, "control")
         return
-    if not v.settled:
+    if not v.prepared:
         return
     if fleet.halted or fleet.control_busy:
         hold_back(fleet, v, "control")
@@ -124,7 +124,7 @@ def _release_worker(
         else:
             hold_back(fleet, v, "prepare")
         return None
-    if not v.settled:
+    if not v.prepared:
         return None
     if not (may_deploy or fleet.templates.prepare_only(v.type)):
         hold_back(fleet, v, "deploy", control_plane_pending=control_plane_pending)

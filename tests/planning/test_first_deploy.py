@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from planning_world import World, cluster_raw, machine_raw, plan_for
+from planning_world import World, cluster_raw, machine_raw, plan_for, release, templates
 
 from regional.planning.actions import Patch, Plan
 from regional.planning.planner import plan
@@ -141,3 +141,14 @@ def test_a_converged_cluster_plans_nothing_and_planning_is_repeatable() -> None:
     assert plan(inp).actions == ()
     assert plan(inp) == plan(inp)
     assert world.cluster["status"]["readyNodes"] == 2
+
+
+def test_a_release_with_no_prepare_items_deploys_every_machine() -> None:
+    no_prepare = {t: [i for i in items if i["phase"] != "prepare"] for t, items in templates().items()}
+    world = World.of(cluster_raw(), [machine_raw("c0", "control", ip="10.0.0.1"),
+                                     machine_raw("w0", "worker", ip="10.0.0.2")],
+                     release(machine_types=no_prepare))
+    world.converge()
+    for name in ("c0", "w0"):
+        statuses = world.machines[name]["status"]["stateItemStatuses"]
+        assert statuses["node-labels"]["exitCode"] == 0, name  # its last item ran: deployed and reconfigured
