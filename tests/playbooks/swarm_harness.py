@@ -166,11 +166,6 @@ def swarm_nodes(manager: LabNode) -> dict[str, SwarmNode]:
     return found
 
 
-def files_containing(root: Path, needle: bytes) -> list[Path]:
-    """Every file under ``root`` holding ``needle`` (artifacts, logs, ansible's home and temp)."""
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
-
-
 async def eventually(check: Any, within: float = 60.0, interval: float = 0.5) -> Any:
     """Poll ``check`` (sync) until it returns something true; the last value otherwise."""
     deadline = time.monotonic() + within

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import docker
 from conftest import ENGINE, Cluster
-from swarm_harness import Release, engine, eventually, files_containing, swarm_nodes
+from swarm_harness import Release, engine, eventually, swarm_nodes
 
+from testbed.lab.leaks import files_containing
 from testbed.lab.netns import dockerd
 from testbed.lab.netns.node import LabNode
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Cluster, build_cluster
-from swarm_harness import engine, files_containing, swarm_nodes
+from swarm_harness import engine, swarm_nodes
+
+from testbed.lab.leaks import files_containing
 
 CONTROLS = ["mgr-1", "mgr-2", "mgr-3"]
 

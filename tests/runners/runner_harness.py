@@ -84,17 +84,3 @@ def command_lines() -> list[bytes]:
     return lines
 
 
-def files_containing(root: Path, needle: bytes) -> list[Path]:
-    """Every file under ``root`` that contains ``needle``. Scanned while a run writes and removes its temp
-    files, so a file or folder gone between listing and reading is skipped (os.walk skips vanished folders,
-    where ``Path.rglob`` raises)."""
-    found = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder, name)
-            try:
-                if not path.is_symlink() and needle in path.read_bytes():
-                    found.append(path)
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-    return found

@@ -14,9 +14,10 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from runner_harness import FAST, Runs, command_lines, files_containing, group_members, zombie_children
+from runner_harness import FAST, Runs, command_lines, group_members, zombie_children
 
 from agent.adapters.runners import RunnerSettings
+from testbed.lab.leaks import files_containing
 
 
 async def test_success_reports_counts_events_and_extra_vars(runs: Runs) -> None:

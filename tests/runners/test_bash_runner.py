@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runner_harness import Runs, files_containing, group_members, zombie_children
+from runner_harness import Runs, group_members, zombie_children
+
+from testbed.lab.leaks import files_containing
 
 
 def argv(*args: str) -> str:
