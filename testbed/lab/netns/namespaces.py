@@ -160,12 +160,22 @@ def mount_points() -> list[str]:
     return points
 
 
+_UNMOUNT_ROUNDS = 10
+
+
 def unmount_under(root: Path) -> None:
     """Lazily unmount everything mounted at or below ``root``, deepest first (dockerd's overlay mounts,
-    namespace files)."""
+    namespace files), again while anything is left: one path may carry stacked mounts (a namespace file
+    bound twice), and one ``umount`` takes off only the top one."""
     prefix = str(root).rstrip("/") + "/"
-    for point in sorted({p for p in mount_points() if p.startswith(prefix)}, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    for _ in range(_UNMOUNT_ROUNDS):
+        points = sorted({p for p in mount_points() if p.startswith(prefix)}, key=len, reverse=True)
+        if not points:
+            return
+        for point in points:
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    raise LabError(f"still mounted under {root} after {_UNMOUNT_ROUNDS} rounds of umount: "
+                   f"{[p for p in mount_points() if p.startswith(prefix)]}")
 
 
 def namespace_id(path: Path) -> tuple[int, int] | None:

@@ -36,6 +36,7 @@ REQUIRED_TOOLS = ("dockerd", "ip", "nsenter", "unshare", "setsid")
 AUTO_SUBNETS = ipaddress.IPv4Network("10.77.0.0/16")
 """Where a lab looks for a free /24 when none is given."""
 _KILL_WAIT = 10.0
+_KILL_ROUNDS = 10
 
 
 def missing_requirements() -> str:
@@ -202,7 +203,7 @@ def teardown(prefix: str, state_dir: Path | None = None) -> list[str]:
     ns_files = [netns.NETNS_DIR / s for s in spaces]
     if state_dir is not None and state_dir.is_dir():
         ns_files += [p for p in state_dir.glob("*/uts") if netns.is_ns_mount(p)]
-    removed = _kill(netns.processes_in(ns_files))
+    removed = _kill_all_in(ns_files)
     if state_dir is not None:
         netns.unmount_under(state_dir)
     for link in links:  # a veth's peer in the namespace goes with it
@@ -245,6 +246,19 @@ def _find_state_dir(prefix: str) -> Path | None:
         if node.netns_path.name.startswith(f"{prefix}-"):
             return path.parent.parent
     return None
+
+
+def _kill_all_in(ns_files: list[Path]) -> list[str]:
+    """Kill until the namespaces are empty: a process forked while its parent was being killed (dockerd
+    re-executing itself to create a sandbox's namespace) is not in the first scan, and would go on to mount
+    under the state directory after the unmount."""
+    removed: list[str] = []
+    for _ in range(_KILL_ROUNDS):
+        pids = netns.processes_in(ns_files)
+        if not pids:
+            return removed
+        removed += _kill(pids)
+    raise LabError(f"processes keep appearing in the lab's namespaces after {_KILL_ROUNDS} rounds of SIGKILL")
 
 
 def _kill(pids: Iterable[int]) -> list[str]:
