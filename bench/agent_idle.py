@@ -1,10 +1,10 @@
 """Idle footprint of ``lcm-agent run``: RSS and CPU of an agent whose machine is Ready.
 
 An API simulator runs as a subprocess on loopback (HTTPS); the agent runs as ``lcm-agent run`` with a
-ServiceAccount limited to its own LCMMachine, exactly as on a node. Once the machine is Ready (one cheap
-bash item done), the agent's RSS and CPU time are sampled for ``--seconds``; the figure is the median of
-``--runs`` fresh agent processes. The watch stays open and the simulator sends bookmarks at its default
-interval, so the measured idle includes what a real idle node does.
+ServiceAccount limited to its own LCMMachine, configured exactly as on a node (server, CA, token file).
+Once the machine is Ready (one cheap bash item done), the agent's RSS and CPU time are sampled for
+``--seconds``; the figure is the median of ``--runs`` fresh agent processes. The watch stays open and the
+simulator sends bookmarks at its default interval, so the measured idle includes what a real idle node does.
 
 Metrics are on, as on a node: the agent serves ``/metrics`` on a free loopback port, scraped every
 ``--scrape-interval`` seconds while it is measured (Prometheus' default 15 s; 0: never scraped), and each
@@ -38,21 +38,22 @@ from typing import Any
 import psutil
 import yaml
 
+from agent.adapters.atomic import write_atomic
 from agent.adapters.kube import Kube, Resource, connect
 from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.stack.mosquitto import free_port
 from testbed.lab.stack.prometheus import fetch, parse, value
 from testbed.sim.testing import KubeApi, lcm_machine
 
-BUDGET_RSS_MIB = 90.0
+BUDGET_RSS_MIB = 80.0
 BUDGET_CPU_PERCENT = 0.5
 RBAC = "rbac.authorization.k8s.io"
-FLOOR = ("pydantic", "aiohttp", "yaml", "psutil", "paho.mqtt.client", "kubernetes_asyncio", "docker",
+FLOOR = ("pydantic", "aiohttp", "yaml", "psutil", "paho.mqtt.client", "docker",
          "pyudev", "prometheus_client")
-"""What an idle agent holds by need: its API types (pydantic), its API client and watch (aiohttp,
-kubernetes_asyncio), config (yaml), host facts (psutil), heartbeats (paho), the drift watch's engine checks
-and events (docker), the hardware monitor (pyudev) and its metrics (prometheus_client, served by asyncio's
-own streams)."""
+"""What an idle agent holds by need: its API types (pydantic), its API client and watch (aiohttp;
+kubernetes_asyncio only reads kubeconfigs, which a node does not use), config (yaml), host facts (psutil),
+heartbeats (paho), the drift watch's engine checks and events (docker), the hardware monitor (pyudev) and
+its metrics (prometheus_client, served by asyncio's own streams)."""
 _FLOOR_SCRIPT = """
 import importlib, json, sys
 def rss():
@@ -120,9 +121,9 @@ async def _simulator(workdir: Path) -> tuple[psutil.Popen, Path]:
     raise TimeoutError("the simulator did not start")
 
 
-async def _grant(admin: Kube, api: KubeApi, namespace: str, name: str) -> Path:
-    """A ServiceAccount whose Role allows only its own LCMMachine, as the provider issues it."""
-    kubeconfig = await api.service_account_kubeconfig(namespace, name)
+async def _grant(admin: Kube, api: KubeApi, namespace: str, name: str) -> str:
+    """A ServiceAccount whose Role allows only its own LCMMachine, as the provider issues it: its token."""
+    token = await api.service_account_token(namespace, name)
     rules = [{"apiGroups": ["lcm.mirantis.com"], "resources": ["lcmmachines"], "resourceNames": [name],
               "verbs": ["get", "list", "watch", "patch"]},
              {"apiGroups": ["lcm.mirantis.com"], "resources": ["lcmmachines/status"], "resourceNames": [name],
@@ -134,7 +135,7 @@ async def _grant(admin: Kube, api: KubeApi, namespace: str, name: str) -> Path:
         "apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": meta,
         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
-    return kubeconfig
+    return token
 
 
 @contextlib.asynccontextmanager
@@ -149,13 +150,17 @@ async def bench_cluster(items: list[dict[str, Any]], **timings: float) -> AsyncI
             admin = await connect(kubeconfig=kubeconfig)
             async with admin:
                 name = "bench-node"
-                agent_kubeconfig = await _grant(admin, api, api.namespace, name)
+                # As on a node: the API's address and CA, and a 0600 token file (no kubeconfig).
+                token_file = workdir / "token"
+                write_atomic(token_file, (await _grant(admin, api, api.namespace, name)).encode(), 0o600)
+                access = {"server": admin.endpoint.server, "ca_file": admin.endpoint.ca_file,
+                          "token_file": str(token_file)}
                 await admin.create(LCMMACHINES, api.namespace, lcm_machine(name, api.namespace,
                                                                            stateItems=items))
                 config = workdir / "config.yaml"
                 metrics = f"127.0.0.1:{free_port()}"
-                doc = {"api": {"kubeconfig": str(agent_kubeconfig), "namespace": api.namespace,
-                               "machine_name": name}, "metrics": {"address": metrics},
+                doc = {"api": {**access, "namespace": api.namespace, "machine_name": name},
+                       "metrics": {"address": metrics},
                        "timings": {"backoff_base": 0.2, "backoff_cap": 5.0, **timings},
                        "state_dir": str(workdir / "state"), "release_dir": str(workdir)}
                 fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -30,11 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
-
 from agent import __version__
 from agent.adapters.followed import resource_version
-from agent.adapters.kube import Kube, KubeError, Object, Resource
+from agent.adapters.kube import Kube, KubeError, Object, Resource, from_kubeconfig
 from agent.adapters.watching import Change, Snapshot, WatchSettings, watch_resource
 from agent.api.execution import ItemResult
 from agent.api.host_facts import Cpu, Hardware, HostFacts, Memory, NetworkInterface, OsInfo
@@ -107,11 +105,8 @@ class SimulatedFleetSettings:
 
 async def fleet_client(kubeconfig: Path, connections: int) -> Kube:
     """One client for a whole process of simulated agents: its pool must hold a watch per agent plus the
-    writes in flight (kubernetes_asyncio's default of 100 connections would stall a larger fleet)."""
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    cfg.connection_pool_maxsize = connections
-    return Kube(client.ApiClient(cfg))
+    writes in flight (the default of 100 connections would stall a larger fleet)."""
+    return Kube(await from_kubeconfig(kubeconfig, connections=connections))
 
 
 def fake_host(index: int) -> HostFacts:

@@ -2,8 +2,8 @@
 
 A ServiceAccount token from a TokenRequest expires; the agent renews it (``agent.daemon.renewal``) and an
 operator may write a new one into the file (re-provisioning). ``Credentials`` holds the current token in
-memory and hands it to kubernetes_asyncio through the client's ``refresh_api_key_hook``, which runs before
-every request, so the next call and the next watch reconnect use the new token at once. A 401 makes it
+memory; the client asks it for the ``Authorization`` header before every request, so the next call and the
+next watch reconnect use the new token at once. A 401 makes it
 look at the file again (the operator's new token is picked up on the next retry) and, once per episode,
 log why the API refuses the token and what to do; the first accepted request after that ends the episode.
 
@@ -89,15 +89,6 @@ class Credentials:
     @classmethod
     def load(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Credentials:
         return cls(path, path.read_text().strip(), clock=clock)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Credentials:
-        """kubernetes_asyncio copies a client's configuration (a watch's default one) with its refresh
-        hook: the copy must follow the same token, so it shares this holder."""
-        return self
-
-    async def refresh(self, configuration: Any) -> None:
-        """kubernetes_asyncio's ``refresh_api_key_hook``: runs before each request's auth is applied."""
-        configuration.api_key["BearerToken"] = self.token
 
     async def replace(self, token: str) -> None:
         """A renewed token: written to the file (atomically, 0600) before it is used, so that an agent

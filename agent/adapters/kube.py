@@ -1,29 +1,37 @@
 """The one module that talks Kubernetes HTTP: get, list, watch, create, patch, delete.
 
-Everything else in the project calls this, never kubernetes_asyncio directly, so quirks of the client are
-handled once: CustomObjectsApi picks ``application/json-patch+json`` for a dict body unless told otherwise,
-so merge patches force their content type here; objects travel as plain JSON dicts (the API types parse
-them), and errors surface as ``KubeError`` carrying the HTTP status and the server's ``Status`` reason.
+Everything else in the project calls this. Requests go straight through one aiohttp session: objects travel
+as plain JSON dicts (the API types parse them), merge patches carry their own content type, and errors
+surface as ``KubeError`` with the HTTP status and the server's ``Status`` reason. kubernetes_asyncio is used
+only to read a kubeconfig (its contexts, embedded certificates and exec plugins), and imported only then:
+its client package loads every generated API and model, 37 MiB and a second of start-up, for requests this
+module makes in a few lines; an agent configured with a server and a token file never imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
-from kubernetes_asyncio import client, config, watch
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from agent.adapters.credentials import Credentials
 
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import Configuration
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+READ_BUFFER = 2**21
+"""Bytes one watch line may hold: an object may be as large as etcd's request limit, 1.5 MiB."""
 
 Object = dict[str, Any]
 
@@ -42,6 +50,73 @@ SECRETS = Resource("", "v1", "secrets")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
 
 
+async def _no_authorization() -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an API server is and how to reach it: what a kubeconfig's context or the agent's config says."""
+
+    server: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    tls_server_name: str | None = None
+    authorization: Callable[[], Awaitable[str]] = field(default=_no_authorization, repr=False)
+    """The ``Authorization`` header of the next request ("" for none): asked before every request, so a
+    renewed token or an exec plugin's fresh one is used from then on."""
+    connections: int = 100
+    """Requests in flight at once, watches included."""
+
+    @classmethod
+    def with_token(cls, server: str, token: str, *, ca_file: str | None = None, verify: bool = True,
+                   connections: int = 100) -> Endpoint:
+        """A fixed bearer token (a test's, or a user's from a file read once)."""
+        async def bearer() -> str:
+            return f"Bearer {token}"
+        return cls(server.rstrip("/"), ca_file=ca_file, verify=verify, authorization=bearer,
+                   connections=connections)
+
+    def proxy(self) -> str | None:
+        """The proxy for this server from ``HTTPS_PROXY`` and ``NO_PROXY`` (as kubectl reads them), looked up
+        once: aiohttp's ``trust_env`` would look up proxies and netrc in a thread on every request, a tenth
+        of a fleet's agents' CPU."""
+        url = urllib.parse.urlsplit(self.server)
+        if url.hostname is None or urllib.request.proxy_bypass(url.hostname):
+            return None
+        return urllib.request.getproxies().get(url.scheme)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, keyfile=self.key_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+async def from_kubeconfig(kubeconfig: Path, *, connections: int = 100) -> Endpoint:
+    """The current context of a kubeconfig, read by kubernetes_asyncio's loader (the one import of it)."""
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return endpoint_of(cfg, connections=connections)
+
+
+def endpoint_of(cfg: Configuration, *, connections: int = 100) -> Endpoint:
+    """The endpoint a kubernetes_asyncio ``Configuration`` describes, its token refresh hooks kept."""
+    async def authorization() -> str:
+        header: str | None = await cfg.get_api_key_with_prefix("BearerToken")
+        return header or ""
+    return Endpoint(str(cfg.host).rstrip("/"), ca_file=cfg.ssl_ca_cert, cert_file=cfg.cert_file,
+                    key_file=cfg.key_file, verify=cfg.verify_ssl, tls_server_name=cfg.tls_server_name,
+                    authorization=authorization, connections=connections)
+
+
 class KubeError(Exception):
     """An API call failed: ``status`` is the HTTP code (0 when the server was not reached)."""
 
@@ -50,10 +125,6 @@ class KubeError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
-
-    @classmethod
-    def from_api(cls, exc: ApiException) -> KubeError:
-        return cls.from_body(int(exc.status or 0), str(exc.reason or ""), getattr(exc, "body", None))
 
     @classmethod
     def from_body(cls, status: int, reason: str, body: bytes | str | None) -> KubeError:
@@ -74,30 +145,27 @@ async def connect(
 ) -> Kube:
     """A client from a kubeconfig, or from a server URL, CA file and token file (the agent's config); the
     latter's ``credentials`` follow the file and the agent's renewals."""
-    cfg = client.Configuration()
     if kubeconfig is not None:
-        await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-        return Kube(client.ApiClient(cfg))
+        return Kube(await from_kubeconfig(kubeconfig))
     if not server or token_file is None:
         raise ValueError("either a kubeconfig or a server URL and a token file are needed")
-    cfg.host = server.rstrip("/")
-    if ca_file is not None:
-        cfg.ssl_ca_cert = str(ca_file)
     # The token is read here and kept only in the client's memory: never logged, never on argv.
     credentials = await asyncio.to_thread(Credentials.load, token_file)
-    cfg.api_key = {"BearerToken": credentials.token}
-    cfg.api_key_prefix = {"BearerToken": "Bearer"}
-    cfg.refresh_api_key_hook = credentials.refresh
-    return Kube(client.ApiClient(cfg), credentials=credentials)
+
+    async def bearer() -> str:
+        return f"Bearer {credentials.token}"
+    endpoint = Endpoint(server.rstrip("/"), ca_file=str(ca_file) if ca_file is not None else None,
+                        authorization=bearer)
+    return Kube(endpoint, credentials=credentials)
 
 
 class Kube:
-    """Dict-in, dict-out calls over one ``ApiClient`` (one connection pool), for any kind, core or custom."""
+    """Dict-in, dict-out calls over one connection pool, for any kind, core or custom."""
 
     def __init__(
-        self, api: client.ApiClient, *, request_timeout: float = 30.0, credentials: Credentials | None = None,
+        self, endpoint: Endpoint, *, request_timeout: float = 30.0, credentials: Credentials | None = None,
     ) -> None:
-        self.api = api
+        self.endpoint = endpoint
         self.request_timeout = request_timeout
         """Seconds a non-watch request may wait for the server to connect or answer."""
         self.credentials = credentials
@@ -105,9 +173,12 @@ class Kube:
         every 401 and every success."""
         self.answered_at = 0.0
         """Unix time of the server's last answer (a 2xx response or a watch event); 0 before the first."""
+        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        await self.api.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> Kube:
         return self
@@ -132,40 +203,26 @@ class Kube:
     ) -> AsyncGenerator[Object, None]:
         """Raw watch events (``type``, ``object``) from ``resource_version`` until the server ends the stream.
 
-        ``timeout_seconds`` is always sent: without it kubernetes_asyncio silently retries a 410 once with
-        the same stale version; with it a 410 reaches the caller, who must relist. A stream that sends
-        nothing (not even a bookmark) for ``inactivity_timeout`` seconds raises ``KubeError(0, "Timeout")``.
+        An ``ERROR`` event (410 Gone for a version too old) raises ``KubeError`` with its code: the caller
+        must relist. A stream that sends nothing (not even a bookmark) for ``inactivity_timeout`` seconds
+        raises ``KubeError(0, "Timeout")``.
         """
-        path = _path(res, namespace)
-        base_query = _selectors(field_selector, label_selector)
-
-        async def list_fn(**kw: Any) -> Any:
-            query = [*base_query, ("watch", "true"), ("resourceVersion", kw["resource_version"]),
-                     ("timeoutSeconds", str(timeout_seconds)),
-                     ("allowWatchBookmarks", "true" if bookmarks else "false")]
-            return await self._raw("GET", path, query=query, read_timeout=inactivity_timeout)
-
-        # No return type: events keep the dict json.loads made. return_type="object" would have
-        # kubernetes_asyncio dump each object back to JSON and parse it again (list_fn has no docstring
-        # naming a model, so nothing else is inferred); at fleet scale that cost a tenth of the
-        # scheduler's CPU.
-        # Watch builds a throwaway ApiClient (unused without a return type) from the process's default
-        # configuration; with the stock default that loads the system's whole CA store, ~80 ms of CPU per
-        # stream. Made from this client's own configuration it costs ~1.5 ms.
-        client.Configuration.set_default(self.api.configuration)
-        w = watch.Watch()
+        query = [*_selectors(field_selector, label_selector), ("watch", "true"),
+                 ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds)),
+                 ("allowWatchBookmarks", "true" if bookmarks else "false")]
         try:
-            stream = w.stream(list_fn, resource_version=resource_version, timeout_seconds=timeout_seconds)
-            async with stream:
-                async for event in stream:
+            async with await self._raw("GET", _path(res, namespace), query=query,
+                                       read_timeout=inactivity_timeout) as resp:
+                if not 200 <= resp.status <= 299:
+                    raise KubeError.from_body(resp.status, resp.reason or "", await resp.read())
+                while line := await resp.content.readline():
+                    event = _watch_event(line)
                     self.answered_at = time.time()
-                    yield {"type": event["type"], "object": event["raw_object"]}
-        except ApiException as exc:
-            raise KubeError.from_api(exc) from exc
+                    yield event
         except TimeoutError as exc:
             raise KubeError(0, "Timeout", f"no event for {inactivity_timeout:g}s") from exc
         except (OSError, aiohttp.ClientError) as exc:
-            raise KubeError(0, "Unreachable", str(exc)) from exc
+            raise KubeError(0, "Unreachable", str(exc) or type(exc).__name__) from exc
 
     async def create(self, res: Resource, namespace: str, body: Mapping[str, Any]) -> Object:
         return await self._call("POST", _path(res, namespace), body=body)
@@ -199,29 +256,37 @@ class Kube:
     async def health(self, endpoint: str = "/readyz") -> str:
         """The text of a health endpoint (``/readyz``, ``/livez``); a failing check raises ``KubeError``."""
         try:
-            resp = await self._raw("GET", endpoint, query=[("verbose", "true")],
-                                   read_timeout=self.request_timeout)
-            async with resp:
+            async with await self._raw("GET", endpoint, query=[("verbose", "true")],
+                                       read_timeout=self.request_timeout) as resp:
                 text = (await resp.read()).decode(errors="replace")
-        except ApiException as exc:
-            raise KubeError.from_api(exc) from exc
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(0, "Unreachable", str(exc) or type(exc).__name__) from exc
         if resp.status != 200:
             raise KubeError(resp.status, resp.reason or "", text[-2000:])
         return text
 
+    def _pool(self) -> aiohttp.ClientSession:
+        """The session, made on first use (inside the loop that will run it)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.endpoint.connections, ssl=self.endpoint.ssl_context())
+            self._session = aiohttp.ClientSession(connector=connector, proxy=self.endpoint.proxy(),
+                                                  read_bufsize=READ_BUFFER)
+        return self._session
+
     async def _raw(
         self, method: str, path: str, *, query: list[tuple[str, str]] | None = None, body: Any = None,
         content_type: str = "application/json", read_timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
-        """One request through the client's own auth, TLS and pool; the response is not read yet."""
+        """One request with the endpoint's auth and TLS, through the pool; the response is not read yet."""
         sent = self.credentials.token if self.credentials is not None else ""
-        resp: aiohttp.ClientResponse = await self.api.call_api(
-            path, method, query_params=query or [], body=body,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(sock_connect=read_timeout, sock_read=read_timeout),
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if authorization := await self.endpoint.authorization():
+            headers["Authorization"] = authorization
+        resp = await self._pool().request(
+            method, self.endpoint.server + path, params=query or [], headers=headers,
+            data=json.dumps(body) if body is not None else None,
+            server_hostname=self.endpoint.tls_server_name,
+            timeout=aiohttp.ClientTimeout(sock_connect=read_timeout, sock_read=read_timeout),
         )
         if self.credentials is not None:
             if resp.status == 401:
@@ -236,24 +301,41 @@ class Kube:
         self, method: str, path: str, *, query: list[tuple[str, str]] | None = None, body: Any = None,
         content_type: str = "application/json",
     ) -> Object:
-        """A request whose JSON answer is returned as a dict, or raised as ``KubeError`` when not 2xx.
-
-        Raw responses skip the client's own status check, so the check is here, reading the server's
-        ``Status`` body.
-        """
+        """A request whose JSON answer is returned as a dict, or raised as ``KubeError`` (with the server's
+        ``Status`` reason) when not 2xx."""
         try:
-            resp = await self._raw(method, path, query=query, body=body, content_type=content_type,
-                                   read_timeout=self.request_timeout)
-            async with resp:
+            async with await self._raw(method, path, query=query, body=body, content_type=content_type,
+                                       read_timeout=self.request_timeout) as resp:
                 data = await resp.read()
-        except ApiException as exc:
-            raise KubeError.from_api(exc) from exc
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(0, "Unreachable", str(exc) or type(exc).__name__) from exc
         if not 200 <= resp.status <= 299:
             raise KubeError.from_body(resp.status, resp.reason or "", data)
         obj: Object = json.loads(data)
         return obj
+
+
+def _watch_event(line: bytes) -> Object:
+    """One line of a watch stream as ``{"type", "object"}``; an ``ERROR`` event, or a bare ``Status`` the
+    server sent in place of events, raises ``KubeError`` with its code and reason."""
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise KubeError(0, "Malformed", f"a watch line is not JSON: {line[:200]!r}") from exc
+    if not isinstance(event, dict):
+        raise KubeError(0, "Malformed", f"a watch line is not an event: {line[:200]!r}")
+    if "type" not in event or "object" not in event:
+        if "code" in event:
+            raise _status_error(event)
+        raise KubeError(0, "Malformed", f"a watch line has no type or object: {line[:200]!r}")
+    if event["type"] == "ERROR":
+        raise _status_error(event["object"])
+    return {"type": event["type"], "object": event["object"]}
+
+
+def _status_error(status: Mapping[str, Any]) -> KubeError:
+    code, reason, message = status.get("code", 0), status.get("reason", ""), status.get("message", "")
+    return KubeError(int(code), str(reason), str(message))
 
 
 def _path(res: Resource, namespace: str, name: str = "", subresource: str = "") -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from kubernetes_asyncio import client, config
 
-from agent.adapters.kube import Kube, KubeError, Resource
+from agent.adapters.kube import Endpoint, Kube, KubeError, Resource, from_kubeconfig
 from agent.adapters.watching import Change, watch_resource
 from agent.api.crds import crd_paths, load_crds
 from testbed.kubeconfig import write_kubeconfig
@@ -54,7 +54,7 @@ class KubeApi:
         self.namespace = f"lcm-test-{secrets.token_hex(3)}"
         self.workdir = workdir
         """The test's own temporary folder: whatever it writes (kubeconfigs, manifests, caches) goes here."""
-        self._clients: list[client.ApiClient] = []
+        self._clients: list[client.ApiClient | Kube] = []
         self._before: set[tuple[Resource, str]] = set()
 
     @property
@@ -76,8 +76,14 @@ class KubeApi:
         self._clients.append(api)
         return api
 
-    async def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
-        """Creates a ServiceAccount and its token Secret; returns a kubeconfig that authenticates as it."""
+    async def kube(self, kubeconfig: Path | None = None) -> Kube:
+        """The project's own client for the admin (or for ``kubeconfig``), closed when the test ends."""
+        kube = Kube(await from_kubeconfig(kubeconfig or self.kubeconfig_path))
+        self._clients.append(kube)
+        return kube
+
+    async def service_account_token(self, namespace: str, name: str) -> str:
+        """Creates a ServiceAccount and its token Secret; returns the token once the API has issued it."""
         core = client.CoreV1Api(await self.client())
         await core.create_namespaced_service_account(
             namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
@@ -88,11 +94,13 @@ class KubeApi:
         for _ in range(100):
             found = await core.read_namespaced_secret(f"{name}-token", namespace)
             if found.data and found.data.get("token"):
-                token = base64.b64decode(found.data["token"]).decode()
-                break
+                return base64.b64decode(found.data["token"]).decode()
             await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError(f"the token of ServiceAccount {namespace}/{name} was never issued")
+        raise TimeoutError(f"the token of ServiceAccount {namespace}/{name} was never issued")
+
+    async def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """Creates a ServiceAccount and its token Secret; returns a kubeconfig that authenticates as it."""
+        token = await self.service_account_token(namespace, name)
         cluster = _current(self.kubeconfig_path)[0]
         ca = cluster.get("certificate-authority-data")
         ca_pem = base64.b64decode(ca) if ca else _read_optional(cluster.get("certificate-authority"))
@@ -107,7 +115,7 @@ class KubeApi:
         await self.simulator.start()
 
     async def _cluster_objects(self) -> set[tuple[Resource, str]]:
-        kube = Kube(await self.client())
+        kube = await self.kube()
         found = set()
         for res in CLUSTER_SCOPED:
             try:
@@ -132,7 +140,7 @@ class KubeApi:
         """On a real server deletes the test's namespace and cluster-scoped objects; closes the clients and
         stops the simulator."""
         if self.simulator is None:
-            kube = Kube(await self.client())
+            kube = await self.kube()
             for (res, name) in sorted(await self._cluster_objects() - self._before, key=str):
                 with contextlib.suppress(KubeError):
                     await kube.delete(res, "", name)
@@ -215,11 +223,9 @@ def token_claims(token: str) -> dict[str, Any]:
 async def token_answer(admin: Kube, token: str, namespace: str) -> tuple[int, str]:
     """Status and message of a request with ``token`` (to the server ``admin`` reaches) that no node may
     make, listing Secrets: 403 naming the user when the token authenticates, 401 when it does not."""
-    cfg = admin.api.configuration
-    mine = client.Configuration()
-    mine.host, mine.ssl_ca_cert, mine.verify_ssl = cfg.host, cfg.ssl_ca_cert, cfg.verify_ssl
-    mine.api_key, mine.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
-    async with Kube(client.ApiClient(mine)) as kube:
+    there = admin.endpoint
+    endpoint = Endpoint.with_token(there.server, token, ca_file=there.ca_file, verify=there.verify)
+    async with Kube(endpoint) as kube:
         try:
             await kube.list_objects(Resource("", "v1", "secrets"), namespace)
         except KubeError as exc:

@@ -90,10 +90,10 @@ class Node:
         if token_file is None:
             access = {"kubeconfig": str(await self.grant(create=create_if_missing))}
         else:
-            cfg = self.admin.api.configuration
-            access = {"server": cfg.host, "token_file": str(token_file)}
-            if cfg.ssl_ca_cert:
-                access["ca_file"] = str(cfg.ssl_ca_cert)
+            there = self.admin.endpoint
+            access = {"server": there.server, "token_file": str(token_file)}
+            if there.ca_file:
+                access["ca_file"] = there.ca_file
         doc = {
             "api": {**access, "namespace": self.namespace, "machine_name": self.name,
                     "create_if_missing": create_if_missing},

@@ -96,7 +96,7 @@ async def node_client(kube_api: KubeApi, tmp_path: Path) -> AsyncIterator[Kube]:
     """The worker ``ME`` provisioned as ``lcmctl cloud-init provision`` does, beside ``OTHER``, with the
     cluster's join tokens published; a client with ``ME``'s token, read from its file as the agent does."""
     ns = kube_api.namespace
-    admin = Kube(await kube_api.client())
+    admin = await kube_api.kube()
     token = await provision(admin, ns, ME, cluster=CLUSTER, machine_type="worker")
     await provision(admin, ns, OTHER, cluster=CLUSTER, machine_type="worker")
     await admin.patch(LCMMACHINES, ns, ME, {"metadata": {"finalizers": ["lcm.mirantis.com/machine"]}})
@@ -106,8 +106,8 @@ async def node_client(kube_api: KubeApi, tmp_path: Path) -> AsyncIterator[Kube]:
     token_file = tmp_path / "token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    cfg = admin.api.configuration
-    yield await connect(server=cfg.host, ca_file=Path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None,
+    there = admin.endpoint
+    yield await connect(server=there.server, ca_file=Path(there.ca_file) if there.ca_file else None,
                         token_file=token_file)
     # Nothing removes this finalizer on the test's behalf: left, it would keep the namespace from going.
     await admin.patch(LCMMACHINES, ns, ME, {"metadata": {"finalizers": None}})
@@ -129,7 +129,7 @@ async def test_a_worker_token_does_its_job_and_nothing_else(kube_api: KubeApi, n
         refused = {name: await outcome(call, node_client, ns) for name, call in ESCALATIONS.items()}
     assert allowed == dict.fromkeys(ALLOWED, 200)
     assert refused == dict.fromkeys(ESCALATIONS, 403)
-    admin = Kube(await kube_api.client())
+    admin = await kube_api.kube()
     mine = await admin.get(LCMMACHINES, ns, ME)
     assert (mine["spec"]["type"], mine["spec"]["clusterName"]) == ("worker", CLUSTER)
     assert mine["metadata"]["finalizers"] == ["lcm.mirantis.com/machine"]

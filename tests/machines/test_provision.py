@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.kube import Kube, KubeError, connect
+from agent.adapters.kube import KubeError, connect
 from regional.provisioning import LCMMACHINES, NAMESPACES
 from testbed.sim.testing import KubeApi
 
@@ -55,7 +55,7 @@ async def test_a_machine_name_taken_in_another_namespace_is_refused(
     """A machine's name is its MQTT broker user: a second machine of that name elsewhere could speak for it
     on the MQTT plane, so provisioning refuses it and writes no token."""
     assert (await provision(kube_api, "w-1", tmp_path / "first.token")).returncode == 0
-    admin = Kube(await kube_api.client())
+    admin = await kube_api.kube()
     other = f"{kube_api.namespace}-b"
     await admin.create(NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,20 @@ def test_a_heavy_command_still_gets_its_handler() -> None:
                            "args = build_parser().parse_args(['sim', 'fault', 'list'])\n"
                            "import importlib; importlib.import_module('testbed.cli.sim')")
     assert "kubernetes_asyncio" in loaded
+
+
+def test_an_agent_reaching_the_api_with_a_token_file_never_loads_kubernetes_asyncio(tmp_path: Path) -> None:
+    """A node's agent talks to the API through aiohttp alone: kubernetes_asyncio's client package would add
+    37 MiB to every node's idle agent (bench/agent_idle.py) for a kubeconfig loader a node does not use."""
+    token = tmp_path / "token"
+    token.write_text("not-a-real-token\n")
+    loaded = _loaded_after(
+        "import asyncio, pathlib\nimport agent.daemon.app\nfrom agent.adapters.kube import connect, SECRETS\n"
+        "async def main():\n"
+        f"    async with await connect(server='https://127.0.0.1:9', token_file=pathlib.Path({str(token)!r}))"
+        " as kube:\n"
+        "        try:\n            await kube.list_objects(SECRETS, 'default')\n"
+        "        except Exception as exc:\n            print(type(exc).__name__)\n"
+        "asyncio.run(main())")
+    assert "aiohttp" in loaded
+    assert "kubernetes_asyncio" not in loaded

@@ -25,14 +25,14 @@ REVOCATION_WAIT = 30.0
 
 @pytest.fixture
 async def admin(kube_api: KubeApi) -> Kube:
-    kube = Kube(await kube_api.client())
+    kube = await kube_api.kube()
     await kube.create(SERVICE_ACCOUNTS, kube_api.namespace, {"metadata": {"name": ACCOUNT}})
     await kube.create(SECRETS, kube_api.namespace, {"metadata": {"name": BOUND}})
     return kube
 
 
 async def whoami(kube_api: KubeApi, token: str) -> tuple[int, str]:
-    return await token_answer(Kube(await kube_api.client()), token, kube_api.namespace)
+    return await token_answer(await kube_api.kube(), token, kube_api.namespace)
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float) -> None:
