@@ -14,6 +14,9 @@ Beside it, in the same run, the floor: a bare python of the same venv importing 
 agent cannot idle without (``FLOOR``), each one's share of RSS printed; the agent's figure minus the floor
 is what its own code and the rest cost.
 
+When salt-minion is installed (``LCM_BENCH_SALT=<venv>``, or on ``PATH``), the same run measures it too,
+connected to a salt-master of its own on loopback and idle, and prints the ratio.
+
     .venv/bin/python bench/agent_idle.py [--runs 3] [--seconds 30] [--scrape-interval 15]
 """
 
@@ -25,6 +28,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -210,11 +214,72 @@ async def _scraped(address: str, seconds: float, interval: float) -> None:
             await asyncio.to_thread(fetch, address)
 
 
+def salt_minion() -> Path | None:
+    """salt-minion's executable, when installed (on ``PATH``, or the venv ``LCM_BENCH_SALT`` names)."""
+    venv = os.environ.get("LCM_BENCH_SALT")
+    found = str(Path(venv) / "bin" / "salt-minion") if venv else shutil.which("salt-minion")
+    return Path(found) if found and Path(found).exists() else None
+
+
+async def salt_idle(minion: Path, seconds: float) -> tuple[float, float, int, float]:
+    """(RSS MiB, CPU %, processes, the first process's RSS MiB) of a salt-minion connected to its own
+    master on loopback, idle for ``seconds`` once the master's ``test.ping`` has reached it: the Python node
+    agent operators compare with, measured as ours is (the minion's whole process tree)."""
+    bindir = minion.parent
+    with tempfile.TemporaryDirectory(prefix="lcm-bench-salt-") as tmp:
+        root, conf = Path(tmp), Path(tmp) / "etc"
+        conf.mkdir()
+        publish, ret = free_port(), free_port()
+        common = {"root_dir": str(root), "user": "root", "sock_dir": str(root / "sock")}
+        (conf / "master").write_text(yaml.safe_dump({
+            **common, "interface": "127.0.0.1", "publish_port": publish, "ret_port": ret, "auto_accept": True,
+            "pki_dir": str(root / "pki/master"), "log_file": str(root / "master.log")}))
+        (conf / "minion").write_text(yaml.safe_dump({
+            **common, "master": "127.0.0.1", "master_port": ret, "publish_port": publish,
+            "id": "bench-minion", "pki_dir": str(root / "pki/minion"), "log_file": str(root / "minion.log")}))
+        master, peer = (psutil.Popen([str(daemon), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                        for daemon in (bindir / "salt-master", minion))
+        try:
+            deadline = time.monotonic() + 120  # the master's first key generation, the minion's auth
+            while True:
+                ping = await asyncio.to_thread(subprocess.run, [
+                    str(bindir / "salt"), "-c", str(conf), "bench-minion", "test.ping", "--out", "json",
+                    "--timeout", "5"], capture_output=True, text=True, check=False)
+                if '"bench-minion": true' in ping.stdout:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"salt-minion never answered its master's test.ping: {ping.stdout}")
+            await asyncio.sleep(2.0)  # let the ping's work settle, as for the agent
+
+            def tree() -> list[psutil.Process]:
+                return [peer, *peer.children(recursive=True)]
+
+            cpu0, t0 = sum(sum(p.cpu_times()[:2]) for p in tree()), time.monotonic()
+            await asyncio.sleep(seconds)
+            processes = tree()
+            cpu1, t1 = sum(sum(p.cpu_times()[:2]) for p in processes), time.monotonic()
+            rss = sum(p.memory_info().rss for p in processes) / 2**20
+            first = peer.memory_info().rss / 2**20
+        finally:
+            for proc in (peer, master):
+                for child in [proc, *proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
+                proc.wait(30)
+    return rss, 100.0 * (cpu1 - cpu0) / (t1 - t0), len(processes), first
+
+
 def floor() -> list[tuple[str, float]]:
     """(library, RSS MiB once it is imported too), from a bare python importing ``FLOOR`` in order."""
     out = subprocess.run([sys.executable, "-c", _FLOOR_SCRIPT, *FLOOR], check=True, capture_output=True,
                          text=True).stdout
     return [(name, float(mib)) for name, mib in json.loads(out)]
+
+
+def _version(executable: Path) -> str:
+    return subprocess.run([str(executable), "--version"], capture_output=True, text=True,
+                          check=False).stdout.split(" ", 1)[-1].strip()
 
 
 async def main() -> int:
@@ -238,6 +303,16 @@ async def main() -> int:
     steps = ", ".join(f"{name} +{mib - was:.1f}" for (_, was), (name, mib) in itertools.pairwise(shares))
     print(f"  floor {shares[-1][1]:6.1f} MiB: a bare python {shares[0][1]:.1f}, {steps}; "
           f"the agent's own code and the rest {rss - shares[-1][1]:.1f} MiB")
+    minion = salt_minion()
+    if minion is None:
+        print("  salt-minion: not installed (pip install salt into a venv; LCM_BENCH_SALT=<venv>)")
+    else:
+        peers = [await salt_idle(minion, args.seconds) for _ in range(args.runs)]
+        peer_rss = statistics.median(p[0] for p in peers)
+        print(f"  salt-minion {_version(minion)}, connected to its master and idle, median of {args.runs}: "
+              f"RSS {peer_rss:.1f} MiB in {peers[0][2]} processes (the first "
+              f"{statistics.median(p[3] for p in peers):.1f}), CPU "
+              f"{statistics.median(p[1] for p in peers):.2f} %; the agent's RSS is {rss / peer_rss:.2f}x its")
     within = rss <= BUDGET_RSS_MIB and cpu <= BUDGET_CPU_PERCENT
     print("within budget" if within else "OVER BUDGET")
     return 0 if within else 1
