@@ -69,8 +69,9 @@ RECONCILER = (sys.executable, "-m", "agent.reconciler.converge")
 
 
 class ReconcileSink(Protocol):
-    """Telemetry of reconciler runs (the MQTT plane's ``reconciler`` events): ``drift``, ``started``,
-    ``finished``. Called on the event loop; must not block."""
+    """Telemetry of the checks and reconciler runs: ``checked`` (each check: ``result`` clean, drifted or
+    skipped, and why it was skipped), ``drift``, ``started``, ``finished``. Called on the event loop; must not
+    block."""
 
     def __call__(self, event: str, data: Mapping[str, Any], /) -> None: ...
 
@@ -185,10 +186,13 @@ class Reconciling:
             log.info("reconciling %s", f"paused: {blocked}" if blocked else "resumed", extra=self._fields)
             self._blocked = blocked
         if blocked or machine is None or self.desired is None or time.monotonic() < self._retry_at:
-            log.debug("check skipped: %s", blocked or "backing off after a failed run", extra=self._fields)
+            why = blocked or "backing off after a failed run"
+            log.debug("check skipped: %s", why, extra=self._fields)
+            self.on_event("checked", {"result": "skipped", "reason": why})
             return
         observed = await asyncio.to_thread(observe, self.access)
         drifts = drift(self.desired, observed)
+        self.on_event("checked", {"result": "drifted" if drifts else "clean"})
         if not drifts:
             log.debug("checked: no drift", extra=self._fields)
             self.failures, self._retry_at = 0, 0.0

@@ -40,6 +40,9 @@ class AgentMetrics:
                                     "later).", ["item", "phase"], registry=r)
         self.reconciler_runs = Counter("lcm_agent_reconciler_runs", "Reconciler runs that ended, by outcome "
                                        "(converged, failed).", ["outcome"], registry=r)
+        self.drift_checks = Counter("lcm_agent_drift_checks", "Checks of the engine against the recorded "
+                                    "desired state, by result (clean, drifted, skipped: paused for "
+                                    "maintenance, an item running, or backing off).", ["result"], registry=r)
         self.drifts = Counter("lcm_agent_drifts", "Drifted components found by the checks, each time a "
                               "reconciler run was started for them.", ["component"], registry=r)
         Info("lcm_agent_build", "The agent's version.", registry=r).info({"version": __version__})
@@ -52,7 +55,9 @@ class AgentMetrics:
 
     def on_reconcile(self, event: str, data: Mapping[str, Any]) -> None:
         """The reconciler's telemetry sink (``drift_watch.ReconcileSink``), fanned out beside MQTT's."""
-        if event == "drift":
+        if event == "checked":
+            self.drift_checks.labels(str(data.get("result", ""))).inc()
+        elif event == "drift":
             for drifted in data.get("components") or ():
                 self.drifts.labels(str(drifted.get("component", ""))).inc()
         elif event == "finished":

@@ -206,7 +206,12 @@ class Telemetry:
                                              data=event.data, item=event.item))
 
     def on_reconcile(self, event: str, data: Mapping[str, Any]) -> None:
-        """The reconciler's sink (``drift_watch.ReconcileSink``): drift found, a run started or finished."""
+        """The reconciler's sink (``drift_watch.ReconcileSink``): drift found, a run started or finished.
+        Checks themselves (one per node every 30 s by default, most of them clean) are counted in the
+        metrics, not sent: at fleet scale they would be most of the broker's traffic and tell nothing a
+        drift does not."""
+        if event == "checked":
+            return
         self.publish("events", self._message(t.event_message, type="reconciler", event=event, data=data))
 
     def on_diagnostics(self, item: str, bundle: Mapping[str, Any]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -36,10 +35,12 @@ from agent.daemon.config import AgentSettings, load_config
 from agent.daemon.drift_watch import EVENTS
 from agent.daemon.own_machine import LCMMACHINES
 from testbed.lab.netns.node import LabNode
+from testbed.lab.stack.mosquitto import free_port
+from testbed.lab.stack.prometheus import fetch, parse, value
 from testbed.sim.testing import KubeApi
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))  # the agent's end-to-end harness, reused
-from agent_harness import Node, logged, status
+from agent_harness import Node, status
 
 PERIOD = 1.0
 RECONCILE = {"check_period": PERIOD, "timeout": 120.0, "backoff_base": 6.0, "backoff_cap": 12.0}
@@ -47,8 +48,10 @@ RECONCILE = {"check_period": PERIOD, "timeout": 120.0, "backoff_base": 6.0, "bac
 
 @dataclass
 class Runs:
-    """What the agent told telemetry, with arrival times (``time.time()``, to compare with API stamps)."""
+    """What the agent told telemetry, with arrival times (``time.time()``, to compare with API stamps), and
+    where it serves its metrics."""
 
+    metrics: str
     events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
 
     def __call__(self, event: str, data: Any, /) -> None:
@@ -56,6 +59,11 @@ class Runs:
 
     def of(self, kind: str) -> list[tuple[float, dict[str, Any]]]:
         return [(at, data) for at, event, data in self.events if event == kind]
+
+    def checks(self, result: str, reason: str = "") -> int:
+        """How many checks ended with ``result`` (skipped ones for a reason holding ``reason``)."""
+        return sum(1 for _, data in self.of("checked")
+                   if data["result"] == result and reason in data.get("reason", ""))
 
 
 def reconcilers(state_dir: Path) -> list[str]:
@@ -72,10 +80,10 @@ def reconcilers(state_dir: Path) -> list[str]:
     return found
 
 
-async def configure(node: Node, lab_node: LabNode) -> AgentSettings:
-    """The harness's config pointed at the lab node, with quick reconciler timings, and the RBAC a
-    provider grants an agent for its join token and Events."""
-    await node.configure()
+async def configure(node: Node, lab_node: LabNode, metrics: str) -> AgentSettings:
+    """The harness's config pointed at the lab node, with quick reconciler timings, metrics on
+    ``metrics``, and the RBAC a provider grants an agent for its join token and Events."""
+    await node.configure(metrics_address=metrics)
     doc = yaml.safe_load(node.config_path.read_text())
     doc.update(agent_settings(lab_node, RECONCILE))
     node.config_path.write_text(yaml.safe_dump(doc))
@@ -90,9 +98,9 @@ async def worker(kube_api: KubeApi, swarm_lab: SwarmLab, tmp_path: Path) -> Asyn
     async with admin:
         node = Node(kube_api, admin, tmp_path, name="w1")
         await admin.create(SECRETS, node.namespace, token_body(swarm_lab, "worker"))
-        cfg = await configure(node, swarm_lab.node("w1"))
+        runs = Runs(metrics=f"127.0.0.1:{free_port()}")
+        cfg = await configure(node, swarm_lab.node("w1"), runs.metrics)
         await node.create(release_items(swarm_lab, "w1"))
-        runs = Runs()
         async with node.agent(cfg, Hooks(on_reconcile=runs)):
             await node.wait_state("Ready", within=90)
             await node.wait_for(lambda o: reconciled(o).get("status") == "True", 30, "Reconciled True")
@@ -115,19 +123,22 @@ def proxy_running(lab_node: LabNode) -> bool:
     return any(c.state == "running" for c in observe(access(lab_node)).containers)
 
 
-async def test_a_healthy_node_is_recorded_and_left_alone(worker: tuple[Node, Runs], swarm_lab: SwarmLab,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_healthy_node_is_recorded_and_left_alone(worker: tuple[Node, Runs],
+                                                        swarm_lab: SwarmLab) -> None:
     node, runs = worker
-    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     record = json.loads((node.state_dir / "desired.json").read_text())
     assert record["membership"]["role"] == "worker"
     assert record["labels"]["values"] == {"zone": "z-w1"}
     assert [c["name"] for c in record["containers"]] == ["node-proxy"]
     assert record["config"]["content"] == swarm_lab.node("w1").config_path.read_text()
     assert reconciled(await node.get())["message"] == "no drift"
-    await logged(caplog, "checked: no drift", count=3)  # three checks of the engine found nothing to do
+    await wait_until(lambda: runs.checks("clean") >= 3, 60, "three clean checks of the engine")
     assert reconcilers(node.state_dir) == []
     assert runs.of("started") == []
+    assert runs.checks("drifted") == 0
+    samples = parse(await asyncio.to_thread(fetch, runs.metrics))
+    assert value(samples, "lcm_agent_drift_checks_total", result="clean") >= 3
+    assert value(samples, "lcm_agent_drift_checks_total", result="drifted") == 0
 
 
 async def test_a_removed_container_is_recreated_and_the_run_reported(worker: tuple[Node, Runs],
@@ -178,17 +189,20 @@ async def test_an_unreachable_manager_fails_backs_off_and_recovers(worker: tuple
 
 
 async def test_nothing_is_reconciled_while_drained_or_while_an_item_runs(
-        worker: tuple[Node, Runs], swarm_lab: SwarmLab, caplog: pytest.LogCaptureFixture) -> None:
+        worker: tuple[Node, Runs], swarm_lab: SwarmLab) -> None:
     node, runs = worker
-    caplog.set_level(logging.DEBUG, logger="agent.daemon.drift_watch")
     w1 = swarm_lab.node("w1")
     drained = {"status": {"swarmCordonDrain": "cordondrained"}}
     await node.admin.patch(LCMMACHINES, node.namespace, node.name, drained, subresource="status")
-    paused = await logged(caplog, "reconciling paused: the node is cordondrained for maintenance")
+    await wait_until(lambda: runs.checks("skipped", "cordondrained") >= 1, 30,
+                     "a check skipped: the node is cordondrained")
     docker(w1, "rm", "--force", "node-proxy")
-    # Two checks since the container went (the first may have begun before): each would have seen the drift.
-    await logged(caplog, "check skipped: the node is cordondrained", after=max(paused, len(caplog.records)),
-                 count=2)
+    # Two checks since the container went: each would have seen the drift.
+    skipped = runs.checks("skipped", "cordondrained")
+    await wait_until(lambda: runs.checks("skipped", "cordondrained") >= skipped + 2, 30,
+                     "two more checks skipped for the drain")
+    assert value(parse(await asyncio.to_thread(fetch, runs.metrics)), "lcm_agent_drift_checks_total",
+                 result="skipped") >= skipped + 2
     assert runs.of("started") == []
     assert not proxy_running(w1)
     slow = {"runner": "bash", "name": "slow", "version": "1", "phase": "reconfigure",
