@@ -167,9 +167,7 @@ async def bench_cluster(items: list[dict[str, Any]], **timings: float) -> AsyncI
                        "metrics": {"address": metrics},
                        "timings": {"backoff_base": 0.2, "backoff_cap": 5.0, **timings},
                        "state_dir": str(workdir / "state"), "release_dir": str(workdir)}
-                fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as file:
-                    yaml.safe_dump(doc, file)
+                write_atomic(config, yaml.safe_dump(doc).encode(), 0o600)
                 yield Bench(admin, api.namespace, name, config, workdir, metrics)
             await api.close()
         finally:
@@ -252,22 +250,23 @@ async def salt_idle(minion: Path, seconds: float) -> tuple[float, float, int, fl
                     raise RuntimeError(f"salt-minion never answered its master's test.ping: {ping.stdout}")
             await asyncio.sleep(2.0)  # let the ping's work settle, as for the agent
 
-            def tree() -> list[psutil.Process]:
-                return [peer, *peer.children(recursive=True)]
-
-            cpu0, t0 = sum(sum(p.cpu_times()[:2]) for p in tree()), time.monotonic()
+            cpu0, t0 = sum(sum(p.cpu_times()[:2]) for p in _tree(peer)), time.monotonic()
             await asyncio.sleep(seconds)
-            processes = tree()
+            processes = _tree(peer)
             cpu1, t1 = sum(sum(p.cpu_times()[:2]) for p in processes), time.monotonic()
             rss = sum(p.memory_info().rss for p in processes) / 2**20
             first = peer.memory_info().rss / 2**20
         finally:
             for proc in (peer, master):
-                for child in [proc, *proc.children(recursive=True)]:
+                for child in _tree(proc):
                     with contextlib.suppress(psutil.NoSuchProcess):
                         child.kill()
                 proc.wait(30)
     return rss, 100.0 * (cpu1 - cpu0) / (t1 - t0), len(processes), first
+
+
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    return [process, *process.children(recursive=True)]
 
 
 def floor() -> list[tuple[str, float]]:

@@ -54,6 +54,13 @@ async def _no_authorization() -> str:
     return ""
 
 
+def bearer(token: Callable[[], str]) -> Callable[[], Awaitable[str]]:
+    """An ``Authorization`` provider sending whatever ``token`` returns at the time of each request."""
+    async def header() -> str:
+        return f"Bearer {token()}"
+    return header
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where an API server is and how to reach it: what a kubeconfig's context or the agent's config says."""
@@ -74,9 +81,7 @@ class Endpoint:
     def with_token(cls, server: str, token: str, *, ca_file: str | None = None, verify: bool = True,
                    connections: int = 100) -> Endpoint:
         """A fixed bearer token (a test's, or a user's from a file read once)."""
-        async def bearer() -> str:
-            return f"Bearer {token}"
-        return cls(server.rstrip("/"), ca_file=ca_file, verify=verify, authorization=bearer,
+        return cls(server.rstrip("/"), ca_file=ca_file, verify=verify, authorization=bearer(lambda: token),
                    connections=connections)
 
     def proxy(self) -> str | None:
@@ -151,11 +156,8 @@ async def connect(
         raise ValueError("either a kubeconfig or a server URL and a token file are needed")
     # The token is read here and kept only in the client's memory: never logged, never on argv.
     credentials = await asyncio.to_thread(Credentials.load, token_file)
-
-    async def bearer() -> str:
-        return f"Bearer {credentials.token}"
     endpoint = Endpoint(server.rstrip("/"), ca_file=str(ca_file) if ca_file is not None else None,
-                        authorization=bearer)
+                        authorization=bearer(lambda: credentials.token))
     return Kube(endpoint, credentials=credentials)
 
 
