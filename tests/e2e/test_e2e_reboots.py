@@ -98,10 +98,7 @@ async def test_a_rolling_reboot_keeps_the_service_answering_and_a_machine_that_s
         assert machine["status"]["state"] == "Ready", name
         assert not machine["spec"].get("rebootRequired"), name
 
-    async def undrained() -> bool:
-        return (await kube.list_objects(LCMCLUSTERSTATES, NS))["items"] == []
-
-    await wait_for(undrained, "every drain state deleted")
+    await _wait_undrained(kube)
     swarm = await swarm_nodes(lab)
     for name in (WORKER_0, WORKER_1):
         assert (swarm[name]["Status"], swarm[name]["Availability"]) == ("Ready", "Active"), name
@@ -159,7 +156,14 @@ async def _a_worker_in_maintenance_is_drained_and_comes_back(lab: Stack, kube: K
         await wait_for(active, f"{WORKER_1} active on the swarm again", within=PATIENCE)
         await _look_until(lab, kube, lambda r: not in_maintenance(r) and r.ready("swarm-1.0.0"),
                           f"{WORKER_1} out of maintenance")
-    assert (await kube.list_objects(LCMCLUSTERSTATES, NS))["items"] == []  # nothing left drained
+        await _wait_undrained(kube)  # the undrain's state is deleted once the executor reports it done
+
+
+async def _wait_undrained(kube: Kube) -> None:
+    async def undrained() -> bool:
+        return (await kube.list_objects(LCMCLUSTERSTATES, NS))["items"] == []
+
+    await wait_for(undrained, "every drain state deleted")
 
 
 async def _print_agent_journals(nodes: MachineNodes) -> None:
