@@ -167,10 +167,17 @@ class MachineSet:
     ) -> Machine:
         """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential);
         ``mqtt`` gives the agent its broker account."""
-        image = self._image
-        if image is None:
+        if self._image is None:
             raise LabError("prepare the fleet before adding machines")
         user_data = await self.user_data(name, machine_type=machine_type, token=token, mqtt=mqtt)
+        return await self.boot(name, user_data)
+
+    async def boot(self, name: str, user_data: str) -> Machine:
+        """Boot a machine on the fleet's image with ``user_data`` as its cloud-init document: an LCM node's
+        (``add``) or any other (the boot benchmark's floor does the same work by plain commands)."""
+        image = self._image
+        if image is None:
+            raise LabError("prepare the fleet before booting machines")
         s = self.settings
         machine = Machine(name, s.machines_root)
         await machine.create(image, self._free_address(name), s.subnet, user_data=user_data)
@@ -179,6 +186,11 @@ class MachineSet:
         self.machines[name] = machine
         log.info("machine %s booting at %s", name, machine.record.address if machine.record else "?")
         return machine
+
+    @property
+    def booted(self) -> dict[str, float]:
+        """``time.monotonic()`` of each machine's boot (the host's clock is the machines' too)."""
+        return dict(self._booted)
 
     async def user_data(
         self, name: str, *, machine_type: str = "worker", token: str | None = None,
