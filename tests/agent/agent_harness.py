@@ -146,6 +146,14 @@ class Node:
             await asyncio.sleep(0.1)
         pytest.fail(f"timed out waiting for {describe or what}: status {obj.get('status')}")
 
+    async def wait_observed(self, within: float = 45.0) -> dict[str, Any]:
+        """The machine once its agent reported on its current spec (``status.observedGeneration``); the
+        agent takes one spec at a time, so it has acted on every earlier one by then."""
+        def observed(machine: dict[str, Any]) -> bool:
+            return bool(status(machine).get("observedGeneration") == machine["metadata"]["generation"])
+
+        return await self.wait_for(observed, within, "the agent to report on the current spec")
+
     async def wait_state(self, state: str, within: float = 45.0) -> dict[str, Any]:
         return await self.wait_for(lambda o: status(o).get("state") == state, within, f"state {state}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import Node, capture_info, logged, slot, status
+from agent_harness import Node, slot, status
 
 from agent import __version__
 from agent.daemon.own_machine import LCMMACHINES
@@ -57,20 +57,21 @@ async def test_refused_item_fails_clearly_and_fixing_the_spec_proceeds(
     assert slot(machine, "bad")["exitCode"] == 0
 
 
-async def test_halted_agent_runs_nothing_but_still_reports(node: Node,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
-    capture_info(caplog)
+async def test_halted_agent_runs_nothing_but_still_reports(node: Node) -> None:
     cfg = await node.configure()
     await node.create([node.item("held", "deploy")], haltAgent=True)
     async with node.agent(cfg):
         machine = await node.wait_state("Deploy")
-        await logged(caplog, "next step: idle (halted by spec.haltAgent)")  # it saw the item, and held it
-        assert node.runs("held") == []
-        assert slot(await node.get(), "held") == {}
         assert any(a["type"] == "InternalIP" for a in status(machine)["addresses"])
+        # A second item is a new generation: once the agent reported on it, it had decided on the first
+        # (one spec at a time), and a run it started would have taken the item's slot.
+        await node.patch_spec({"stateItems": [node.item("held", "deploy"), node.item("later", "deploy")]})
+        machine = await node.wait_observed()
+        assert (slot(machine, "held"), slot(machine, "later")) == ({}, {})
+        assert node.runs("held") == node.runs("later") == []
         await node.patch_spec({"haltAgent": False})
         await node.wait_state("Ready")
-    assert node.runs("held") == ["held 1"]
+    assert (node.runs("held"), node.runs("later")) == (["held 1"], ["later 1"])
 
 
 async def test_agent_creates_its_machine_as_unassigned_and_registers(node: Node) -> None:

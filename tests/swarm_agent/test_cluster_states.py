@@ -269,7 +269,7 @@ async def test_only_a_control_machine_executes_and_never_beside_its_own_item(
     cfg = await control.configure(playbook_vars={"record_dir": str(setup.record_dir)})
     async with control.agent(cfg):
         first = await setup.request("swarm-drain", "true")
-        await logged(caplog, "next step: idle")  # the agent has seen its machine: a worker
+        await control.wait_observed()  # the agent has acted on its machine's spec: a worker's
         assert status(await setup.state(first)) == {}  # a worker's agent executes nothing
         await control.patch_spec({"type": "control"})
         await setup.wait_state(first, lambda s: s.get("value") == "true")
