@@ -24,7 +24,6 @@ demo's machine names and the shared cache, so run it alone on the host:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -35,8 +34,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from machines_bench import machine_runs  # bench/, the script's directory (on sys.path when run)
+
 from agent.adapters.kube import connect
-from testbed.cli.demo import missing_prerequisites, open_stack
+from testbed.cli.demo import open_stack
 from testbed.lab.machines.machine import Machine
 from testbed.lab.machines.sets import MachineSet, MachineSetSettings, registered
 from testbed.lab.stack.machines import MachineNodes
@@ -183,17 +184,13 @@ def summary(times: Times, control: str) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    missing = missing_prerequisites("machines")
-    if missing:
-        print("cannot run nspawn machines: " + "; ".join(missing), file=sys.stderr)
+    runs = machine_runs(__doc__)
+    if runs is None:
         return 2
     names = StackSettings(Path("unused")).machines
     agents: list[dict[str, float]] = []
     floors: list[dict[str, float]] = []
-    for run in range(1, args.runs + 1):
+    for run in range(1, runs + 1):
         with tempfile.TemporaryDirectory(prefix="lcm-bench-boot-") as tmp:
             agent = asyncio.run(agent_run(Path(tmp)))
             show(f"run {run} agent", agent, AGENT_STAGES, names)
@@ -207,9 +204,9 @@ def main() -> int:
     def median(figures: list[dict[str, float]], stage: str) -> float:
         return statistics.median(f[stage] for f in figures)
 
-    print(f"median of {args.runs}, agent: " + " | ".join(
+    print(f"median of {runs}, agent: " + " | ".join(
         f"{s} {median(agents, s):.1f}" for s in (*AGENT_STAGES[:-1], "control Ready", "Ready")))
-    print(f"median of {args.runs}, floor: " + " | ".join(
+    print(f"median of {runs}, floor: " + " | ".join(
         f"{s} {median(floors, s):.1f}" for s in FLOOR_STAGES))
     ready = median(agents, "Ready")
     ratio = statistics.median(a["Ready"] / f["swarm"] for a, f in zip(agents, floors, strict=True))

@@ -15,7 +15,6 @@ It uses the demo's fixed machine names and the shared cache: run it alone on the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import statistics
@@ -23,8 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machines_bench import machine_runs  # bench/, the script's directory (on sys.path when run)
+
 from agent.adapters.kube import connect
-from testbed.cli.demo import missing_prerequisites, open_stack
+from testbed.cli.demo import open_stack
 from testbed.lab.stack.machines import MachineNodes
 from testbed.lab.stack.rolling_reboot import rolling_reboot
 from testbed.lab.stack.service_probe import start_service
@@ -63,15 +64,11 @@ async def bench(runs: int, workdir: Path) -> list[tuple[float, int, int]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    missing = missing_prerequisites("machines")
-    if missing:
-        print("cannot run nspawn machines: " + "; ".join(missing), file=sys.stderr)
+    runs = machine_runs(__doc__)
+    if runs is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="lcm-bench-reboots-") as tmp:
-        results = asyncio.run(bench(args.runs, Path(tmp)))
+        results = asyncio.run(bench(runs, Path(tmp)))
     seconds = statistics.median(s for s, _, _ in results)
     ratio = statistics.median(a / t for _, a, t in results if t)
     print(f"median of {len(results)}: rolling reboot {seconds:.1f}s, probe answered {ratio:.2%}")
