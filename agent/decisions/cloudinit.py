@@ -145,19 +145,32 @@ def _agent_config(data: MachineUserData) -> dict[str, Any]:
     return doc
 
 
+PIP_WHEELS = "/usr/share/python-wheels"
+"""Where Debian's python3-venv keeps the pip wheel that ensurepip installs (package python3-pip-whl)."""
+
+_PIP_FROM_WHEEL = (
+    f'for wheel in {PIP_WHEELS}/pip-*.whl; do :; done; '
+    f'[ -f "$wheel" ] || {{ echo "no pip wheel in {PIP_WHEELS} (python3-pip-whl)" >&2; exit 1; }}; '
+    'exec "$0" "$wheel/pip" install "$wheel" "$@"')
+"""``sh -c`` script: the venv's python ($0) runs pip from that wheel and installs it with the arguments."""
+
+
 def _install_commands(agent: AgentBuild, version: str) -> list[list[str]]:
-    """Build the version's venv, install the verified wheel with its dependencies, switch, start."""
+    """Build the version's venv, install the verified wheel with its dependencies, switch, start.
+
+    The venv is made without pip and pip comes from the same wheel in the agent's own install: ensurepip
+    would byte-compile pip's 700 files first, seconds of every machine's boot (bench/boot_to_ready.py)."""
     tree = f"{INSTALL_ROOT}/versions/{version}"
-    pip = [f"{tree}/bin/python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-           "--no-input", "--index-url", agent.index_url]
+    pip = ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--index-url", agent.index_url]
     index = urlsplit(agent.index_url)
     if index.scheme == "http" and index.hostname:
         # pip ignores a plain-http index unless told to trust it; the wheel itself is still checked
         # against the release's sha256, and an https index needs no such flag.
         pip += ["--trusted-host", index.hostname]
     return [
-        ["python3", "-m", "venv", tree],
-        [*pip, f"lcm-agent @ {agent.url}#sha256={agent.sha256}"],
+        ["python3", "-m", "venv", "--without-pip", tree],
+        ["sh", "-c", _PIP_FROM_WHEEL, f"{tree}/bin/python", *pip,
+         f"lcm-agent @ {agent.url}#sha256={agent.sha256}"],
         [f"{tree}/bin/lcm-agent", "activate", "--wheel-sha256", agent.sha256],
         ["systemctl", "daemon-reload"],
         # --no-block: the unit is Type=notify and reports ready only once registered, so waiting for the

@@ -16,7 +16,7 @@ import yaml
 
 from agent import __version__
 from agent.daemon.config import load_config
-from agent.decisions.cloudinit import UNIT_FILE, AgentBuild, MachineUserData, render_user_data
+from agent.decisions.cloudinit import PIP_WHEELS, UNIT_FILE, AgentBuild, MachineUserData, render_user_data
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.machine-token"
@@ -65,8 +65,9 @@ def test_the_unit_is_installed_and_the_agent_installed_verified_activated_and_st
     assert files(doc)["/etc/systemd/system/lcm-agent.service"]["content"] == UNIT_FILE.read_text()
     tree = "/opt/lcm-agent/versions/0.1.0"
     venv, pip, activate, reload, enable = doc["runcmd"]
-    assert venv == ["python3", "-m", "venv", tree]
-    assert pip[:4] == [f"{tree}/bin/python", "-m", "pip", "install"]
+    assert venv == ["python3", "-m", "venv", "--without-pip", tree]
+    assert pip[:2] == ["sh", "-c"]  # pip from the system's pip wheel (the next test runs it)
+    assert pip[3] == f"{tree}/bin/python"
     assert pip[-1] == f"lcm-agent @ {AGENT.url}#sha256={SHA}"  # pip refuses a wheel with another digest
     assert pip[pip.index("--index-url") + 1] == AGENT.index_url
     assert pip[pip.index("--trusted-host") + 1] == "10.79.0.1"  # pip ignores a plain-http index otherwise
@@ -76,12 +77,30 @@ def test_the_unit_is_installed_and_the_agent_installed_verified_activated_and_st
     assert "python3-venv" in doc["packages"]
 
 
+@pytest.mark.skipif(not list(Path(PIP_WHEELS).glob("pip-*.whl")),
+                    reason=f"no pip wheel in {PIP_WHEELS} (Debian's python3-pip-whl, with python3-venv)")
+def test_the_venv_made_without_pip_gets_a_working_pip_from_the_systems_wheel(tmp_path: Path) -> None:
+    """The first two commands as a machine runs them, on this host: only the tree and the requirements
+    differ (nothing but the pip wheel itself, offline)."""
+    venv, pip, *_ = parsed(user_data())["runcmd"]
+    tree = tmp_path / "tree"
+    subprocess.run([*venv[:-1], str(tree)], check=True, timeout=120)
+    assert not (tree / "bin" / "pip").exists()
+    done = subprocess.run([*pip[:3], str(tree / "bin" / "python"), "--no-index", "--quiet"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    version = subprocess.run([str(tree / "bin" / "python"), "-m", "pip", "--version"], capture_output=True,
+                             text=True, timeout=60, check=True)
+    assert version.stdout.startswith("pip ")
+    assert str(tree) in version.stdout  # the venv's own pip now, for the agent's self-upgrades
+
+
 def test_an_https_index_is_not_marked_trusted() -> None:
     agent = AgentBuild(url="https://mirror.example.net/lcm_agent-0.2.0-py3-none-any.whl", sha256=SHA,
                        index_url="https://mirror.example.net/simple/")
     _, pip, *_ = parsed(user_data(agent=agent))["runcmd"]
     assert "--trusted-host" not in pip
-    assert pip[0] == "/opt/lcm-agent/versions/0.2.0/bin/python"
+    assert pip[3] == "/opt/lcm-agent/versions/0.2.0/bin/python"
 
 
 def test_the_agent_accepts_the_configuration_the_user_data_writes(tmp_path: Path) -> None:
