@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from machines_bench import machine_runs  # bench/, the script's directory (on sys.path when run)
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.adapters.kube import connect
+from agent.daemon.config import DEFAULT_METRICS_ADDRESS
 from testbed.cli.demo import open_stack
 from testbed.lab.machines.machine import Machine
 from testbed.lab.machines.sets import MachineSet, MachineSetSettings, registered
@@ -77,7 +79,20 @@ def _prepared(machine: Mapping[str, Any]) -> bool:
                                for name in items)
 
 
-async def agent_run(workdir: Path) -> Times:
+async def item_seconds(machine: Machine) -> dict[str, float]:
+    """Each item's run time on the machine, in run order, from its agent's own metrics (one run each)."""
+    url = f"http://{DEFAULT_METRICS_ADDRESS}/metrics"
+    fetch = f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())"
+    text = (await machine.exec(["/opt/lcm-agent/current/bin/python", "-c", fetch]))[1]
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "lcm_agent_item_duration_seconds":
+            found |= {s.labels["item"]: s.value for s in family.samples if s.name.endswith("_sum")}
+    return found
+
+
+async def agent_run(workdir: Path) -> tuple[Times, dict[str, dict[str, float]]]:
+    """The stages, and each machine's items' run times."""
     settings = StackSettings(workdir / "demo")
     times: Times = {}
     since = 0.0
@@ -97,10 +112,12 @@ async def agent_run(workdir: Path) -> Times:
         assert isinstance(nodes, MachineNodes)
         since = min(nodes.fleet.booted.values())
         await stack.wait(kube, lambda r: r.ready(RELEASE), within=PATIENCE, on_look=seen, period=0.25)
+        items = {}
         for name, machine in nodes.fleet.machines.items():
             for stage, seconds in (await systemd_times(machine, since)).items():
                 times.setdefault(stage, {})[name] = seconds
-    return times
+            items[name] = await item_seconds(machine)
+    return times, items
 
 
 def plain_user_data(apt_source: str) -> str:
@@ -192,8 +209,10 @@ def main() -> int:
     floors: list[dict[str, float]] = []
     for run in range(1, runs + 1):
         with tempfile.TemporaryDirectory(prefix="lcm-bench-boot-") as tmp:
-            agent = asyncio.run(agent_run(Path(tmp)))
+            agent, items = asyncio.run(agent_run(Path(tmp)))
             show(f"run {run} agent", agent, AGENT_STAGES, names)
+            for name, ran in items.items():
+                print(f"    {name} items: " + " ".join(f"{item} {took:.1f}" for item, took in ran.items()))
             floor = asyncio.run(floor_run(Path(tmp), names))
             show(f"run {run} floor", floor, FLOOR_STAGES, names)
         agents.append(summary(agent, names[0]))
