@@ -167,8 +167,6 @@ class MachineSet:
     ) -> Machine:
         """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential);
         ``mqtt`` gives the agent its broker account."""
-        if self._image is None:
-            raise LabError("prepare the fleet before adding machines")
         user_data = await self.user_data(name, machine_type=machine_type, token=token, mqtt=mqtt)
         return await self.boot(name, user_data)
 
