@@ -57,8 +57,9 @@ Times = dict[str, dict[str, float]]
 """Stage -> machine -> seconds from the first boot."""
 
 
-async def systemd_times(machine: Machine, since: float) -> dict[str, float]:
-    """The in-machine stages, from systemd's monotonic timestamps (µs); a unit never started is left out."""
+async def record_systemd_times(times: Times, machine: Machine, since: float) -> None:
+    """The in-machine stages into ``times``, from systemd's monotonic timestamps (µs); a unit never
+    started is left out."""
     async def started(prop: str, unit: str | None = None) -> float | None:
         argv = ["systemctl", "show", f"--property={prop}", "--value", *([unit] if unit else [])]
         value = int((await machine.exec(argv))[1].strip() or 0)
@@ -68,7 +69,9 @@ async def systemd_times(machine: Machine, since: float) -> dict[str, float]:
              "cloud-init": await started("ExecMainStartTimestampMonotonic", "cloud-final.service"),
              "agent": await started("ExecMainStartTimestampMonotonic", "lcm-agent.service"),
              "engine": await started("ActiveEnterTimestampMonotonic", "docker.service")}
-    return {stage: seconds for stage, seconds in found.items() if seconds is not None}
+    for stage, seconds in found.items():
+        if seconds is not None:
+            times.setdefault(stage, {})[machine.name] = seconds
 
 
 def _prepared(machine: Mapping[str, Any]) -> bool:
@@ -114,8 +117,7 @@ async def agent_run(workdir: Path) -> tuple[Times, dict[str, dict[str, float]]]:
         await stack.wait(kube, lambda r: r.ready(RELEASE), within=PATIENCE, on_look=seen, period=0.25)
         items = {}
         for name, machine in nodes.fleet.machines.items():
-            for stage, seconds in (await systemd_times(machine, since)).items():
-                times.setdefault(stage, {})[name] = seconds
+            await record_systemd_times(times, machine, since)
             items[name] = await item_seconds(machine)
     return times, items
 
@@ -129,11 +131,15 @@ def plain_user_data(apt_source: str) -> str:
     return "#cloud-config\n" + json.dumps(doc)  # JSON is YAML
 
 
-async def _docker_api(machine: Machine, path: str, body: Mapping[str, Any]) -> str:
-    """A POST to the machine's engine, the body on stdin: the join token never reaches a command line."""
-    argv = ["curl", "--silent", "--show-error", "--fail-with-body", "--unix-socket", "/var/run/docker.sock",
-            "-H", "Content-Type: application/json", "--data-binary", "@-", f"http://localhost{path}"]
-    return (await machine.exec(argv, stdin=json.dumps(body).encode()))[1]
+async def _docker_api(machine: Machine, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    """The machine's engine's answer to a GET, or with ``body`` a POST whose body goes on stdin: the join
+    token never reaches a command line."""
+    argv = ["curl", "--silent", "--show-error", "--fail-with-body", "--unix-socket", "/var/run/docker.sock"]
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+    stdin = None if body is None else json.dumps(body).encode()
+    answer = (await machine.exec([*argv, f"http://localhost{path}"], stdin=stdin))[1]
+    return json.loads(answer) if answer.strip() else None
 
 
 async def floor_run(workdir: Path, names: Sequence[str]) -> Times:
@@ -157,8 +163,7 @@ async def floor_run(workdir: Path, names: Sequence[str]) -> Times:
         await _docker_api(control, "/swarm/init", {"ListenAddr": f"0.0.0.0:{SWARM_PORT}",
                                                    "AdvertiseAddr": address(control)})
         times["swarm"][control.name] = time.monotonic() - since
-        swarm = json.loads((await control.exec(["curl", "--silent", "--unix-socket", "/var/run/docker.sock",
-                                                "http://localhost/swarm"]))[1])
+        swarm = await _docker_api(control, "/swarm")
 
         async def join(worker: Machine) -> None:
             await installed(worker)
@@ -170,8 +175,7 @@ async def floor_run(workdir: Path, names: Sequence[str]) -> Times:
 
         await asyncio.gather(*(join(w) for w in workers))
         for machine in machines:
-            for stage, seconds in (await systemd_times(machine, since)).items():
-                times.setdefault(stage, {})[machine.name] = seconds
+            await record_systemd_times(times, machine, since)
     finally:
         await fleet.close()
     return times
