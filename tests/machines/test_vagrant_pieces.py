@@ -4,6 +4,7 @@ what goes into it changes, the VMs' release installs from the lab's mirror, and 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from testbed.kube.objects import documents
 from testbed.lab.box import disk, libvirt, vagrant_box
+from testbed.lab.machines import rootfs
 from testbed.lab.machines.network import Subnet
 from testbed.lab.stack.machines import PACKAGES_PLAYBOOK, with_apt_source
 
@@ -48,6 +50,24 @@ def test_a_change_to_the_disks_inputs_makes_a_new_box(monkeypatch: pytest.Monkey
     monkeypatch.undo()
     monkeypatch.setattr(disk, "INITRD_MODULES", ("virtio_blk",))
     assert vagrant_box.box_key() != before
+
+
+async def test_the_newest_build_is_where_the_vagrantfiles_box_url_points(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a host's first `vagrant up`, Vagrant adds the box from box_url: the link must follow each new build.
+    builds = []
+    for packages in (disk.VM_PACKAGES, (*disk.VM_PACKAGES, "htop")):
+        monkeypatch.setattr(disk, "VM_PACKAGES", packages)
+        box = vagrant_box.box_path(tmp_path) / vagrant_box.BOX_FILE
+        box.parent.mkdir()
+        box.write_bytes(b"a built box")
+        assert await vagrant_box.ensure_box(tmp_path) == box
+        assert (tmp_path / vagrant_box.CURRENT_LINK).resolve() == box
+        builds.append(box)
+    assert builds[0] != builds[1]
+    box_url = re.search(r'^BOX_URL = "file://(.+)"$', (ROOT / "Vagrantfile").read_text(), re.M)
+    assert box_url is not None
+    assert Path(box_url[1]) == rootfs.CACHE_ROOT / vagrant_box.CURRENT_LINK
 
 
 def test_the_vms_release_installs_its_packages_from_the_lab_mirror_only() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from agent.adapters.kube import Kube, connect
-from testbed.lab.box import libvirt
+from testbed.lab.box import BOX_NAME, libvirt
 from testbed.lab.box.regional import READY, VagrantSettings, seed_path
 from testbed.lab.stack.stack import LCMMACHINES
 
@@ -72,6 +72,9 @@ async def wait_ready(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 async def test_a_vagrant_vm_boots_to_ready_and_destroy_leaves_nothing() -> None:
     settings = VagrantSettings()
+    # As on a host's first `vagrant up`: Vagrant holds no lcm/bookworm (the box file stays cached).
+    vagrant("box", "remove", "--all", "--force", BOX_NAME, timeout=600)
+    assert BOX_NAME not in vagrant("box", "list", timeout=60).stdout
     started = time.monotonic()
     try:
         up = vagrant("up", timeout=READY_WITHIN)

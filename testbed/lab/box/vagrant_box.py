@@ -32,6 +32,10 @@ from testbed.lab.machines.rootfs import (
 log = logging.getLogger(__name__)
 
 BOX_FILE = "lcm-bookworm.box"
+CURRENT_LINK = "lcm-bookworm.box"
+"""In the cache root: a link to the newest build's box file, the Vagrantfile's ``box_url``. Vagrant decides
+whether it holds the box before the ``up`` trigger builds and adds it, so on a host's first ``vagrant up`` it
+adds the box from this link instead of asking Vagrant Cloud."""
 KEY_FILE = "lcm-box-key"
 """Inside the box: the build's digest, so ``add`` knows whether Vagrant holds this very build."""
 PRIVATE_KEY = "vagrant_key"
@@ -63,7 +67,7 @@ async def ensure_box(cache_root: Path = CACHE_ROOT, *, mirror: str = "") -> Path
     """The cached box file, built first when there is none (minutes, once)."""
     dest = box_path(cache_root)
     if (dest / BOX_FILE).is_file():
-        return dest / BOX_FILE
+        return _link_current(dest / BOX_FILE, cache_root)
     missing = disk.missing_tools()
     if missing:
         raise LabError("cannot build the Vagrant box on this host; missing: " + "; ".join(missing))
@@ -75,7 +79,19 @@ async def ensure_box(cache_root: Path = CACHE_ROOT, *, mirror: str = "") -> Path
             await _build(image, dest, mirror)
     finally:
         os.close(lock)
-    return dest / BOX_FILE
+    return _link_current(dest / BOX_FILE, cache_root)
+
+
+def _link_current(box: Path, cache_root: Path) -> Path:
+    """Point ``CURRENT_LINK`` at ``box`` (replaced atomically: a concurrent ``vagrant up`` sees one or the
+    other build, never no link)."""
+    link = cache_root / CURRENT_LINK
+    if not link.is_symlink() or link.readlink() != box:
+        tmp = link.with_name(f".{CURRENT_LINK}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(box)
+        tmp.replace(link)
+    return box
 
 
 async def _build(image: Path, dest: Path, mirror: str) -> None:
