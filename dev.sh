@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for newcomers and CI: installs what is missing, then runs the demo or the tests.
 #   ./dev.sh demo     set up, start the regional API simulator with the sample objects, show them (Ctrl-C stops)
-#   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter), the whole test suite in
-#                     parallel under coverage, and the coverage per package
+#   ./dev.sh test     set up, then static checks (ruff, mypy --strict, import-linter), the whole test suite
+#                     under coverage (LCM_TEST_COVERAGE=0: without), and the coverage per package
 #   ./dev.sh test --fast   the same checks, then the tests not marked slow (the inner loop; no coverage)
 #   ./dev.sh setup    only install (apt packages when root, the Python venv in .venv, the real control plane)
 #   ./dev.sh lock     recompile requirements/node.lock and dev.lock after a dependency changed (then commit them)
@@ -107,9 +107,9 @@ install_vm() {
 # nspawn machines (fixed names) and every module's or session's costly fixture.
 FAST_WORKERS=${LCM_TEST_WORKERS:-2}
 FULL_WORKERS=${LCM_TEST_WORKERS:-0}
-# LCM_TEST_COVERAGE=1: the full suite under coverage.py (branch, the agent's own processes too), with the
-# per-package report at the end.
-COVERAGE=${LCM_TEST_COVERAGE:-0}
+# The full suite runs under coverage.py (branch, the agent's own processes too: about a tenth slower), with the
+# per-package report at the end; LCM_TEST_COVERAGE=0 runs it without.
+COVERAGE=${LCM_TEST_COVERAGE:-1}
 COVERAGE_DIR=${LCM_COVERAGE_DIR:-.coverage-data}
 
 run_tests() {

@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 FLOOR = 85.0
 """Per cent of lines each node-agent package must cover."""
 NODE_PACKAGES = (
-    "agent/adapters", "agent/api", "agent/daemon", "agent/decisions", "agent/kits", "agent/reconciler",
+    "agent/adapters", "agent/api", "agent/cli", "agent/daemon", "agent/decisions", "agent/kits",
+    "agent/reconciler",
 )
 """The node distribution's packages (subpackages included), held to ``FLOOR``; the testbed's and the regional
 packages are reported, not held."""
