@@ -13,8 +13,9 @@ cd "$(dirname "$0")"
 
 # docker.io, iproute2, busybox-static: the test nodes (a dockerd per network namespace, an image with no registry);
 # mosquitto: the MQTT broker; systemd-container, debootstrap, dpkg-dev: the nspawn machines and their local apt mirror;
-# vagrant: `vagrant validate` of the Vagrantfile.
-APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap dpkg-dev vagrant)
+# vagrant: `vagrant validate` of the Vagrantfile; prometheus (and its promtool): the alert rules and the e2e scrape.
+APT_PACKAGES=(ca-certificates python3-venv docker.io iproute2 busybox-static mosquitto systemd-container debootstrap dpkg-dev vagrant
+  prometheus)
 VENV=${LCM_VENV:-.venv}
 
 # step LABEL COMMAND...: one line per step ("ok" and its time); the command's output only when it fails (its
