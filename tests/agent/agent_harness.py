@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,33 @@ ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
 FAST = {"backoff_base": 0.2, "backoff_cap": 2.0, "stop_grace_period": 5.0, "watch_inactivity_timeout": 5.0}
 """Timings that keep tests short: retries within seconds, a dead watch noticed in 5 s."""
+
+
+STOP_PATIENCE = 120.0
+"""Seconds a stopping daemon may take before the harness calls it hung. Its own bounds add up to far less (the
+running item's grace, the runner's SIGTERM grace and kill wait, the broker's flush), so only a root task that
+never ends trips it, however loaded the host."""
+
+
+async def stopped(task: asyncio.Task[ExitCode]) -> ExitCode:
+    """The exit code of a daemon told to stop. One still running after ``STOP_PATIENCE`` fails the test with
+    the stacks of every pending task and thread: they name the root that did not stop and where it waits."""
+    done, _ = await asyncio.wait({task}, timeout=STOP_PATIENCE)
+    if done:
+        return task.result()
+    stacks = []
+    for pending in asyncio.all_tasks():
+        if pending is not asyncio.current_task():
+            text = io.StringIO()
+            pending.print_stack(limit=12, file=text)
+            stacks.append(text.getvalue())
+    for ident, frame in sys._current_frames().items():
+        stacks.append(f"thread {ident}:\n" + "".join(traceback.format_stack(frame, limit=12)))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    pytest.fail(f"the daemon did not stop within {STOP_PATIENCE:.0f}s; its tasks and threads:\n"
+                + "\n".join(stacks))
 
 
 class Node:
@@ -212,7 +241,7 @@ class Node:
             yield task
         finally:
             stopping.set()
-            code = await asyncio.wait_for(task, 30)
+            code = await stopped(task)
         assert code == ExitCode.OK
 
     async def wait_logged(self, text: str, *, after: int = 0, within: float = 45.0) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 import yaml
-from agent_harness import FAST, Node, slot
+from agent_harness import FAST, Node, slot, stopped
 from scheduler_harness import running
 
 from agent.adapters.host import collect_host_info
@@ -150,7 +150,7 @@ class SwarmNode(Node):
             yield task
         finally:
             stopping.set()
-            code = await asyncio.wait_for(task, 30)
+            code = await stopped(task)
             root.removeHandler(handler)
             root.setLevel(level)
             handler.close()
