@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from slow_from_durations import listed
 
 from agent.adapters.kube import connect
 from agent.api.crds import crd_paths
@@ -81,17 +82,7 @@ dominates the suite, with the seconds the slowest took on the shared 2-core host
 test that boots machines is slow too, without being listed."""
 
 
-def _measured(path: Path) -> dict[str, float]:
-    """``tests/slow.txt``: one test a line, after its measured seconds (``tests/slow_from_durations.py``)."""
-    entries = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            seconds, test = line.split()
-            entries[test] = float(seconds)
-    return entries
-
-
-SLOW.update(_measured(Path(__file__).with_name("slow.txt")))
+SLOW.update(listed(Path(__file__).with_name("slow.txt")))
 ONE_WORKER = "host-singletons"
 """The xdist group of the tests that use fixed host names (``demo-*`` machines, the shared image and cache):
 under ``-n``, one worker runs them one after another."""

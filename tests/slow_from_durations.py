@@ -30,6 +30,17 @@ def slow_tests(report: str, seconds: float) -> dict[str, float]:
     return {test: total for test, total in totals.items() if total >= seconds}
 
 
+def listed(path: Path) -> dict[str, float]:
+    """What a ``tests/slow.txt`` names: each test with its measured seconds (the figure, then the node id,
+    a line each; ``#`` lines are comments). The one reader of the list: conftest marks these slow."""
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            seconds, test = line.split()
+            entries[test] = float(seconds)
+    return entries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="pytest's output with --durations=0")

@@ -11,7 +11,7 @@ from pathlib import Path
 TESTS = Path(__file__).parents[1]
 sys.path.insert(0, str(TESTS))
 
-from slow_from_durations import slow_tests  # noqa: E402 - a script beside the tests, not a package
+from slow_from_durations import listed, slow_tests  # noqa: E402 - a script beside the tests, not a package
 
 
 def collected(*args: str) -> set[str]:
@@ -21,11 +21,10 @@ def collected(*args: str) -> set[str]:
 
 
 def test_every_listed_test_exists_and_the_fast_loop_leaves_it_out() -> None:
-    listed = {line.split()[1] for line in (TESTS / "slow.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
-    assert listed
+    names = set(listed(TESTS / "slow.txt"))
+    assert names
     # A renamed or deleted test leaves a stale line (fix the list); a test is either slow or in the fast loop.
-    assert listed <= collected("-m", "slow")
+    assert names <= collected("-m", "slow")
 
 
 def test_durations_are_summed_per_test_across_phases_and_parameters() -> None:
