@@ -12,8 +12,13 @@ the systemd unit and starts it. Three rules shape it:
   against its ``sha256`` (pip checks the URL's ``#sha256=`` fragment); its dependencies come from the
   release's package index. The version directory is named after the wheel's version, so a later self-upgrade
   and rollback find it exactly as if the agent had built it.
-- **No install logic in shell.** After pip, ``lcm-agent activate`` (agent/adapters/install.py) records the
-  wheel's digest and switches ``current`` atomically; cloud-init only sequences the steps.
+- **A built tree when the site has one.** ``tree_url`` names the same install already made (the venv a
+  ``pip install`` of the wheel gives, with its byte code, for the machines' Python and architecture) as one
+  archive with its own ``sha256``: the machine fetches, checks and unpacks it instead of resolving,
+  unpacking and compiling some forty wheels, the largest part of its time from boot to registered
+  (bench/boot_to_ready.py). The wheel's digest is still the one recorded.
+- **No install logic in shell.** After the install, ``lcm-agent activate`` (agent/adapters/install.py)
+  records the wheel's digest and switches ``current`` atomically; cloud-init only sequences the steps.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class AgentBuild:
     sha256: str
     index_url: str
     """A PEP 503 "simple" index holding the agent's dependencies (the release's mirror)."""
+    tree_url: str = ""
+    """http(s) URL of ``lcm_agent-<version>-….tar.gz``: the wheel installed with its dependencies into
+    ``versions/<version>`` (``venv_commands``), archived; "" installs from the wheel and the index."""
+    tree_sha256: str = ""
 
     @property
     def version(self) -> str:
@@ -120,10 +129,25 @@ def _check(data: MachineUserData) -> None:
         raise ValueError(f"agent sha256 {data.agent.sha256!r} must be 64 lower-case hex digits")
     if urlsplit(data.agent.index_url).scheme not in ("https", "http"):
         raise ValueError(f"package index {data.agent.index_url!r} must be an http(s) URL")
+    if data.agent.tree_url:
+        _check_tree(data.agent)
     if data.mqtt_url and urlsplit(data.mqtt_url).scheme not in ("mqtt", "mqtts"):
         raise ValueError(f"MQTT URL {data.mqtt_url!r} must be an mqtt:// or mqtts:// URL")
     if "[Service]" not in data.unit:
         raise ValueError("the unit text is not a systemd service unit")
+
+
+def _check_tree(agent: AgentBuild) -> None:
+    if urlsplit(agent.tree_url).scheme not in ("https", "http"):
+        raise ValueError(f"agent tree {agent.tree_url!r} must be an http(s) URL")
+    name = urlsplit(agent.tree_url).path.rsplit("/", 1)[-1]
+    if not (name.startswith(f"lcm_agent-{agent.version}-") and name.endswith(".tar.gz")):
+        # The archive holds versions/<version>: a tree of another version would be activated under the
+        # wheel's name.
+        raise ValueError(f"agent tree {name!r} must be lcm_agent-{agent.version}-….tar.gz, "
+                         "the wheel's version")
+    if not _SHA256.fullmatch(agent.tree_sha256):
+        raise ValueError(f"agent tree sha256 {agent.tree_sha256!r} must be 64 lower-case hex digits")
 
 
 def _agent_config(data: MachineUserData) -> dict[str, Any]:
@@ -155,12 +179,40 @@ _PIP_FROM_WHEEL = (
 """``sh -c`` script: the venv's python ($0) runs pip from that wheel and installs it with the arguments."""
 
 
-def _install_commands(agent: AgentBuild, version: str) -> list[list[str]]:
-    """Build the version's venv, install the verified wheel with its dependencies, switch, start.
+_FETCH_TREE = """\
+import base64, hashlib, os, sys, urllib.parse, urllib.request
+url, want, archive = sys.argv[1:]
+parts = urllib.parse.urlsplit(url)
+request = urllib.request.Request(parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl())
+if parts.username is not None:
+    pair = urllib.parse.unquote(parts.username) + ":" + urllib.parse.unquote(parts.password or "")
+    request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+digest = hashlib.sha256()
+try:
+    with urllib.request.urlopen(request, timeout=60) as answer, open(archive + ".part", "wb") as out:
+        for block in iter(lambda: answer.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+except OSError as error:
+    if os.path.exists(archive + ".part"):
+        os.unlink(archive + ".part")
+    sys.exit(f"cannot fetch {parts.path} from {parts.hostname}: {error}")
+if digest.hexdigest() != want:
+    os.unlink(archive + ".part")
+    sys.exit(f"{parts.path}: sha256 {digest.hexdigest()}, the user-data names {want}")
+os.rename(archive + ".part", archive)
+"""
+"""``python3 -c`` script: download the tree's archive, verify it while it streams, keep it only if it
+matches. A URL's credentials go in an Authorization header (urllib takes none in the URL), and an
+error names the URL's host and path alone."""
+
+
+def venv_commands(agent: AgentBuild, tree: str) -> list[list[str]]:
+    """Make ``tree`` the venv of the wheel with its dependencies from the index: a machine without a built
+    tree runs these, and the lab builds the tree it publishes with the very same ones.
 
     The venv is made without pip and pip comes from the same wheel in the agent's own install: ensurepip
     would byte-compile pip's 700 files first, seconds of every machine's boot (bench/boot_to_ready.py)."""
-    tree = f"{INSTALL_ROOT}/versions/{version}"
     pip = ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--index-url", agent.index_url]
     index = urlsplit(agent.index_url)
     if index.scheme == "http" and index.hostname:
@@ -171,7 +223,23 @@ def _install_commands(agent: AgentBuild, version: str) -> list[list[str]]:
         ["python3", "-m", "venv", "--without-pip", tree],
         ["sh", "-c", _PIP_FROM_WHEEL, f"{tree}/bin/python", *pip,
          f"lcm-agent @ {agent.url}#sha256={agent.sha256}"],
-        [f"{tree}/bin/lcm-agent", "activate", "--wheel-sha256", agent.sha256],
+    ]
+
+
+def _install_commands(agent: AgentBuild, version: str) -> list[list[str]]:
+    """Put the version's tree in place (unpacked from the site's archive, or built), switch, start."""
+    versions = f"{INSTALL_ROOT}/versions"
+    if agent.tree_url:
+        archive = f"{INSTALL_ROOT}/{urlsplit(agent.tree_url).path.rsplit('/', 1)[-1]}"
+        install = [["install", "-d", "-m", "0755", versions],
+                   ["python3", "-c", _FETCH_TREE, agent.tree_url, agent.tree_sha256, archive],
+                   ["tar", "-xzf", archive, "-C", versions, "--no-same-owner"],
+                   ["rm", "-f", archive]]
+    else:
+        install = venv_commands(agent, f"{versions}/{version}")
+    return [
+        *install,
+        [f"{versions}/{version}/bin/lcm-agent", "activate", "--wheel-sha256", agent.sha256],
         ["systemctl", "daemon-reload"],
         # --no-block: the unit is Type=notify and reports ready only once registered, so waiting for the
         # start would hold cloud-init (and its status) hostage to the API being reachable.

@@ -17,7 +17,8 @@ def render(args: argparse.Namespace) -> int:
         data = MachineUserData(
             machine=args.machine, namespace=args.namespace, api_server=args.api_server,
             token=_read(args.token_file).strip(), ca_pem=_read(args.ca_file),
-            agent=AgentBuild(url=args.agent_url, sha256=args.agent_sha256, index_url=args.index_url),
+            agent=AgentBuild(url=args.agent_url, sha256=args.agent_sha256, index_url=args.index_url,
+                             tree_url=args.agent_tree_url, tree_sha256=args.agent_tree_sha256),
             unit=_read(args.unit_file), mqtt_url=args.mqtt_url, mqtt_username=args.mqtt_username,
             mqtt_password=_read(args.mqtt_password_file).strip(), mqtt_ca_pem=_read(args.mqtt_ca_file))
         text = render_user_data(data)

@@ -49,6 +49,10 @@ def add_cloudinit_commands(groups: Groups) -> None:
     render.add_argument("--agent-sha256", required=True, metavar="HEX", help="the wheel's sha256")
     render.add_argument("--index-url", required=True, metavar="URL",
                         help="PEP 503 index with the agent's dependencies (the release's mirror)")
+    render.add_argument("--agent-tree-url", default="", metavar="URL",
+                        help="the agent built for the machines (lcm_agent-<version>-….tar.gz): unpacked "
+                             "instead of installing the wheel and its dependencies (optional)")
+    render.add_argument("--agent-tree-sha256", default="", metavar="HEX", help="the tree archive's sha256")
     render.add_argument("--mqtt-url", default="", metavar="URL", help="mqtt:// or mqtts:// broker (optional)")
     render.add_argument("--mqtt-username", default="", help="this node's broker user")
     render.add_argument("--mqtt-password-file", type=Path, help="file holding the broker password")

@@ -43,7 +43,9 @@ class Machines:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def machines(lab: Lab) -> AsyncIterator[Machines]:
     good = await lab.fleet.add(f"{lab.tag}-ok", machine_type="worker")
-    bad = await lab.fleet.add(f"{lab.tag}-bad", machine_type="worker", token=BAD_TOKEN)
+    # The good machine unpacks the agent's built tree, the bad one installs it from the wheel and the index
+    # (a site without a tree): each way must leave an agent that runs.
+    bad = await lab.fleet.add(f"{lab.tag}-bad", machine_type="worker", token=BAD_TOKEN, from_wheel=True)
     yield Machines(good, bad)
 
 
@@ -65,6 +67,9 @@ async def test_cloud_init_installs_the_agent_and_systemd_runs_it_until_it_regist
     assert (await good.exec(["readlink", "/opt/lcm-agent/current"]))[1].strip() == f"versions/{__version__}"
     marker = f"/opt/lcm-agent/versions/{__version__}/.lcm-agent-wheel-sha256"
     assert (await good.exec(["cat", marker]))[1].strip() == lab.fleet.agent.sha256
+    # It unpacked the tree (the release's wheel digest recorded all the same) and kept no archive.
+    assert lab.fleet.agent.tree_url
+    assert (await good.exec(["ls", "/opt/lcm-agent"]))[1].split() == ["current", "versions"]
     _, modes = await good.exec(["stat", "-c", "%n %a %U", "/etc/lcm-agent", "/etc/lcm-agent/config.yaml",
                                 "/etc/lcm-agent/token"])
     assert modes.split("\n")[:3] == ["/etc/lcm-agent 700 root", "/etc/lcm-agent/config.yaml 600 root",
@@ -76,8 +81,10 @@ async def test_a_bad_token_leaves_the_machine_uninitialized_with_the_401_in_its_
 ) -> None:
     bad = machines.bad
     journal = await _journal_until(bad, "refuses this machine's credentials", within=300)
-    assert "401" in journal
+    assert "401" in journal  # its agent, installed from the wheel, runs and is refused
     assert BAD_TOKEN not in journal  # the agent redacts its own token, even a wrong one
+    marker = f"/opt/lcm-agent/versions/{__version__}/.lcm-agent-wheel-sha256"
+    assert (await bad.exec(["cat", marker]))[1].strip() == lab.fleet.agent.sha256
     obj = await lab.fleet.lcm_machine(bad.name)
     assert obj is not None
     assert not registered(obj)

@@ -4,10 +4,16 @@ too (tests/machines/test_userdata_schema.py)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import os
 import stat
 import subprocess
 import sys
+import tarfile
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,8 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.machine-token"
 SHA = "ab" * 32
 AGENT = AgentBuild(url="http://10.79.0.1:8080/pypi/files/lcm_agent-0.1.0-py3-none-any.whl", sha256=SHA,
                    index_url="http://10.79.0.1:8080/pypi/simple/")
+TREE = replace(AGENT, tree_url="http://10.79.0.1:8080/trees/lcm_agent-0.1.0-py311-x86_64.tar.gz",
+               tree_sha256="cd" * 32)
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
@@ -95,6 +103,50 @@ def test_the_venv_made_without_pip_gets_a_working_pip_from_the_systems_wheel(tmp
     assert str(tree) in version.stdout  # the venv's own pip now, for the agent's self-upgrades
 
 
+def test_a_built_tree_is_fetched_verified_unpacked_and_activated_in_place_of_pip() -> None:
+    tree = "/opt/lcm-agent/versions/0.1.0"
+    archive = "/opt/lcm-agent/lcm_agent-0.1.0-py311-x86_64.tar.gz"
+    mkdir, fetch, unpack, remove, activate, *start = parsed(user_data(agent=TREE))["runcmd"]
+    assert mkdir == ["install", "-d", "-m", "0755", "/opt/lcm-agent/versions"]
+    assert fetch[:2] == ["python3", "-c"]
+    assert fetch[3:] == [TREE.tree_url, TREE.tree_sha256, archive]
+    assert unpack == ["tar", "-xzf", archive, "-C", "/opt/lcm-agent/versions", "--no-same-owner"]
+    assert remove == ["rm", "-f", archive]
+    assert activate == [f"{tree}/bin/lcm-agent", "activate", "--wheel-sha256", SHA]  # the release's wheel
+    assert start[-1] == ["systemctl", "enable", "--now", "--no-block", "lcm-agent.service"]
+
+
+def test_the_fetch_keeps_an_archive_with_the_named_digest_only(tmp_path: Path) -> None:
+    """The fetch command as a machine runs it, against a file served over HTTP on this host."""
+    (tmp_path / "www" / "0.1.0" / "bin").mkdir(parents=True)
+    (tmp_path / "www" / "0.1.0" / "bin" / "lcm-agent").write_text("#!/bin/sh\n")
+    served = tmp_path / "www" / "lcm_agent-0.1.0-py311-x86_64.tar.gz"
+    with tarfile.open(served, "w:gz") as tar:
+        tar.add(tmp_path / "www" / "0.1.0", arcname="0.1.0")
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path / "www"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:s3cret@127.0.0.1:{server.server_port}/{served.name}"
+        fetch = parsed(user_data(agent=replace(TREE, tree_url=url, tree_sha256=digest)))["runcmd"][1]
+        kept = tmp_path / "kept.tar.gz"
+        good = subprocess.run([sys.executable, *fetch[1:3], url, digest, str(kept)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert good.returncode == 0, good.stderr
+        assert kept.read_bytes() == served.read_bytes()
+        refused = tmp_path / "refused.tar.gz"
+        bad = subprocess.run([sys.executable, *fetch[1:3], url, "0" * 64, str(refused)], capture_output=True,
+                             text=True, timeout=60, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bad.returncode != 0
+    assert f"/{served.name}: sha256 {digest}" in bad.stderr
+    assert "s3cret" not in bad.stderr  # a URL's credentials never reach cloud-init's log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.tar.gz", "www"]  # nothing half-kept
+
+
 def test_an_https_index_is_not_marked_trusted() -> None:
     agent = AgentBuild(url="https://mirror.example.net/lcm_agent-0.2.0-py3-none-any.whl", sha256=SHA,
                        index_url="https://mirror.example.net/simple/")
@@ -137,6 +189,11 @@ def test_the_agent_accepts_the_configuration_the_user_data_writes(tmp_path: Path
      "must name a wheel"),
     ({"agent": AgentBuild(url=AGENT.url, sha256="abc", index_url=AGENT.index_url)}, "64 lower-case hex"),
     ({"agent": AgentBuild(url=AGENT.url, sha256=SHA, index_url="file:///srv/simple")}, "http(s) URL"),
+    ({"agent": replace(AGENT, tree_url="http://m/lcm_agent-0.2.0-py311-x86_64.tar.gz", tree_sha256=SHA)},
+     "the wheel's version"),
+    ({"agent": replace(AGENT, tree_url="file:///srv/lcm_agent-0.1.0-py311-x86_64.tar.gz", tree_sha256=SHA)},
+     "http(s) URL"),
+    ({"agent": replace(AGENT, tree_url=TREE.tree_url, tree_sha256="")}, "tree sha256"),
     ({"mqtt_url": "tcp://broker:1883"}, "mqtt:// or mqtts://"),
     ({"unit": "not a unit"}, "not a systemd service unit"),
 ])
@@ -166,6 +223,16 @@ def test_cli_writes_the_document_private_and_never_echoes_the_token(tmp_path: Pa
     doc = yaml.safe_load(out.read_text())
     assert files(doc)["/etc/lcm-agent/token"]["content"].strip() == TOKEN  # the file's newline is not kept
     assert files(doc)["/etc/lcm-agent/ca.pem"]["content"] == CA
+
+
+def test_cli_renders_the_install_from_a_built_tree(tmp_path: Path) -> None:
+    done = render_cli(tmp_path, "--agent-tree-url", TREE.tree_url, "--agent-tree-sha256", TREE.tree_sha256)
+    assert done.returncode == 0, done.stderr
+    fetch = yaml.safe_load(done.stdout)["runcmd"][1]
+    assert fetch[3:5] == [TREE.tree_url, TREE.tree_sha256]
+    refused = render_cli(tmp_path, "--agent-tree-url", TREE.tree_url)
+    assert refused.returncode == 2
+    assert "agent tree sha256" in refused.stderr
 
 
 def test_cli_says_what_is_wrong_with_an_input(tmp_path: Path) -> None:

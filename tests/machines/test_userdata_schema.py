@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,11 @@ CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
                     mqtt_password="broker-password", mqtt_ca_pem=CA),
     MachineUserData(machine="wrk-1", namespace="cluster-a", api_server="https://regional.example.net:6443",
                     token="worker-token", agent=AGENT, unit=UNIT_FILE.read_text()),
-], ids=["control-with-mqtt", "worker"])
+    MachineUserData(machine="wrk-2", namespace="cluster-a", api_server="https://regional.example.net:6443",
+                    token="worker-token", unit=UNIT_FILE.read_text(), agent=replace(
+                        AGENT, tree_url="https://mirror.example.net/lcm/lcm_agent-0.1.0-py311-x86_64.tar.gz",
+                        tree_sha256="1e" * 32)),
+], ids=["control-with-mqtt", "worker", "worker-from-a-tree"])
 async def test_cloud_init_schema_accepts_the_user_data(
     image: Path, tmp_path: Path, data: MachineUserData,
 ) -> None:

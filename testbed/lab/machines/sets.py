@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from testbed.lab.machines.rootfs import (
 from testbed.lab.mirrors.apt import PACKAGES, ensure_apt_repo, sources_line
 from testbed.lab.mirrors.pypi import build_index
 from testbed.lab.mirrors.server import MirrorServer
+from testbed.lab.mirrors.tree import build_tree
 from testbed.lab.stack.stages import Stages
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,19 @@ class MachineSet:
         self._mirror = MirrorServer(www, str(s.subnet.gateway), s.mirror_port).start()
         self._agent = AgentBuild(url=f"{self._mirror.url}/pypi/files/{wheel.path.name}", sha256=wheel.sha256,
                                  index_url=f"{self._mirror.url}/pypi/simple/")
+        tree = await build_tree(www / "pypi", wheel, self._agent.version, self._image, s.cache_root)
+        link = www / "trees" / tree.path.name
+        link.parent.mkdir(exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(tree.path)
+        self._agent = replace(self._agent, tree_url=f"{self._mirror.url}/trees/{tree.path.name}",
+                              tree_sha256=tree.sha256)
         stages.done("bridge and package mirror")
 
     @property
     def agent(self) -> AgentBuild:
-        """The agent build machines install: the release's downloadURL, sha256 and index, in the lab."""
+        """The agent build machines install: the release's downloadURL, sha256 and index, in the lab, and
+        the tree built from them (testbed.lab.mirrors.tree)."""
         if self._agent is None:
             raise LabError("the fleet is not prepared")
         return self._agent
@@ -163,11 +172,13 @@ class MachineSet:
 
     async def add(
         self, name: str, *, machine_type: str = "worker", token: str | None = None,
-        mqtt: MqttAccess | None = None,
+        mqtt: MqttAccess | None = None, from_wheel: bool = False,
     ) -> Machine:
         """Provision and boot one machine; ``token`` replaces the issued one (to show a bad credential);
-        ``mqtt`` gives the agent its broker account."""
-        user_data = await self.user_data(name, machine_type=machine_type, token=token, mqtt=mqtt)
+        ``mqtt`` gives the agent its broker account; ``from_wheel`` has it install the agent from the wheel
+        and the index instead of the tree, as at a site that publishes none."""
+        user_data = await self.user_data(name, machine_type=machine_type, token=token, mqtt=mqtt,
+                                         from_wheel=from_wheel)
         return await self.boot(name, user_data)
 
     async def boot(self, name: str, user_data: str) -> Machine:
@@ -192,7 +203,7 @@ class MachineSet:
 
     async def user_data(
         self, name: str, *, machine_type: str = "worker", token: str | None = None,
-        mqtt: MqttAccess | None = None,
+        mqtt: MqttAccess | None = None, from_wheel: bool = False,
     ) -> str:
         """Provision one machine (LCMMachine, ServiceAccount, Role, token) and render its user-data, the
         document any provider hands to cloud-init (nspawn seed, VM seed ISO); as ``add``'s arguments."""
@@ -201,9 +212,10 @@ class MachineSet:
             raise LabError("prepare the fleet and connect it to an API before provisioning machines")
         s = self.settings
         issued = await provision(kube, s.namespace, name, cluster=s.cluster, machine_type=machine_type)
+        agent = replace(self.agent, tree_url="", tree_sha256="") if from_wheel else self.agent
         return render_user_data(MachineUserData(
             machine=name, namespace=s.namespace, api_server=api.server, token=token or issued,
-            ca_pem=api.ca_pem, agent=self.agent, unit=s.unit_file.read_text(),
+            ca_pem=api.ca_pem, agent=agent, unit=s.unit_file.read_text(),
             mqtt_url=mqtt.url if mqtt else "", mqtt_username=mqtt.username if mqtt else "",
             mqtt_password=mqtt.password if mqtt else ""))
 
