@@ -61,8 +61,7 @@ class AgentBuild:
     @property
     def version(self) -> str:
         """The version in the wheel's file name: pip installs exactly that, and it names the directory."""
-        name = urlsplit(self.url).path.rsplit("/", 1)[-1]
-        found = _WHEEL.fullmatch(name)
+        found = _WHEEL.fullmatch(_file_name(self.url))
         if found is None or found["dist"].lower().replace(".", "_") != "lcm_agent":
             raise ValueError(f"agent URL {self.url!r} must name a wheel lcm_agent-<version>-…whl")
         return found["version"]
@@ -140,7 +139,7 @@ def _check(data: MachineUserData) -> None:
 def _check_tree(agent: AgentBuild) -> None:
     if urlsplit(agent.tree_url).scheme not in ("https", "http"):
         raise ValueError(f"agent tree {agent.tree_url!r} must be an http(s) URL")
-    name = urlsplit(agent.tree_url).path.rsplit("/", 1)[-1]
+    name = _file_name(agent.tree_url)
     if not (name.startswith(f"lcm_agent-{agent.version}-") and name.endswith(".tar.gz")):
         # The archive holds versions/<version>: a tree of another version would be activated under the
         # wheel's name.
@@ -148,6 +147,11 @@ def _check_tree(agent: AgentBuild) -> None:
                          "the wheel's version")
     if not _SHA256.fullmatch(agent.tree_sha256):
         raise ValueError(f"agent tree sha256 {agent.tree_sha256!r} must be 64 lower-case hex digits")
+
+
+def _file_name(url: str) -> str:
+    """The last segment of a URL's path: a wheel's or an archive's file name, which says its version."""
+    return urlsplit(url).path.rsplit("/", 1)[-1]
 
 
 def _agent_config(data: MachineUserData) -> dict[str, Any]:
@@ -230,7 +234,7 @@ def _install_commands(agent: AgentBuild, version: str) -> list[list[str]]:
     """Put the version's tree in place (unpacked from the site's archive, or built), switch, start."""
     versions = f"{INSTALL_ROOT}/versions"
     if agent.tree_url:
-        archive = f"{INSTALL_ROOT}/{urlsplit(agent.tree_url).path.rsplit('/', 1)[-1]}"
+        archive = f"{INSTALL_ROOT}/{_file_name(agent.tree_url)}"
         install = [["install", "-d", "-m", "0755", versions],
                    ["python3", "-c", _FETCH_TREE, agent.tree_url, agent.tree_sha256, archive],
                    ["tar", "-xzf", archive, "-C", versions, "--no-same-owner"],

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from testbed.lab.machines.host import LabError, run
@@ -204,11 +204,16 @@ def _make_generic(root: Path) -> None:
 
 
 async def cloud_init_schema(image: Path, user_data: Path) -> tuple[int, str]:
-    """``cloud-init schema`` of the machines' own cloud-init on a user-data file: exit code and report.
+    """``cloud-init schema`` of the machines' own cloud-init on a user-data file: exit code and report."""
+    return await in_overlay(image, ["cloud-init", "schema", "--config-file", "/run/user-data"],
+                            binds=[f"--bind-ro={user_data}:/run/user-data"], check=False)
 
-    It runs in a throw-away overlay of the image (``--volatile=overlay``), so the cached image is untouched.
-    """
+
+async def in_overlay(
+    image: Path, argv: Sequence[str], *, binds: Sequence[str] = (), check: bool = True,
+) -> tuple[int, str]:
+    """A command in a throw-away overlay of ``image`` (``--volatile=overlay``), with the host's network and
+    ``binds`` (nspawn's ``--bind``/``--bind-ro`` options): the cached image is left untouched."""
     return await run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--volatile=overlay",
-                      f"--bind-ro={user_data}:/run/user-data", "-D", str(image),
-                      "cloud-init", "schema", "--config-file", "/run/user-data"],
-                     env={"SYSTEMD_LOG_LEVEL": "err"}, check=False)
+                      *binds, "-D", str(image), *argv],
+                     env={"DEBIAN_FRONTEND": "noninteractive", "SYSTEMD_LOG_LEVEL": "err"}, check=check)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.lab.machines.host import run
-from testbed.lab.machines.rootfs import SUITE
+from testbed.lab.machines.rootfs import SUITE, in_overlay
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ async def ensure_apt_repo(
               " && apt-get update -q"
               " && apt-get install -y -q --download-only --no-install-recommends"
               f" -o Dir::Cache::archives=/repo {' '.join(map(shlex.quote, packages))}")
-    await run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--volatile=overlay",
-               f"--bind={tmp}:/repo", "-D", str(image), "sh", "-c", script],
-              env={"DEBIAN_FRONTEND": "noninteractive", "SYSTEMD_LOG_LEVEL": "err"})
+    await in_overlay(image, ["sh", "-c", script], binds=[f"--bind={tmp}:/repo"])
     # Relative file names in the index (./docker.io_….deb): the repository can be served from anywhere.
     await run(["sh", "-c", 'cd "$1" && dpkg-scanpackages --multiversion . /dev/null > Packages.new', "sh",
                str(tmp)])

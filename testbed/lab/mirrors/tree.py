@@ -15,6 +15,7 @@ into place when complete, so concurrent test runs share one and a crash leaves n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import platform
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from agent.decisions.cloudinit import INSTALL_ROOT, AgentBuild, venv_commands
 from testbed.lab.machines.host import run
-from testbed.lab.machines.rootfs import lock_build
+from testbed.lab.machines.rootfs import in_overlay, lock_build
 from testbed.lab.mirrors.pypi import MACHINE_PYTHON, AgentWheel, sha256_of
 
 _INDEX = "/run/lcm-index"
@@ -46,7 +47,7 @@ async def build_tree(
     wheels = sorted(f"{w.name} {sha256_of(w)}" for w in (index / "files").glob("*.whl"))
     key = hashlib.sha256("\n".join([image.name, *wheels]).encode()).hexdigest()[:12]
     cached = cache_root / f"agent-tree-{key}" / name
-    lock = lock_build(cached.parent)
+    lock = await asyncio.to_thread(lock_build, cached.parent)
     try:
         if not cached.is_file():
             await _build(index, wheel, version, image, cached)
@@ -63,9 +64,8 @@ async def _build(index: Path, wheel: AgentWheel, version: str, image: Path, dest
                        index_url=f"file://{_INDEX}/simple/")
     commands = venv_commands(agent, f"{INSTALL_ROOT}/versions/{version}")
     script = " && ".join(shlex.join(argv) for argv in commands)
-    await run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--volatile=overlay",
-               f"--bind-ro={index}:{_INDEX}", f"--bind={work / 'versions'}:{INSTALL_ROOT}/versions",
-               "-D", str(image), "sh", "-ec", script], env={"SYSTEMD_LOG_LEVEL": "err"})
+    await in_overlay(image, ["sh", "-ec", script], binds=[
+        f"--bind-ro={index}:{_INDEX}", f"--bind={work / 'versions'}:{INSTALL_ROOT}/versions"])
     packed = work / dest.name
     await run(["tar", "-czf", str(packed), "-C", str(work / "versions"), "--owner=0", "--group=0", version])
     shutil.rmtree(work / "versions")
