@@ -103,11 +103,13 @@ def render_user_data(data: MachineUserData) -> str:
         # bootcmd runs before write_files: the credentials land in a directory only root can enter, and
         # systemd's ConfigurationDirectoryMode does not tighten a directory that exists already.
         "bootcmd": [["install", "-d", "-m", "0700", CONFIG_DIR]],
-        # python3-venv builds the agent's virtualenv; on the lab's image it is there already.
-        "packages": ["python3-venv"],
         "write_files": files,
         "runcmd": _install_commands(data.agent, version),
     }
+    if not data.agent.tree_url:
+        # python3-venv builds the agent's virtualenv (on the lab's image it is there already). A built tree
+        # carries its own, so the boot then needs no package index at all: no apt-get update at cloud-init.
+        doc["packages"] = ["python3-venv"]
     header = (f"#cloud-config\n# lcm-agent {version} for LCMMachine {data.namespace}/{data.machine}; "
               "rendered by `lcmctl cloud-init render`.\n"
               "# It carries this machine's API credentials: keep it as private as the token itself.\n")

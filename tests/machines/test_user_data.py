@@ -106,7 +106,8 @@ def test_the_venv_made_without_pip_gets_a_working_pip_from_the_systems_wheel(tmp
 def test_a_built_tree_is_fetched_verified_unpacked_and_activated_in_place_of_pip() -> None:
     tree = "/opt/lcm-agent/versions/0.1.0"
     archive = "/opt/lcm-agent/lcm_agent-0.1.0-py311-x86_64.tar.gz"
-    mkdir, fetch, unpack, remove, activate, *start = parsed(user_data(agent=TREE))["runcmd"]
+    doc = parsed(user_data(agent=TREE))
+    mkdir, fetch, unpack, remove, activate, *start = doc["runcmd"]
     assert mkdir == ["install", "-d", "-m", "0755", "/opt/lcm-agent/versions"]
     assert fetch[:2] == ["python3", "-c"]
     assert fetch[3:] == [TREE.tree_url, TREE.tree_sha256, archive]
@@ -114,6 +115,7 @@ def test_a_built_tree_is_fetched_verified_unpacked_and_activated_in_place_of_pip
     assert remove == ["rm", "-f", archive]
     assert activate == [f"{tree}/bin/lcm-agent", "activate", "--wheel-sha256", SHA]  # the release's wheel
     assert start[-1] == ["systemctl", "enable", "--now", "--no-block", "lcm-agent.service"]
+    assert "packages" not in doc  # the tree carries its venv: the boot reads no package index
 
 
 def test_the_fetch_keeps_an_archive_with_the_named_digest_only(tmp_path: Path) -> None:

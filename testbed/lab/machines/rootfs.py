@@ -38,9 +38,11 @@ SUITE = "bookworm"
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
 """Installed by debootstrap: enough for apt to run inside and for the image to boot."""
-PACKAGES = ("cloud-init", "python3-venv", "iproute2", "netbase", "libudev1", "procps")
+PACKAGES = ("cloud-init", "python3-venv", "python3-apt", "iproute2", "netbase", "libudev1", "procps")
 """Installed by apt inside the image: cloud-init and what the user-data and the agent use (venv for the
-install, libudev for pyudev, iproute2 for operators)."""
+install without a built tree, python3-apt for Ansible's apt module, libudev for pyudev, iproute2 for
+operators). Like a cloud vendor's image: without python3-apt the module installs it first, an index refresh
+and an install more in every machine's prepare."""
 COMPLETE = ".lcm-lab-complete"
 AIR_GAPPED_SOURCES = "# air-gapped: the release's playbooks configure its mirror\n"
 
