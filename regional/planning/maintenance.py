@@ -72,6 +72,8 @@ def plan_maintenance(fleet: Fleet) -> list[Action]:
             fleet.in_maintenance.add(v.name)
             waiting = _step_in(fleet, v)
             inside = waiting is None
+            if inside:  # from the plan that steps in: its status.waiting never goes blank in between
+                fleet.hold(v, "Maintenance", "in maintenance")
             if request is not None:
                 verdict: Verdict = ("Waiting", waiting) if waiting else (IN, "")
                 verdicts[request.metadata.name or ""] = (request, verdict)
@@ -103,9 +105,9 @@ def _serve_node_requests(fleet: Fleet, verdicts: dict[str, tuple[Request, Verdic
 
 
 def _step_in(fleet: Fleet, v: MachineView) -> str | None:
-    """One step into maintenance; None once in, else what it waits for (also recorded as its hold)."""
+    """One step into maintenance; None once in (the caller holds it then), else what it waits for (also
+    recorded as its hold)."""
     if v.status.maintenance:
-        fleet.hold(v, "Maintenance", "in maintenance")
         if v.name in fleet.drains:
             fleet.want("swarm-drain", v, True, "in maintenance")
         return None

@@ -79,6 +79,21 @@ def test_a_machine_in_maintenance_is_drained_held_out_of_an_upgrade_and_back_aft
     assert "w0" not in world.maintenance["nodemaintenancerequests"]  # removed once the node was undrained
 
 
+def test_a_machine_that_steps_into_maintenance_says_why_it_waits_from_that_step_on() -> None:
+    """The plan that sets ``status.maintenance`` holds the machine too: its ``status.waiting`` never goes
+    blank in between (an e2e look caught it between two writes, in maintenance and not waiting)."""
+    world = _cluster()
+    world.machines["w0"]["spec"]["maintenance"] = True
+    seen = []
+    for _ in range(40):
+        world.step()
+        w0 = world.machine("w0")
+        seen.append((w0.status.maintenance, w0.status.waiting.reason if w0.status.waiting else None))
+    inside = [reason for maintenance, reason in seen if maintenance]
+    assert inside, seen  # it did get in
+    assert set(inside) == {"Maintenance"}, seen
+
+
 def test_the_flag_makes_a_request_other_controllers_answer_before_the_drain() -> None:
     """Mirantis' flow: LCM requests maintenance, an application controller makes its workloads safe and sets
     its lock inactive, then LCM drains."""
