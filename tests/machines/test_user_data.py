@@ -4,15 +4,12 @@ too (tests/machines/test_userdata_schema.py)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import stat
 import subprocess
 import sys
 import tarfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import yaml
 from agent import __version__
 from agent.daemon.config import load_config
 from agent.decisions.cloudinit import PIP_WHEELS, UNIT_FILE, AgentBuild, MachineUserData, render_user_data
+from testbed.lab.mirrors.server import MirrorServer
 
 LCMCTL = str(Path(sys.executable).with_name("lcmctl"))
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.machine-token"
@@ -126,11 +124,9 @@ def test_the_fetch_keeps_an_archive_with_the_named_digest_only(tmp_path: Path) -
     with tarfile.open(served, "w:gz") as tar:
         tar.add(tmp_path / "www" / "0.1.0", arcname="0.1.0")
     digest = hashlib.sha256(served.read_bytes()).hexdigest()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path / "www"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = MirrorServer(tmp_path / "www", "127.0.0.1").start()
     try:
-        url = f"http://user:s3cret@127.0.0.1:{server.server_port}/{served.name}"
+        url = f"{server.url.replace('http://', 'http://user:s3cret@')}/{served.name}"
         fetch = parsed(user_data(agent=replace(TREE, tree_url=url, tree_sha256=digest)))["runcmd"][1]
         kept = tmp_path / "kept.tar.gz"
         good = subprocess.run([sys.executable, *fetch[1:3], url, digest, str(kept)], capture_output=True,
@@ -141,8 +137,7 @@ def test_the_fetch_keeps_an_archive_with_the_named_digest_only(tmp_path: Path) -
         bad = subprocess.run([sys.executable, *fetch[1:3], url, "0" * 64, str(refused)], capture_output=True,
                              text=True, timeout=60, check=False)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert bad.returncode != 0
     assert f"/{served.name}: sha256 {digest}" in bad.stderr
     assert "s3cret" not in bad.stderr  # a URL's credentials never reach cloud-init's log
