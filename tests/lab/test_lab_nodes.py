@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -126,6 +127,33 @@ def test_an_engine_killed_with_its_pidfile_left_behind_restarts(lab_nodes: LabFa
     finally:
         squatter.kill()
         squatter.wait()
+
+
+def test_a_dockerd_whose_containerd_hangs_is_started_again_with_a_fresh_one(
+        lab_nodes: LabFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dockerd exits when the containerd it starts has not answered in 15 s (a loaded host: seen in CI). A
+    ``containerd`` first on PATH that hangs the first time (and is the real one after) makes the real dockerd
+    give up for real; the service manager stops the hung one and starts dockerd again, as systemd restarts
+    docker.service."""
+    node = lab_nodes("iota")["iota"]
+    dockerd.stop(node)
+    hung_once = tmp_path / "hung-once"
+    fake = tmp_path / "bin" / "containerd"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/bash
+if [ ! -e {hung_once} ]; then touch {hung_once}; exec -a containerd sleep infinity; fi
+exec {shutil.which("containerd")} "$@"
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    dockerd.start(node)
+    assert dockerd.ping(node)
+    assert hung_once.exists()
+    said = node.log_file.read_text()
+    assert dockerd.CONTAINERD_TIMEOUT in said
+    assert "containerd stopped, dockerd started again (attempt 2 of 3)" in said
+    hung = [p for p in Path("/proc").glob("[0-9]*/cmdline") if _read(p).startswith(b"containerd\0infinity")]
+    assert not hung
 
 
 def test_an_imported_busybox_image_runs(lab_nodes: LabFactory, tmp_path: Path) -> None:
