@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from agent.cli.node import CONFIG_DEFAULT
 from agent.daemon.app import ExitCode, run_daemon
 from agent.daemon.config import CONFIG_PATH_ENV, AgentSettings, ConfigError, load_config
 from agent.daemon.local import apply_items
+from agent.kits.digests import is_sha256
 from agent.kits.logs import SecretRegistry, setup_logging
 from agent.kits.stopping import StopSignals
 
@@ -81,7 +81,7 @@ def activate(args: argparse.Namespace) -> int:
         print(f"lcm-agent: {prefix} is not <root>/versions/{__version__}: install the agent into the layout "
               "of docs/self-upgrade.md before activating it", file=sys.stderr)
         return ExitCode.CONFIG
-    if wheel_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", wheel_sha256):
+    if wheel_sha256 is not None and not is_sha256(wheel_sha256):
         print(f"lcm-agent: --wheel-sha256 {wheel_sha256!r} is not 64 lower-case hex digits", file=sys.stderr)
         return ExitCode.CONFIG
     layout = Layout(prefix.parent.parent)

@@ -31,13 +31,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agent.kits.digests import is_sha256
+
 UNIT_FILE = Path(__file__).resolve().parents[2] / "systemd" / "lcm-agent.service"
 """The agent's unit in a source checkout; an installed wheel does not carry it, so callers take a path."""
 INSTALL_ROOT = "/opt/lcm-agent"
 CONFIG_DIR = "/etc/lcm-agent"
 UNIT_PATH = "/etc/systemd/system/lcm-agent.service"
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 # PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
 _WHEEL = re.compile(r"(?P<dist>[A-Za-z0-9_.]+)-(?P<version>[A-Za-z0-9_.+!]+)(-\d[^-]*)?(-[^-]+){3}\.whl")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -126,7 +127,7 @@ def _check(data: MachineUserData) -> None:
         raise ValueError(f"API server {data.api_server!r} must be an https:// URL")
     if not data.token.strip() or any(c.isspace() for c in data.token.strip()):
         raise ValueError("the token must be one non-empty word")
-    if not _SHA256.fullmatch(data.agent.sha256):
+    if not is_sha256(data.agent.sha256):
         raise ValueError(f"agent sha256 {data.agent.sha256!r} must be 64 lower-case hex digits")
     if urlsplit(data.agent.index_url).scheme not in ("https", "http"):
         raise ValueError(f"package index {data.agent.index_url!r} must be an http(s) URL")
@@ -147,7 +148,7 @@ def _check_tree(agent: AgentBuild) -> None:
         # wheel's name.
         raise ValueError(f"agent tree {name!r} must be lcm_agent-{agent.version}-….tar.gz, "
                          "the wheel's version")
-    if not _SHA256.fullmatch(agent.tree_sha256):
+    if not is_sha256(agent.tree_sha256):
         raise ValueError(f"agent tree sha256 {agent.tree_sha256!r} must be 64 lower-case hex digits")
 
 

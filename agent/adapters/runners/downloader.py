@@ -37,6 +37,7 @@ from agent.api.execution import (
     ItemInput,
     ItemResult,
 )
+from agent.kits.digests import is_sha256
 
 _CHUNK = 1 << 16
 _TIMEOUTS = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
@@ -72,7 +73,7 @@ def parse(params: Mapping[str, str]) -> Download:
     url, sha, dest = params.get("url", ""), params.get("sha256", "").lower(), params.get("dest", "")
     if urlsplit(url).scheme not in ("http", "https", "file"):
         raise ParamsError(f"param url must be an http, https or file URL, got {url!r}")
-    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+    if not is_sha256(sha):
         raise ParamsError("param sha256 must be 64 hexadecimal digits")
     if not dest.startswith("/") or dest.endswith("/"):
         raise ParamsError(f"param dest must be an absolute file path, got {dest!r}")
