@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -163,3 +164,33 @@ async def test_a_machine_that_reboots_comes_back_with_a_new_boot_and_its_agent_r
     assert good.record is not None
     _, addresses = await good.exec(["ip", "-4", "-o", "addr", "show", "eth0"])
     assert good.record.address in addresses
+
+
+def _pid_namespace(pid: str | int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:  # gone, or a zombie
+        return None
+
+
+def _processes_in(namespace: str | None) -> list[str]:
+    return [p.name for p in Path("/proc").glob("[0-9]*") if _pid_namespace(p.name) == namespace]
+
+
+async def test_a_machine_that_hangs_in_its_poweroff_is_killed_with_all_its_processes(
+        machines: Machines) -> None:
+    """stop() kills nspawn when the machine has not powered off in time (here a unit that never stops). The
+    machine's init is in a session of its own and must be killed too: once it survived, orphaned, a whole
+    machine running (its dockerd and agent) with nothing left that named it, past the lab's teardown."""
+    bad = machines.bad
+    await bad.exec(["systemd-run", "--unit=never-stops", "-p", "TimeoutStopSec=infinity", "--",
+                    "sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+    leader = bad.leader()
+    assert leader is not None
+    inside = _pid_namespace(leader)
+    await bad.stop(grace=1)
+    assert bad.leader() is None
+    deadline = time.monotonic() + 10
+    while left := _processes_in(inside):
+        assert time.monotonic() < deadline, f"the machine's processes outlived its nspawn: {left}"
+        await asyncio.sleep(0.1)

@@ -40,6 +40,8 @@ from testbed.lab.machines.supervisor import HOLD_DOWN
 STATE_ROOT = Path("/var/lib/lcm-lab/machines")
 STOP_TIMEOUT = 30.0
 """Seconds a machine gets to power off (systemd stops its units) before nspawn is killed."""
+LEADER_TIMEOUT = 30.0
+"""Seconds from nspawn's start to the machine's init, beyond which a command into it gives up."""
 _PF_KTHREAD = 0x00200000
 MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NSPAWN_OPTIONS = (
@@ -158,21 +160,41 @@ class Machine:
         return pid if ours and _alive(pid) else None
 
     def leader(self) -> int | None:
-        """The machine's PID 1 as the host sees it (for nsenter); None when the machine is not running."""
+        """The machine's PID 1 as the host sees it (for nsenter): the child of its nspawn in a PID namespace
+        of its own. None when the machine is not running, and for a moment after each start: nspawn's first
+        child is a helper in the host's PID namespace until it has cloned the machine's init."""
         pid = self.nspawn_pid()
         if pid is None:
             return None
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+        try:
+            host_side = os.readlink(f"/proc/{pid}/ns/pid")
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        for child in children:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{child}/ns/pid") != host_side:
+                    return int(child)
         return None
+
+    async def _running_leader(self) -> int:
+        """The leader, waited for while nspawn runs but has not started the machine's init yet (right after a
+        boot or a reboot); LabError once nspawn is gone, or when its init never comes."""
+        deadline = time.monotonic() + LEADER_TIMEOUT
+        while (leader := self.leader()) is None:
+            if self.nspawn_pid() is None:
+                raise LabError(f"machine {self.name} is not running")
+            if time.monotonic() > deadline:
+                raise LabError(f"systemd-nspawn of machine {self.name} runs but started no init within "
+                               f"{LEADER_TIMEOUT:g} s (console: {self.console})")
+            await asyncio.sleep(0.05)
+        return leader
 
     async def exec(
         self, argv: Sequence[str], *, check: bool = True, limit: float = 300.0, stdin: bytes | None = None,
     ) -> tuple[int, str]:
         """Run a command inside the machine, with the machine's own clean environment."""
-        leader = self.leader()
-        if leader is None:
-            raise LabError(f"machine {self.name} is not running")
+        leader = await self._running_leader()
         return await run(["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "--",
                           "env", "-i", f"PATH={MACHINE_PATH}", "LANG=C.UTF-8", *argv],
                          check=check, limit=limit, stdin=stdin)
@@ -197,14 +219,22 @@ class Machine:
                 os.kill(supervisor, signal.SIGKILL)
 
     async def _stop_nspawn(self, grace: float) -> None:
+        """SIGTERM (nspawn powers the machine off), then SIGKILL to the machine's init and nspawn's group.
+        The init goes first: it is in a session of its own, so killing nspawn alone would leave the whole
+        machine running, orphaned, with nothing left that names it."""
         pid = self.nspawn_pid()
         if pid is None:
             return
+        leader = self.leader()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if await _exited(pid, grace):
             return
+        if leader is None:
+            leader = self.leader()
         with contextlib.suppress(ProcessLookupError):
+            if leader is not None:
+                os.kill(leader, signal.SIGKILL)  # the PID namespace's init: the kernel kills all in it
             os.killpg(pid, signal.SIGKILL)
         if not await _exited(pid, 10.0):
             raise LabError(f"systemd-nspawn of machine {self.name} (pid {pid}) survives SIGKILL")

@@ -128,7 +128,10 @@ def _launch_and_wait(node: LabNode, deadline: float, offset: int) -> int | None:
         if process.poll() is not None:
             return process.returncode
         time.sleep(_POLL)
-    raise LabError(f"dockerd of {node.name} did not start in time: {_log_since(node, offset)}")
+    containerd = _live(_containerd_pid_file(node), b"containerd")
+    raise LabError(f"dockerd of {node.name} (pid {process.pid}) did not answer in time; its containerd "
+                   f"{'is pid ' + str(containerd) if containerd else 'is not running'}: "
+                   f"{_log_since(node, offset)}")
 
 
 def _drop_stale_pid_files(node: LabNode) -> None:
