@@ -36,6 +36,7 @@ from pathlib import Path
 from testbed.lab.machines.host import LabError, run
 from testbed.lab.machines.network import Subnet, leftover_namespaces, link_name, plug, unplug
 from testbed.lab.machines.supervisor import HOLD_DOWN
+from testbed.lab.processes import alive
 
 STATE_ROOT = Path("/var/lib/lcm-lab/machines")
 STOP_TIMEOUT = 30.0
@@ -272,11 +273,7 @@ def _alive(pid: int) -> bool:
     """Running, not a zombie: a machine this process booted is reaped here once it has exited."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return alive(pid)
 
 
 def _kernel_thread(pid: int) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from testbed.lab.netns.namespaces import LabError
 from testbed.lab.netns.node import LabNode
+from testbed.lab.processes import alive
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -143,15 +144,6 @@ def _drop_stale_pid_files(node: LabNode) -> None:
             pid_file.unlink(missing_ok=True)
 
 
-def _runs(target: int) -> bool:
-    """True while ``target`` is a live process (a zombie's command line is empty)."""
-    try:
-        with open(f"/proc/{target}/cmdline", "rb") as f:
-            return bool(f.read(1))
-    except OSError:
-        return False
-
-
 def _log_since(node: LabNode, offset: int) -> str:
     with open(node.log_file, "rb") as f:
         f.seek(offset)
@@ -171,7 +163,7 @@ def _stop_pid(target: int | None, timeout: float) -> None:
         return
     os.kill(target, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _runs(target):
+    while alive(target):
         if time.monotonic() > deadline:
             os.kill(target, signal.SIGKILL)
             deadline = float("inf")

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.lab import processes
 from testbed.lab.netns import dockerd
 from testbed.lab.netns import namespaces as netns
 from testbed.lab.netns.namespaces import LabError, LabNetwork
@@ -272,17 +273,10 @@ def _kill(pids: Iterable[int]) -> list[str]:
     deadline = time.monotonic() + _KILL_WAIT
     alive = targets
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if _alive(p)]
+        alive = [p for p in alive if processes.alive(p)]
         time.sleep(0.05)
     if alive:
         raise LabError(f"lab processes survived SIGKILL: {alive}")
     return [f"process {p}" for p in targets]
 
 
-def _alive(target: int) -> bool:
-    try:
-        with open(f"/proc/{target}/stat", encoding="utf-8") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
