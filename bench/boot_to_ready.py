@@ -50,7 +50,7 @@ PATIENCE = 900.0
 BUDGET = 45.0
 """Seconds from the first boot to every LCMMachine Ready."""
 PACKAGES = ("ca-certificates", "curl", "iptables", "docker.io")
-"""What the release's prepare/packages and deploy/docker-engine items install (deploy/samples)."""
+"""What the release's prepare/packages and prepare/docker-engine items install (deploy/samples)."""
 SWARM_PORT = 2377
 
 Times = dict[str, dict[str, float]]

@@ -31,7 +31,7 @@ def test_the_agent_wheel_carries_the_release_playbooks(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"agent/release/playbooks/{p.relative_to(PLAYBOOKS).as_posix()}" for p in PLAYBOOKS.rglob("*")
                if p.is_file() and "__pycache__" not in p.parts}
-    assert "agent/release/playbooks/deploy/docker-engine.yml" in shipped
+    assert "agent/release/playbooks/prepare/docker-engine.yml" in shipped
     assert shipped <= names, sorted(shipped - names)
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("docker.io", "curl", "python3-apt")
 """What the release's playbooks install on a machine beyond the image; apt adds the dependencies
-(containerd, runc, iptables, …): ``docker.io`` (deploy/docker-engine), ``curl`` (prepare/packages' base
+(containerd, runc, iptables, …): ``docker.io`` (prepare/docker-engine), ``curl`` (prepare/packages' base
 packages; ca-certificates is in the image, iptables comes with docker.io) and ``python3-apt``, which
 Ansible's apt module needs and installs by itself from the same source before its first install."""
 
