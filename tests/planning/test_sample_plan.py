@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from planning_world import World
+from planning_world import World, done
 
 from agent.api.crds import load_crds
 from agent.api.models import ClusterRelease
@@ -88,3 +88,26 @@ def test_the_demo_deploys_upgrades_and_lets_a_worker_go() -> None:
     assert world.machine("demo-worker-1").metadata.finalizers == ()
     assert world.items("demo-worker-1")[-1] == "swarm-leave"
     assert world.cluster["status"]["progress"] == "ready 2/2"
+
+
+def test_the_demos_workers_configure_their_engine_while_the_control_plane_deploys() -> None:
+    """The sample makes docker-engine a prepare item: workers held back until the control plane is done
+    install and configure their engine meanwhile, so their own deploy is only the join."""
+    world = _demo()
+    workers = [n for n in world.machines if world.machine(n).spec.type == "worker"]
+    engines_at = control_at = None
+    for step in range(100):
+        engines = all(done(world, w, "docker-engine") for w in workers)
+        world.step()
+        if engines_at is None and all(done(world, w, "docker-engine") for w in workers):
+            engines_at = step
+        if control_at is None and done(world, "demo-control-0", "swarm-init"):
+            control_at = step
+        if any("swarm-join" in world.items(w) for w in workers):
+            assert engines, "a worker was given its join before its engine was configured"
+            break
+    else:
+        raise AssertionError("the workers were never given their join")
+    assert engines_at is not None
+    assert control_at is not None
+    assert engines_at < control_at  # the engines were done while the control machine was still deploying
