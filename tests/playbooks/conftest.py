@@ -115,7 +115,7 @@ async def redeploy(cluster: Cluster, *, swarm_only: bool = False) -> None:
         if not swarm_only:
             for name in PREPARE:
                 await release.must(node, f"prepare/{name}.yml", LAB_PREPARE, phase="prepare")
-            await release.must(node, "prepare/docker-engine.yml", ENGINE)
+            await release.must(node, "prepare/docker-engine.yml", ENGINE, phase="prepare")
         if node is cluster.manager:
             await release.init(node, cluster.availability)
         else:

@@ -98,7 +98,8 @@ class Release:
                                    for n in nodes))
 
     async def engine(self, nodes: Sequence[LabNode], settings: Mapping[str, str]) -> None:
-        await asyncio.gather(*(self.must(n, "prepare/docker-engine.yml", settings) for n in nodes))
+        await asyncio.gather(*(self.must(n, "prepare/docker-engine.yml", settings, phase="prepare")
+                               for n in nodes))
 
     async def init(self, node: LabNode, availability: str = "") -> None:
         params = {"advertiseAddress": node.address, **_availability(availability)}

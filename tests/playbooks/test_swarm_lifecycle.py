@@ -148,7 +148,7 @@ async def test_decommission_removes_a_node_cleanly(cluster: Cluster) -> None:
     target = cluster.workers[1]
     drain = {"node_address": target.address, "availability": "drain"}
     await release.must(cluster.manager, "maintenance/swarm-drain.yml", drain)
-    leave = await release.must(target, "decommission/swarm-leave.yml", phase="reconfigure")
+    leave = await release.must(target, "decommission/swarm-leave.yml", phase="decommission")
     assert leave.changed == 1
     assert engine(target).info()["Swarm"]["LocalNodeState"] == "inactive"
     remove = {"node_address": target.address}
@@ -156,5 +156,5 @@ async def test_decommission_removes_a_node_cleanly(cluster: Cluster) -> None:
     assert run.changed == 1
     assert sorted(swarm_nodes(cluster.manager)) == ["ctl-1", "wrk-1"]
 
-    assert (await release.must(target, "decommission/swarm-leave.yml", phase="reconfigure")).changed == 0
+    assert (await release.must(target, "decommission/swarm-leave.yml", phase="decommission")).changed == 0
     assert (await release.must(cluster.manager, "maintenance/swarm-remove.yml", remove)).changed == 0

@@ -50,7 +50,7 @@ def test_join_tokens_appear_nowhere(managers: Cluster) -> None:
 async def test_a_manager_is_decommissioned_and_the_swarm_keeps_its_quorum(managers: Cluster) -> None:
     leaving = managers.controls[2]
     release = managers.release
-    leave = await release.must(leaving, "decommission/swarm-leave.yml", phase="reconfigure")
+    leave = await release.must(leaving, "decommission/swarm-leave.yml", phase="decommission")
     assert leave.changed == 1  # it demoted itself first, then left
     remove = await release.must(managers.manager, "maintenance/swarm-remove.yml",
                                 {"node_address": leaving.address})
