@@ -112,6 +112,9 @@ FULL_WORKERS=${LCM_TEST_WORKERS:-0}
 # per-package report at the end; LCM_TEST_COVERAGE=0 runs it without.
 COVERAGE=${LCM_TEST_COVERAGE:-1}
 COVERAGE_DIR=${LCM_COVERAGE_DIR:-.coverage-data}
+# The full suite ends with its 40 costliest tests (setup, call and teardown apart): where CI's time goes, on
+# record with every run, and the input of tests/slow_from_durations.py.
+DURATIONS=(--durations=40)
 
 run_tests() {
   local fast=0 code=0
@@ -128,13 +131,13 @@ run_tests() {
     return
   fi
   if [ "$COVERAGE" != 1 ]; then
-    "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
+    "$VENV/bin/python" -m pytest "${parallel[@]}" "${DURATIONS[@]}" "$@"
     return
   fi
   # Coverage's data files land in one folder (the agent's own processes write theirs there too: patch =
   # subprocess in pyproject.toml); the report follows the tests' outcome, which stays dev.sh's exit code.
   rm -rf "$COVERAGE_DIR" && mkdir -p "$COVERAGE_DIR"
-  COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage run -m pytest "${parallel[@]}" "$@" \
+  COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage run -m pytest "${parallel[@]}" "${DURATIONS[@]}" "$@" \
     || code=$?
   COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage combine -q "$COVERAGE_DIR" \
     && COVERAGE_FILE="$PWD/$COVERAGE_DIR/data" "$VENV/bin/python" -m coverage json -q -o "$COVERAGE_DIR/coverage.json" \

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -143,6 +144,25 @@ def _group(item: pytest.Item) -> str:
                 continue
             return item.nodeid.split("::")[0] if definition.scope == "module" else f"{defined_in}:{name}"
     return ""
+
+
+SECONDS_BY_FOLDER: defaultdict[str, float] = defaultdict(float)
+"""Each folder's tests' setup, call and teardown seconds, summed (under xdist, over the workers)."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = report.nodeid.split("::")[0].split("/")
+    SECONDS_BY_FOLDER["/".join(parts[:2]) if len(parts) > 2 else parts[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the suite's time went, folder by folder: what to make faster first."""
+    if not SECONDS_BY_FOLDER:
+        return
+    terminalreporter.write_sep("=", "seconds by folder (setup + call + teardown)")
+    for folder, seconds in sorted(SECONDS_BY_FOLDER.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:9.1f}  {folder}")
+    terminalreporter.write_line(f"{sum(SECONDS_BY_FOLDER.values()):9.1f}  (all)")
 
 
 def _announce(line: str) -> None:
