@@ -102,12 +102,12 @@ install_vm() {
   fi
 }
 
-# pytest-xdist workers (LCM_TEST_WORKERS=0: one process). The suite mostly waits (on dockerd, ansible-playbook,
-# machines booting): in one process it kept 2 cores 38 % busy, so two workers share the host well, each with
-# its own real control plane. loadgroup keeps each xdist_group on one worker: tests/conftest.py groups the
+# pytest-xdist workers for the fast loop (LCM_TEST_WORKERS=0: none; the full suite runs in one process unless
+# LCM_TEST_WORKERS is set: on 2 cores two workers each start a real control plane and rebuild the module
+# swarms, and were not faster). loadgroup keeps each xdist_group on one worker: tests/conftest.py groups the
 # nspawn machines (fixed names) and every module's or session's costly fixture.
 FAST_WORKERS=${LCM_TEST_WORKERS:-2}
-FULL_WORKERS=${LCM_TEST_WORKERS:-2}
+FULL_WORKERS=${LCM_TEST_WORKERS:-0}
 # The full suite runs under coverage.py (branch, the agent's own processes too: about a tenth slower), with the
 # per-package report at the end; LCM_TEST_COVERAGE=0 runs it without.
 COVERAGE=${LCM_TEST_COVERAGE:-1}
