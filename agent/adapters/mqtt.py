@@ -27,7 +27,7 @@ from aiomqtt import MqttCodeError, MqttError, ProtocolVersion, Will
 from aiomqtt.exceptions import MqttConnectError
 
 from agent.kits.backoff import Backoff
-from agent.kits.tasks import first_of
+from agent.kits.tasks import first_of, raise_lost_cancel
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,7 @@ class MqttLink:
             message = await outbox.head()
             await _send(client, message)
             outbox.sent(message)
+            raise_lost_cancel()  # a stop that came as the broker acknowledged: seen in CI, the agent hung
 
     @staticmethod
     async def _drain(client: aiomqtt.Client, outbox: Outbox) -> None:

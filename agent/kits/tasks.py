@@ -32,6 +32,16 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
         await asyncio.wait(tasks)
 
 
+def raise_lost_cancel() -> None:
+    """Raise the cancellation a library call swallowed. On Python 3.11 ``asyncio.wait_for`` returns the
+    inner result when it completes just as the outer task is cancelled (CPython gh-86296, fixed in 3.12), so
+    the task runs on while ``cancelling()``; a loop around such a call (aiomqtt's publish) calls this after
+    it, or a stopping agent waits for ever on its next message."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def first_of(*waits: Awaitable[Any], seconds: float | None = None) -> None:
     """Return once the first of ``waits`` is done, or after ``seconds`` (a negative time: at once).
 

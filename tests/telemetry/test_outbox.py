@@ -4,8 +4,11 @@ flight leaves only once the broker took it."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
-from agent.adapters.mqtt import Outbox, Outgoing
+import aiomqtt
+
+from agent.adapters.mqtt import MqttLink, Outbox, Outgoing
 
 
 def _msg(topic: str, n: int) -> Outgoing:
@@ -55,3 +58,31 @@ async def test_waiting_for_a_message_wakes_on_put() -> None:
     assert not waiter.done()
     box.put(_msg("t", 1))
     assert (await asyncio.wait_for(waiter, 1)).payload == b"1"
+
+
+class _AckedAsCancelled:
+    """A client whose publish waits for its acknowledgement as aiomqtt's does, by ``asyncio.wait_for``."""
+
+    def __init__(self) -> None:
+        self.ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.publishing = asyncio.Event()
+
+    async def publish(self, *_: Any, **__: Any) -> None:
+        self.publishing.set()
+        await asyncio.wait_for(self.ack, timeout=3600)
+
+
+async def test_a_link_stopped_as_the_broker_acknowledges_stops_sending() -> None:
+    """Python 3.11's wait_for returns the acknowledgement and drops a cancellation that arrives in the same
+    loop turn; the link then waited for ever on an empty outbox and the agent never stopped (seen in CI)."""
+    box = Outbox(10)
+    box.put(_msg("lcm/ns/c/m/events", 1))
+    client = _AckedAsCancelled()
+    sending = asyncio.ensure_future(MqttLink._send_all(cast(aiomqtt.Client, client), box))
+    await client.publishing.wait()
+    client.ack.set_result(None)
+    sending.cancel()
+    for _ in range(10):  # loop turns, not time: the cancellation needs two
+        await asyncio.sleep(0)
+    assert len(box) == 0  # the acknowledged message left the outbox
+    assert sending.cancelled()
