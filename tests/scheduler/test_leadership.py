@@ -5,7 +5,7 @@ hands over at once."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from scheduler_harness import (
 )
 
 from agent.adapters.kube import Kube, Resource, connect
+from agent.kits.timestamps import micro_time
 from regional.planning.actions import Patch, Plan, PlanInput
 from regional.scheduler.runtime import Scheduler
 from testbed.sim.faults import Faults
@@ -189,3 +190,20 @@ async def test_a_clean_stop_releases_the_lease_and_the_standby_takes_over_at_onc
     assert set(holders[:taken - 1]) == {"a"}
     lease = await kube.get(LEASES, ns, "lcm-scheduler")
     assert lease["spec"]["leaseTransitions"] == 1
+
+
+async def test_a_leader_whose_last_renewal_it_never_saw_answered_still_releases_on_stop(
+        kube_api: KubeApi, kube: Kube) -> None:
+    """A renewal cancelled by the stop can land without its answer: the leader's copy of the Lease is then
+    one resourceVersion behind, as here, where the renewal is written for it."""
+    ns = kube_api.namespace
+    await setup(kube, ns)
+    async with Recorder(kube, CLUSTERS, ns) as history:
+        stop_a, a = await start(replica(kube, ns, "a"))
+        await eventually(lambda: writers(history) == ["a"], what="a leading")
+        lease = await kube.get(LEASES, ns, "lcm-scheduler")
+        renewed_for_a = {**lease["spec"], "renewTime": micro_time(datetime.now(UTC))}
+        await kube.replace(LEASES, ns, "lcm-scheduler", {**lease, "spec": renewed_for_a})
+        stop_a.set()
+        await a
+    assert await holder(kube, ns) == ""
